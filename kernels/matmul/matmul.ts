@@ -1,0 +1,147 @@
+/**
+ * Matmul family entry point: C = alpha·op(A)·op(B) (+ bias) (+ C_in), batched.
+ *
+ * Shapes: A (..., M, K) — or (..., K, M) with transA; B (..., K, N) — or (..., N, K) with
+ * transB; B may be 2-D and shared by every batch. Result (..., M, N).
+ *
+ * This file holds the API and a simple correct kernel; faster families for subgroup CPU
+ * adapters and tiled GPUs are chosen here by adapter (see matmul_*.ts when present).
+ */
+import type { Tensor } from "../runtime/tensor.ts";
+import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+
+export interface MatmulOptions {
+  readonly transA?: boolean;
+  readonly transB?: boolean;
+  /** (N) added to every row. */
+  readonly bias?: Tensor;
+  /** Scale of A·B (bias and accumulate are not scaled). Default 1. */
+  readonly alpha?: number;
+  /** C_in (same shape as the result) added to the result. May be `out` itself. */
+  readonly accumulate?: Tensor;
+  /** Write into this tensor instead of a new one. */
+  readonly out?: Tensor;
+}
+
+export interface MatmulShape {
+  readonly batch: number;
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly batchB: boolean; // B has its own batch (else shared)
+  readonly outShape: readonly number[];
+}
+
+export function matmulShape(a: Tensor, b: Tensor, o: MatmulOptions = {}): MatmulShape {
+  if (a.shape.length < 2 || b.shape.length < 2) {
+    throw new RangeError(`matmul needs ≥2-D operands, got [${a.shape}] and [${b.shape}]`);
+  }
+  const ar = a.shape.length, br = b.shape.length;
+  const m = o.transA ? a.shape[ar - 1] : a.shape[ar - 2];
+  const k = o.transA ? a.shape[ar - 2] : a.shape[ar - 1];
+  const kb = o.transB ? b.shape[br - 1] : b.shape[br - 2];
+  const n = o.transB ? b.shape[br - 2] : b.shape[br - 1];
+  if (k !== kb) {
+    throw new RangeError(
+      `matmul inner sizes differ: A [${a.shape}]${o.transA ? "ᵀ" : ""} · B [${b.shape}]${
+        o.transB ? "ᵀ" : ""
+      }`,
+    );
+  }
+  const lead = a.shape.slice(0, ar - 2);
+  const batch = lead.reduce((x, y) => x * y, 1);
+  const bBatch = b.shape.slice(0, br - 2).reduce((x, y) => x * y, 1);
+  if (bBatch !== 1 && bBatch !== batch) {
+    throw new RangeError(`matmul batch sizes differ: A [${a.shape}], B [${b.shape}]`);
+  }
+  if (o.bias && o.bias.size !== n) {
+    throw new RangeError(`matmul bias has ${o.bias.size} elements, expected ${n}`);
+  }
+  const outShape = [...lead, m, n];
+  return { batch, m, n, k, batchB: bBatch !== 1, outShape };
+}
+
+/** Simple kernel: one invocation per output element. Correct for any shape and any adapter. */
+export function naiveMatmulSpec(
+  s: MatmulShape,
+  o: { transA: boolean; transB: boolean; bias: boolean; accumulate: boolean; alpha: number },
+): KernelSpec {
+  const { batch, m, n, k } = s;
+  const aIdx = o.transA ? `ab + kk * ${m}u + row` : `ab + row * ${k}u + kk`;
+  const bIdx = o.transB ? `bb + col * ${k}u + kk` : `bb + kk * ${n}u + col`;
+  const code = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read> B: array<f32>;
+@group(0) @binding(2) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (i >= ${batch * m * n}u) { return; }
+  let bi = i / ${m * n}u;
+  let rc = i % ${m * n}u;
+  let row = rc / ${n}u;
+  let col = rc % ${n}u;
+  let ab = bi * ${m * k}u;
+  let bb = ${s.batchB ? `bi * ${k * n}u` : "0u"};
+  var acc = 0.0;
+  for (var kk = 0u; kk < ${k}u; kk++) { acc += A[${aIdx}] * B[${bIdx}]; }
+  var r = acc * ${o.alpha.toExponential()};
+  ${o.bias ? "r += BIAS[col];" : ""}
+  ${o.accumulate ? "r += C[i];" : ""}
+  C[i] = r;
+}`;
+  return { name: "matmul_naive", code, bindings: ["read", "read", "read", "read_write"] };
+}
+
+/** C = alpha·op(A)·op(B) (+ bias) (+ accumulate). */
+export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
+  const rt = a.rt;
+  const s = matmulShape(a, b, o);
+  const out = o.out ?? rt.empty(s.outShape);
+  if (o.accumulate && o.accumulate !== out) rt.copy(o.accumulate, out);
+  const spec = naiveMatmulSpec(s, {
+    transA: !!o.transA,
+    transB: !!o.transB,
+    bias: !!o.bias,
+    accumulate: !!o.accumulate,
+    alpha: o.alpha ?? 1,
+  });
+  rt.dispatch(spec, [a, b, o.bias ?? a, out], grid1d(cdiv(s.batch * s.m * s.n, 64)));
+  return out;
+}
+
+/** Plain TypeScript reference (float64 accumulation), same conventions as `matmul`. */
+export function matmulRef(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  s: { batch: number; m: number; n: number; k: number; batchB: boolean },
+  o: {
+    transA?: boolean;
+    transB?: boolean;
+    bias?: ArrayLike<number>;
+    alpha?: number;
+    accumulate?: ArrayLike<number>;
+  } = {},
+): Float64Array {
+  const { batch, m, n, k } = s;
+  const c = new Float64Array(batch * m * n);
+  for (let bi = 0; bi < batch; bi++) {
+    const ab = bi * m * k, bb = s.batchB ? bi * k * n : 0;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let acc = 0;
+        for (let kk = 0; kk < k; kk++) {
+          const av = o.transA ? a[ab + kk * m + i] : a[ab + i * k + kk];
+          const bv = o.transB ? b[bb + j * k + kk] : b[bb + kk * n + j];
+          acc += av * bv;
+        }
+        const idx = bi * m * n + i * n + j;
+        c[idx] = acc * (o.alpha ?? 1) + (o.bias ? o.bias[j] : 0) +
+          (o.accumulate ? o.accumulate[idx] : 0);
+      }
+    }
+  }
+  return c;
+}

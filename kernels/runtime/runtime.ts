@@ -1,0 +1,447 @@
+/**
+ * The GPU runtime: device, buffer pool, kernel cache, batched command encoding, scopes.
+ * Plain class with fast synchronous methods; the Effect `Gpu` service (gpu.ts) owns its
+ * lifetime. Dispatches are recorded into one command encoder and submitted in batches;
+ * only `read()` waits for the GPU.
+ */
+import { BufferPool } from "./pool.ts";
+import { byteLength, type DType, numel, Tensor } from "./tensor.ts";
+import type { KernelSpec } from "./kernel.ts";
+
+export interface AdapterRecord {
+  readonly description: string;
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly isFallbackAdapter: boolean;
+  readonly subgroupMinSize: number;
+  readonly subgroupMaxSize: number;
+  readonly features: readonly string[];
+  readonly limits: Readonly<Record<string, number>>;
+}
+
+interface Compiled {
+  readonly spec: KernelSpec;
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+}
+
+export type Binding = Tensor | GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+
+type Scope = Tensor[];
+
+/** Anything containing tensors (arrays, plain objects, Maps) — used to find scope results. */
+function collectTensors(value: unknown, out: Set<Tensor>, depth = 0): void {
+  if (depth > 6 || value === null || typeof value !== "object") return;
+  if (value instanceof Tensor) {
+    out.add(value);
+    return;
+  }
+  if (Array.isArray(value)) { for (const v of value) collectTensors(v, out, depth + 1); }
+  else if (value instanceof Map) {
+    for (const v of value.values()) {
+      collectTensors(v, out, depth + 1);
+    }
+  } else if (Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collectTensors(v, out, depth + 1);
+  }
+}
+
+export class Runtime {
+  readonly pool: BufferPool;
+  readonly subgroupSize: number;
+  readonly hasSubgroups: boolean;
+  readonly hasF16: boolean;
+  readonly hasTimestamps: boolean;
+  /** How many dispatches go into one command buffer before it is submitted. */
+  batchSize = 64;
+  /** Counters for benchmarks and tests. */
+  stats = { dispatches: 0, submits: 0, reads: 0, compiles: 0 };
+  lostReason: string | undefined;
+
+  #pipelines = new Map<string, Compiled>();
+  #encoder: GPUCommandEncoder | undefined;
+  #pass: GPUComputePassEncoder | undefined;
+  #pending = 0;
+  #scopes: Scope[] = [];
+  #uniforms: GPUBuffer[] = [];
+  #profiler: { query: GPUQuerySet; names: string[]; resolve: GPUBuffer } | undefined;
+  profile: Map<string, { calls: number; ns: number }> | undefined;
+
+  constructor(readonly device: GPUDevice, readonly adapter: AdapterRecord) {
+    this.pool = new BufferPool(device, device.limits.maxBufferSize);
+    this.hasSubgroups = device.features.has("subgroups");
+    this.hasF16 = device.features.has("shader-f16");
+    this.hasTimestamps = device.features.has("timestamp-query");
+    this.subgroupSize = adapter.subgroupMinSize === adapter.subgroupMaxSize
+      ? adapter.subgroupMinSize
+      : 0;
+    device.lost.then((info) => {
+      this.lostReason = `${info.reason}: ${info.message}`;
+    });
+  }
+
+  get isCpuAdapter(): boolean {
+    return this.adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(
+      this.adapter.description,
+    );
+  }
+
+  get maxBindingBytes(): number {
+    return this.device.limits.maxStorageBufferBindingSize;
+  }
+
+  // ---------------------------------------------------------------- tensors & scopes
+
+  /** A new uninitialised tensor from the pool (registered in the current scope). */
+  empty(shape: readonly number[], dtype: DType = "f32"): Tensor {
+    for (const d of shape) {
+      if (!Number.isInteger(d) || d < 0) throw new RangeError(`bad tensor shape [${shape}]`);
+    }
+    const t = new Tensor(this, this.pool.acquire(byteLength(shape, dtype)), shape, dtype);
+    this.#scopes.at(-1)?.push(t);
+    return t;
+  }
+
+  /** A tensor holding `data` (f32 by default; Int32Array → i32, Uint32Array → u32). */
+  tensor(
+    data: ArrayLike<number> | Float32Array | Int32Array | Uint32Array,
+    shape: readonly number[] = [data.length],
+    dtype?: DType,
+  ): Tensor {
+    const dt: DType = dtype ??
+      (data instanceof Int32Array ? "i32" : data instanceof Uint32Array ? "u32" : "f32");
+    if (numel(shape) !== data.length) {
+      throw new RangeError(`data of length ${data.length} does not fit shape [${shape}]`);
+    }
+    const t = this.empty(shape, dt);
+    this.write(t, data);
+    return t;
+  }
+
+  zeros(shape: readonly number[], dtype: DType = "f32"): Tensor {
+    const t = this.empty(shape, dtype);
+    this.#endPass();
+    this.#enc().clearBuffer(t.buf, 0, t.byteLength);
+    return t;
+  }
+
+  /** Upload into an existing tensor. Flushes recorded work first (pooled buffers may be reused). */
+  write(t: Tensor, data: ArrayLike<number> | ArrayBufferView, byteOffset = 0): void {
+    this.flush();
+    let view: ArrayBufferView;
+    if (ArrayBuffer.isView(data)) view = data;
+    else if (t.dtype === "f32") view = Float32Array.from(data as ArrayLike<number>);
+    else if (t.dtype === "i32") view = Int32Array.from(data as ArrayLike<number>);
+    else if (t.dtype === "u32") view = Uint32Array.from(data as ArrayLike<number>);
+    else view = Uint16Array.from(data as ArrayLike<number>);
+    let bytes = new Uint8Array(view.buffer as ArrayBuffer, view.byteOffset, view.byteLength);
+    if (bytes.byteLength % 4 !== 0) {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(bytes);
+      bytes = padded;
+    }
+    this.device.queue.writeBuffer(t.buf, byteOffset, bytes);
+  }
+
+  /**
+   * Run `fn`; every tensor created inside is released at the end unless it is reachable
+   * from the returned value (Tensor, arrays, plain objects, Maps), which moves to the
+   * enclosing scope.
+   */
+  scope<T>(fn: () => T): T {
+    const mine: Scope = [];
+    this.#scopes.push(mine);
+    let result: T;
+    try {
+      result = fn();
+    } catch (e) {
+      this.#scopes.pop();
+      for (const t of mine) t.dispose();
+      throw e;
+    }
+    this.#scopes.pop();
+    this.#closeScope(mine, result);
+    return result;
+  }
+
+  /** Async variant of `scope` (do not interleave two async scopes on one runtime). */
+  async scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
+    const mine: Scope = [];
+    this.#scopes.push(mine);
+    let result: T;
+    try {
+      result = await fn();
+    } catch (e) {
+      this.#scopes.splice(this.#scopes.lastIndexOf(mine), 1);
+      for (const t of mine) t.dispose();
+      throw e;
+    }
+    this.#scopes.splice(this.#scopes.lastIndexOf(mine), 1);
+    this.#closeScope(mine, result);
+    return result;
+  }
+
+  /** Move `t` out of all scopes: the caller now owns it and must dispose it. */
+  keep<T extends Tensor>(t: T): T {
+    for (const s of this.#scopes) {
+      const i = s.lastIndexOf(t);
+      if (i >= 0) {
+        s.splice(i, 1);
+        break;
+      }
+    }
+    return t;
+  }
+
+  #closeScope(mine: Scope, result: unknown): void {
+    const keepSet = new Set<Tensor>();
+    collectTensors(result, keepSet);
+    const parent = this.#scopes.at(-1);
+    for (const t of mine) {
+      if (keepSet.has(t)) parent?.push(t);
+      else t.dispose();
+    }
+  }
+
+  releaseBuffer(buf: GPUBuffer): void {
+    this.pool.release(buf);
+  }
+
+  // ---------------------------------------------------------------- kernels
+
+  /** Compile (once per distinct source) and return the pipeline for a spec. */
+  compile(spec: KernelSpec): Compiled {
+    const key = spec.code;
+    const hit = this.#pipelines.get(key);
+    if (hit) return hit;
+    this.device.pushErrorScope("validation");
+    const module = this.device.createShaderModule({ code: spec.code, label: spec.name });
+    const layout = this.device.createBindGroupLayout({
+      label: spec.name,
+      entries: spec.bindings.map((kind, binding) => ({
+        binding,
+        visibility: 4, // GPUShaderStage.COMPUTE
+        buffer: {
+          type: kind === "uniform" ? "uniform" : kind === "read" ? "read-only-storage" : "storage",
+        },
+      })),
+    });
+    const pipeline = this.device.createComputePipeline({
+      label: spec.name,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: spec.entry ?? "main" },
+    });
+    // Validation errors arrive asynchronously; surface them on the next read().
+    this.device.popErrorScope().then((err) => {
+      if (err) {
+        this.#compileErrors.push(`kernel '${spec.name}' failed to compile: ${err.message}`);
+      }
+    });
+    this.stats.compiles++;
+    const c = { spec, pipeline, layout };
+    this.#pipelines.set(key, c);
+    return c;
+  }
+  #compileErrors: string[] = [];
+
+  /**
+   * Record one dispatch. `bindings[i]` is bound to `@binding(i)`; numbers in `uniforms`
+   * (if the spec's last binding is "uniform") are packed as u32/f32 words by the caller.
+   */
+  dispatch(
+    spec: KernelSpec,
+    bindings: readonly Binding[],
+    workgroups: readonly [number, number?, number?],
+  ): void {
+    if (this.lostReason) throw new Error(`GPU device lost (${this.lostReason})`);
+    const c = this.compile(spec);
+    if (bindings.length !== spec.bindings.length) {
+      throw new Error(
+        `kernel '${spec.name}' takes ${spec.bindings.length} bindings, got ${bindings.length}`,
+      );
+    }
+    const entries: GPUBindGroupEntry[] = bindings.map((b, binding) => {
+      if (b instanceof Tensor) return { binding, resource: { buffer: b.buf, size: b.byteLength } };
+      if ("mapState" in b) return { binding, resource: { buffer: b } };
+      return { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } };
+    });
+    const group = this.device.createBindGroup({ layout: c.layout, entries });
+    const [x, y = 1, z = 1] = workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    if (this.#profiler && this.#profiler.names.length < 2048) {
+      this.#profiledDispatch(c, group, x, y, z);
+    } else {
+      const pass = this.#beginPass();
+      pass.setPipeline(c.pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(x, y, z);
+    }
+    this.stats.dispatches++;
+    if (++this.#pending >= this.batchSize) this.flush();
+  }
+
+  /** A small uniform buffer holding `words` (u32/i32/f32 packed by the caller), freed on flush. */
+  uniform(words: ArrayBufferView): GPUBuffer {
+    const size = Math.max(16, Math.ceil(words.byteLength / 16) * 16);
+    const buf = this.device.createBuffer({ size, usage: 0x0040 | 0x0008 /* UNIFORM|COPY_DST */ });
+    // Writing a fresh buffer is safe without flushing: nothing recorded references it yet.
+    const bytes = new Uint8Array(size);
+    bytes.set(new Uint8Array(words.buffer as ArrayBuffer, words.byteOffset, words.byteLength));
+    this.device.queue.writeBuffer(buf, 0, bytes);
+    this.#uniforms.push(buf);
+    return buf;
+  }
+
+  /** Record a buffer-to-buffer copy. */
+  copy(src: Tensor, dst: Tensor, bytes = Math.min(src.byteLength, dst.byteLength)): void {
+    this.#endPass();
+    this.#enc().copyBufferToBuffer(src.buf, 0, dst.buf, 0, bytes);
+  }
+
+  // ---------------------------------------------------------------- submission & readback
+
+  #enc(): GPUCommandEncoder {
+    return this.#encoder ??= this.device.createCommandEncoder();
+  }
+
+  #beginPass(): GPUComputePassEncoder {
+    return this.#pass ??= this.#enc().beginComputePass();
+  }
+
+  #endPass(): void {
+    this.#pass?.end();
+    this.#pass = undefined;
+  }
+
+  /** Submit everything recorded so far. */
+  flush(): void {
+    this.#endPass();
+    if (!this.#encoder) return;
+    this.device.queue.submit([this.#encoder.finish()]);
+    this.#encoder = undefined;
+    this.#pending = 0;
+    this.stats.submits++;
+    if (this.#uniforms.length) {
+      const old = this.#uniforms;
+      this.#uniforms = [];
+      this.device.queue.onSubmittedWorkDone().then(() => old.forEach((b) => b.destroy()));
+    }
+  }
+
+  /** Wait until the GPU has finished all submitted work. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.#throwCompileErrors();
+  }
+
+  /** Copy a tensor back to the CPU. Each call costs a GPU round trip (≥ 10 ms on lavapipe). */
+  async read(t: Tensor): Promise<Float32Array | Int32Array | Uint32Array | Uint16Array> {
+    const bytes = t.byteLength;
+    const staging = this.device.createBuffer({ size: bytes, usage: 0x0001 | 0x0008 }); // MAP_READ|COPY_DST
+    this.#endPass();
+    this.#enc().copyBufferToBuffer(t.buf, 0, staging, 0, bytes);
+    this.flush();
+    this.stats.reads++;
+    await staging.mapAsync(1 /* READ */);
+    this.#throwCompileErrors();
+    if (this.lostReason) throw new Error(`GPU device lost (${this.lostReason})`);
+    const copy = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    switch (t.dtype) {
+      case "f32":
+        return new Float32Array(copy, 0, t.size);
+      case "i32":
+        return new Int32Array(copy, 0, t.size);
+      case "u32":
+        return new Uint32Array(copy, 0, t.size);
+      default:
+        return new Uint16Array(copy, 0, t.size);
+    }
+  }
+
+  /** Read an f32 tensor as a Float32Array (throws on other dtypes). */
+  async readF32(t: Tensor): Promise<Float32Array> {
+    if (t.dtype !== "f32") throw new TypeError(`readF32 of a ${t.dtype} tensor`);
+    return (await this.read(t)) as Float32Array;
+  }
+
+  #throwCompileErrors(): void {
+    if (this.#compileErrors.length) {
+      const msg = this.#compileErrors.join("\n");
+      this.#compileErrors = [];
+      throw new Error(msg);
+    }
+  }
+
+  // ---------------------------------------------------------------- profiling
+
+  /** Turn per-kernel timestamp profiling on (one pass per dispatch; slower). */
+  enableProfiling(): void {
+    if (!this.hasTimestamps) return;
+    this.flush();
+    this.profile = new Map();
+    const count = 4096; // 2048 profiled dispatches between collectProfile() calls
+    this.#profiler = {
+      query: this.device.createQuerySet({ type: "timestamp", count }),
+      names: [],
+      resolve: this.device.createBuffer({ size: count * 8, usage: 0x0200 | 0x0004 }), // QUERY_RESOLVE|COPY_SRC
+    };
+  }
+
+  #profiledDispatch(c: Compiled, group: GPUBindGroup, x: number, y: number, z: number): void {
+    const p = this.#profiler!;
+    this.#endPass();
+    const i = p.names.length;
+    const pass = this.#enc().beginComputePass({
+      timestampWrites: {
+        querySet: p.query,
+        beginningOfPassWriteIndex: 2 * i,
+        endOfPassWriteIndex: 2 * i + 1,
+      },
+    });
+    pass.setPipeline(c.pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(x, y, z);
+    pass.end();
+    p.names.push(c.spec.name);
+  }
+
+  /** Collect profiled timings recorded so far (resolves queries; costs a readback). */
+  async collectProfile(): Promise<Map<string, { calls: number; ns: number }>> {
+    const p = this.#profiler;
+    if (!p || !this.profile) return new Map();
+    if (p.names.length) {
+      const n = p.names.length;
+      const staging = this.device.createBuffer({ size: n * 16, usage: 0x0001 | 0x0008 });
+      this.#endPass();
+      this.#enc().resolveQuerySet(p.query, 0, 2 * n, p.resolve, 0);
+      this.#enc().copyBufferToBuffer(p.resolve, 0, staging, 0, n * 16);
+      this.flush();
+      await staging.mapAsync(1);
+      const ts = new BigUint64Array(staging.getMappedRange().slice(0));
+      staging.destroy();
+      p.names.forEach((name, i) => {
+        const e = this.profile!.get(name) ?? { calls: 0, ns: 0 };
+        e.calls++;
+        e.ns += Number(ts[2 * i + 1] - ts[2 * i]);
+        this.profile!.set(name, e);
+      });
+      p.names = [];
+    }
+    return this.profile;
+  }
+
+  destroy(): void {
+    try {
+      this.flush();
+    } finally {
+      this.pool.trim();
+      this.device.destroy();
+    }
+  }
+
+  /** Elements of `shape` (re-exported convenience). */
+  static numel = numel;
+}

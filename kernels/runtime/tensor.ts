@@ -1,0 +1,86 @@
+/**
+ * Tensor = a pooled GPU buffer + shape + dtype. Lifetimes are explicit and reference
+ * counted: a tensor made inside `rt.scope(fn)` is released when the scope ends unless it
+ * is part of the returned value; `retain()`/`dispose()` adjust the count by hand.
+ */
+import type { Runtime } from "./runtime.ts";
+
+export type DType = "f32" | "f16" | "i32" | "u32";
+
+export const BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
+
+export type TypedArrayFor<D extends DType> = D extends "f32" ? Float32Array
+  : D extends "i32" ? Int32Array
+  : D extends "u32" ? Uint32Array
+  : Uint16Array; // f16 raw bits
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Bytes a tensor needs on the GPU (rounded up to 4: WGSL arrays are 4-byte aligned). */
+export function byteLength(shape: readonly number[], dtype: DType): number {
+  return Math.max(4, Math.ceil((numel(shape) * BYTES[dtype]) / 4) * 4);
+}
+
+let nextId = 1;
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly size: number;
+  refs = 1;
+  /** Forward-mode tangent (owned; released with the tensor). Set by the autodiff core. */
+  tangent: Tensor | undefined = undefined;
+  /** Reverse-mode tape node that produced this tensor (owned by the autodiff core). */
+  node: unknown = undefined;
+
+  constructor(
+    readonly rt: Runtime,
+    public buffer: GPUBuffer | undefined,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+  ) {
+    this.size = numel(shape);
+  }
+
+  get byteLength(): number {
+    return byteLength(this.shape, this.dtype);
+  }
+
+  get disposed(): boolean {
+    return this.buffer === undefined;
+  }
+
+  /** The live buffer, or a clear error for use-after-free. */
+  get buf(): GPUBuffer {
+    if (!this.buffer) throw new Error(`tensor #${this.id} [${this.shape}] used after dispose`);
+    return this.buffer;
+  }
+
+  retain(): this {
+    this.refs++;
+    return this;
+  }
+
+  dispose(): void {
+    if (!this.buffer) return;
+    if (--this.refs > 0) return;
+    this.rt.releaseBuffer(this.buffer);
+    this.buffer = undefined;
+    const t = this.tangent;
+    this.tangent = undefined;
+    t?.dispose();
+    this.node = undefined;
+  }
+
+  /** Read the data back (one GPU round trip: keep these rare). */
+  read(): Promise<Float32Array | Int32Array | Uint32Array | Uint16Array> {
+    return this.rt.read(this);
+  }
+
+  toString(): string {
+    return `Tensor#${this.id}<${this.dtype}>[${this.shape.join(",")}]`;
+  }
+}

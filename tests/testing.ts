@@ -1,0 +1,81 @@
+/**
+ * Test helpers: one shared GPU runtime for the whole test process, seeded random data,
+ * closeness assertions with readable messages, and ../shared lookup with skip messages.
+ */
+import { createRuntime } from "../kernels/runtime/device.ts";
+import type { Runtime } from "../kernels/runtime/runtime.ts";
+
+let shared: Promise<Runtime> | undefined;
+
+/** The test process's runtime (created once; tests must not destroy it). */
+export function testRuntime(): Promise<Runtime> {
+  return shared ??= createRuntime();
+}
+
+/** Deterministic PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` uniform values in [lo, hi) from a seed. */
+export function randn(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * r();
+  return out;
+}
+
+/** Assert |a-b| ≤ atol + rtol·|b| elementwise; the message names the worst index. */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  { rtol = 1e-4, atol = 1e-5, label = "" } = {},
+): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${label}: length ${actual.length} ≠ expected ${expected.length}`);
+  }
+  let worst = -1, worstExcess = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i], e = expected[i];
+    const excess = Math.abs(a - e) - (atol + rtol * Math.abs(e));
+    if (!(excess <= 0) && (worst < 0 || !(excess <= worstExcess))) {
+      worst = i;
+      worstExcess = excess;
+    }
+  }
+  if (worst >= 0) {
+    throw new Error(
+      `${label}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
+        `(rtol ${rtol}, atol ${atol})`,
+    );
+  }
+}
+
+/** Relative error ‖a−b‖ / max(‖b‖, tiny). */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
+
+/** Path inside ../shared, or undefined (with a console message) when it is absent. */
+export function sharedPath(rel: string): string | undefined {
+  const url = new URL(`../../shared/${rel}`, import.meta.url);
+  try {
+    Deno.statSync(url);
+    return url.pathname;
+  } catch {
+    console.log(`skip: ../shared/${rel} is absent (a fresh clone has no ../shared)`);
+    return undefined;
+  }
+}
