@@ -1,0 +1,140 @@
+/**
+ * The PERK meta-gradient (perk-method §2–§4), written once over a small backend so the
+ * float64 reference (metagrad_ref.ts) and the GPU path run the same sweep.
+ *
+ * Inner loop: N AdamW steps on the LoRA parameters θ (a list of tensors) of the weighted
+ * inner loss L_in(θ, φ); step n uses the learned learning rate lr[n][j] for tensor j.
+ * Outer loss L_out(θ_N). Meta-parameters: θ_0, lr, φ (the weighting model).
+ *
+ * Reverse sweep, from θ̄_N = ∇L_out(θ_N), m̄ = v̄ = 0, for n = N−1 … 0:
+ *   the AdamW adjoint gives θ̄_n (direct path), m̄_n, v̄_n, ḡ_n and lr̄[n][j];
+ *   a retained step (n ≥ N−T) adds the second-order terms through g_n = ∇θ L_in(θ_n, φ):
+ *     θ̄_n += H_θθ(θ_n) ḡ_n,   φ̄ += H_φθ(θ_n) ḡ_n     (one Hessian-vector product)
+ *   a truncated step (n < N−T) drops them ("detach the gradient, keep the parameter path":
+ *   the authors' code, the default). With `cut`, truncated steps also pass θ̄ straight
+ *   through (J = I) and give their learning rates no gradient (the paper's formula (5)
+ *   read as a first-order pass-through), so T = 0 stays a first-order method.
+ * Only LoRA-sized state (θ_n, m_n, v_n, g_n) is kept per step; activations are recomputed
+ * by each gradient / Hessian-vector product, so memory does not grow with T.
+ */
+
+export interface SweepBackend<P, Phi> {
+  zerosLike(x: P): P;
+  /** AdamW step for tensor j at inner step n (0-based), learning rate lr[n][j]. */
+  step(p: P, m: P, v: P, g: P, n: number, j: number): { p: P; m: P; v: P };
+  /** Adjoint of `step`; accumulates lr̄[n][j] internally. */
+  adjoint(
+    p: P,
+    m: P,
+    v: P,
+    g: P,
+    n: number,
+    j: number,
+    pBar: P,
+    mBar: P,
+    vBar: P,
+  ): { p: P; m: P; v: P; g: P };
+  add(a: P, b: P): P;
+  addPhi(a: Phi | undefined, b: Phi): Phi;
+  /** Free a value the sweep no longer needs (no-op for garbage-collected arrays). */
+  release(x: P): void;
+}
+
+export interface InnerObjective<P, Phi> {
+  /** g = ∇θ L_in(θ, φ) */
+  grad(theta: P[]): P[];
+  /** H_θθ v and H_φθ v at θ (φ fixed inside the objective). */
+  hvp(theta: P[], v: P[]): { theta: P[]; phi: Phi };
+}
+
+export interface OuterObjective<P> {
+  valueAndGrad(theta: P[]): { loss: number; grad: P[] };
+}
+
+export interface MetaConfig {
+  readonly steps: number; // N
+  readonly retained: number; // T
+  readonly cut?: boolean;
+}
+
+export interface Trajectory<P> {
+  readonly thetas: P[][];
+  readonly ms: P[][];
+  readonly vs: P[][];
+  readonly gs: P[][];
+}
+
+/** The inner loop (test-time learning, and the forward of meta-training). */
+export function innerLoop<P, Phi>(
+  be: SweepBackend<P, Phi>,
+  inner: InnerObjective<P, Phi>,
+  theta0: P[],
+  steps: number,
+): Trajectory<P> {
+  const thetas: P[][] = [theta0];
+  const ms: P[][] = [theta0.map((t) => be.zerosLike(t))];
+  const vs: P[][] = [theta0.map((t) => be.zerosLike(t))];
+  const gs: P[][] = [];
+  for (let n = 0; n < steps; n++) {
+    const g = inner.grad(thetas[n]);
+    gs.push(g);
+    const next = thetas[n].map((p, j) => be.step(p, ms[n][j], vs[n][j], g[j], n, j));
+    thetas.push(next.map((s) => s.p));
+    ms.push(next.map((s) => s.m));
+    vs.push(next.map((s) => s.v));
+  }
+  return { thetas, ms, vs, gs };
+}
+
+/**
+ * Outer loss and meta-gradient. Returns θ̄_0 and φ̄; learning-rate adjoints are
+ * accumulated by the backend's `adjoint`.
+ */
+export function metaGradient<P, Phi>(
+  be: SweepBackend<P, Phi>,
+  inner: InnerObjective<P, Phi>,
+  outer: OuterObjective<P>,
+  theta0: P[],
+  cfg: MetaConfig,
+): { loss: number; theta0: P[]; phi: Phi | undefined; trajectory: Trajectory<P> } {
+  const N = cfg.steps, T = cfg.retained;
+  if (!Number.isInteger(T) || T < 0 || T > N) {
+    throw new RangeError(`retained steps T=${T} must be an integer in 0..N=${N}`);
+  }
+  const tr = innerLoop(be, inner, theta0, N);
+  const { loss, grad } = outer.valueAndGrad(tr.thetas[N]);
+  let pBar = grad;
+  let mBar = theta0.map((t) => be.zerosLike(t));
+  let vBar = theta0.map((t) => be.zerosLike(t));
+  let phiBar: Phi | undefined;
+  const swap = (old: P[], next: P[]) => {
+    old.forEach((x) => be.release(x));
+    return next;
+  };
+  for (let n = N - 1; n >= 0; n--) {
+    const retained = n >= N - T;
+    if (!retained && cfg.cut) continue; // θ̄ passes through unchanged; no lr gradient
+    const adj = tr.thetas[n].map((p, j) =>
+      be.adjoint(p, tr.ms[n][j], tr.vs[n][j], tr.gs[n][j], n, j, pBar[j], mBar[j], vBar[j])
+    );
+    pBar = swap(pBar, adj.map((a) => a.p));
+    if (retained) {
+      mBar = swap(mBar, adj.map((a) => a.m));
+      vBar = swap(vBar, adj.map((a) => a.v));
+      const gBar = adj.map((a) => a.g);
+      const hv = inner.hvp(tr.thetas[n], gBar);
+      gBar.forEach((x) => be.release(x));
+      pBar = swap(pBar, pBar.map((pb, j) => be.add(pb, hv.theta[j])));
+      hv.theta.forEach((x) => be.release(x));
+      phiBar = be.addPhi(phiBar, hv.phi);
+    } else {
+      // g_n is detached: nothing flows into it, nor (through it) into earlier m and v.
+      adj.forEach((a) => [a.m, a.v, a.g].forEach((x) => be.release(x)));
+      mBar = swap(mBar, theta0.map((t) => be.zerosLike(t)));
+      vBar = swap(vBar, theta0.map((t) => be.zerosLike(t)));
+    }
+  }
+  mBar.forEach((x) => be.release(x));
+  vBar.forEach((x) => be.release(x));
+  return { loss, theta0: pBar, phi: phiBar, trajectory: tr };
+}
