@@ -4,103 +4,32 @@
  * whose token weights depend on both θ and φ (as PERK's weighting model does).
  */
 import assert from "node:assert/strict";
-import {
-  innerLoopRef,
-  type InnerProblemRef,
-  metaGradientRef,
-  type OuterProblemRef,
-  type Params,
-} from "../pipeline/perk/metagrad_ref.ts";
+import { innerLoopRef, metaGradientRef, type Params } from "../pipeline/perk/metagrad_ref.ts";
 import { adamwAdjointRef, adamwStepRef } from "../pipeline/perk/adamw_math.ts";
-import { rng } from "./testing.ts";
-
-const sig = (x: number) => 1 / (1 + Math.exp(-x));
-const softplus = (x: number, beta = 1) => Math.log1p(Math.exp(beta * x)) / beta;
-
-function toy(seed: number) {
-  const r = rng(seed);
-  const sizes = [3, 4]; // two "LoRA tensors"
-  const d = 7, nTok = 9, nPhi = 3, c = 0.7;
-  const rnd = () => 2 * r() - 1;
-  const a = Array.from({ length: nTok }, () => Array.from({ length: d }, rnd));
-  const b = Array.from({ length: nTok }, () => Array.from({ length: d }, rnd));
-  const f = Array.from({ length: nTok }, () => Array.from({ length: nPhi }, rnd));
-  const y = Array.from({ length: nTok }, () => (r() < 0.5 ? -1 : 1));
-  const ao = Array.from({ length: 5 }, () => Array.from({ length: d }, rnd));
-  const yo = Array.from({ length: 5 }, () => (r() < 0.5 ? -1 : 1));
-  const flat = (th: Params) => [...th[0], ...th[1]];
-  const split = (x: ArrayLike<number>): Params => [
-    Float64Array.from(Array.prototype.slice.call(x, 0, sizes[0])),
-    Float64Array.from(Array.prototype.slice.call(x, sizes[0])),
-  ];
-  const dot = (u: number[], v: number[]) => u.reduce((s, ui, i) => s + ui * v[i], 0);
-  // L_in = (1/n) Σ w_i ℓ_i, ℓ_i = softplus(−y_i a_i·θ), w_i = softplus_3(φ·f_i + c·tanh(b_i·θ))
-  function innerGrads(theta: Params, phi: Float64Array) {
-    const th = flat(theta);
-    const gT = new Array(d).fill(0), gP = new Array(nPhi).fill(0);
-    for (let i = 0; i < nTok; i++) {
-      const s = dot(a[i], th), tb = Math.tanh(dot(b[i], th));
-      const z = dot(f[i], [...phi]) + c * tb;
-      const w = softplus(z, 3), dw = sig(3 * z);
-      const l = softplus(-y[i] * s), dl = -y[i] * sig(-y[i] * s);
-      for (let k = 0; k < d; k++) {
-        gT[k] += (w * dl * a[i][k] + l * dw * c * (1 - tb * tb) * b[i][k]) / nTok;
-      }
-      for (let k = 0; k < nPhi; k++) gP[k] += (l * dw * f[i][k]) / nTok;
-    }
-    return { gT, gP };
-  }
-  const inner: InnerProblemRef = {
-    grad: (theta, phi) => split(innerGrads(theta, phi).gT),
-    hvp(theta, phi, v) {
-      // Central differences of the analytic gradient along v (float64: ~1e-9 accurate).
-      const eps = 1e-5, th = flat(theta), vv = flat(v);
-      const plus = innerGrads(split(th.map((x, k) => x + eps * vv[k])), phi);
-      const minus = innerGrads(split(th.map((x, k) => x - eps * vv[k])), phi);
-      return {
-        theta: split(plus.gT.map((x, k) => (x - minus.gT[k]) / (2 * eps))),
-        phi: Float64Array.from(plus.gP.map((x, k) => (x - minus.gP[k]) / (2 * eps))),
-      };
-    },
-  };
-  const outerLoss = (theta: Params) =>
-    ao.reduce((s, aj, j) => s + softplus(-yo[j] * dot(aj, flat(theta))), 0);
-  const outer: OuterProblemRef = {
-    valueAndGrad(theta) {
-      const g = new Array(d).fill(0);
-      ao.forEach((aj, j) => {
-        const dl = -yo[j] * sig(-yo[j] * dot(aj, flat(theta)));
-        for (let k = 0; k < d; k++) g[k] += dl * aj[k];
-      });
-      return { loss: outerLoss(theta), grad: split(g) };
-    },
-  };
-  const theta0 = split(Array.from({ length: d }, () => 0.3 * rnd()));
-  const phi = Float64Array.from({ length: nPhi }, () => 0.5 * rnd());
-  return { inner, outer, outerLoss, theta0, phi, split, flat };
-}
+import { toy } from "./perk_toy.ts";
 
 const N = 4;
 const lr0 = () => Array.from({ length: N }, (_, n) => [0.05 + 0.01 * n, 0.07 - 0.01 * n]);
 
 for (const [T, cut] of [[4, false], [2, false], [0, false], [2, true]] as const) {
-  Deno.test(`PERK reference meta-gradient = finite differences (N=4, T=${T}${cut ? ", cut" : ""})`, () => {
+  Deno.test(`PERK reference meta-gradient = finite differences (N=4, T=${T}${cut ? ", cut" : ""})`, async () => {
     const P = toy(11);
     const lr = lr0();
-    const outerAfter = (theta0: Params, lrs: number[][], phi: Float64Array) =>
-      P.outerLoss(innerLoopRef(P.inner, theta0, lrs, phi, N).thetas[N]);
-    const res = metaGradientRef(P.inner, P.outer, P.theta0, lr, P.phi, {
+    const outerAfter = async (theta0: Params, lrs: number[][], phi: Float64Array) =>
+      P.outerLoss((await innerLoopRef(P.inner, theta0, lrs, phi, N)).thetas[N]);
+    const res = await metaGradientRef(P.inner, P.outer, P.theta0, lr, P.phi, {
       steps: N,
       retained: T,
       cut,
     });
     const eps = 1e-6;
-    const fd = (f: (e: number) => number) => (f(eps) - f(-eps)) / (2 * eps);
+    const fd = async (f: (e: number) => number | Promise<number>) =>
+      ((await f(eps)) - (await f(-eps))) / (2 * eps);
     if (T === N) {
       // Exact: every meta-parameter group against finite differences.
       const th0 = P.flat(P.theta0);
       for (let k = 0; k < th0.length; k++) {
-        const num = fd((e) =>
+        const num = await fd((e) =>
           outerAfter(P.split(th0.map((x, i) => (i === k ? x + e : x))), lr, P.phi)
         );
         const ana = P.flat(res.theta0)[k];
@@ -108,7 +37,7 @@ for (const [T, cut] of [[4, false], [2, false], [0, false], [2, true]] as const)
       }
       for (let n = 0; n < N; n++) {
         for (let j = 0; j < 2; j++) {
-          const num = fd((e) =>
+          const num = await fd((e) =>
             outerAfter(
               P.theta0,
               lr.map((row, a) => row.map((x, b) => (a === n && b === j ? x + e : x))),
@@ -122,7 +51,9 @@ for (const [T, cut] of [[4, false], [2, false], [0, false], [2, true]] as const)
         }
       }
       for (let k = 0; k < P.phi.length; k++) {
-        const num = fd((e) => outerAfter(P.theta0, lr, P.phi.map((x, i) => (i === k ? x + e : x))));
+        const num = await fd((e) =>
+          outerAfter(P.theta0, lr, P.phi.map((x, i) => (i === k ? x + e : x)))
+        );
         assert.ok(
           Math.abs(num - res.phi[k]) <= 1e-6 + 1e-5 * Math.abs(num),
           `φ[${k}]: ${res.phi[k]} vs ${num}`,
@@ -132,7 +63,7 @@ for (const [T, cut] of [[4, false], [2, false], [0, false], [2, true]] as const)
       // Truncated: equals the exact gradient of the same loss with g_n (n < N−T) frozen.
       // Finite differences of a loss in which early gradients are constants computed at
       // the unperturbed point reproduce exactly that.
-      const base = innerLoopRef(P.inner, P.theta0, lr, P.phi, N);
+      const base = await innerLoopRef(P.inner, P.theta0, lr, P.phi, N);
       const frozen = (theta0: Params, lrs: number[][], phi: Float64Array) => {
         let th: Params = theta0;
         let m: Params = th.map((t) => new Float64Array(t.length));
@@ -158,12 +89,14 @@ for (const [T, cut] of [[4, false], [2, false], [0, false], [2, true]] as const)
       };
       const th0 = P.flat(P.theta0);
       for (let k = 0; k < th0.length; k++) {
-        const num = fd((e) => frozen(P.split(th0.map((x, i) => (i === k ? x + e : x))), lr, P.phi));
+        const num = await fd((e) =>
+          frozen(P.split(th0.map((x, i) => (i === k ? x + e : x))), lr, P.phi)
+        );
         const ana = P.flat(res.theta0)[k];
         assert.ok(Math.abs(num - ana) <= 1e-6 + 1e-5 * Math.abs(num), `θ0[${k}]: ${ana} vs ${num}`);
       }
       for (let n = 0; n < N; n++) {
-        const num = fd((e) =>
+        const num = await fd((e) =>
           frozen(
             P.theta0,
             lr.map((row, a) => row.map((x, b) => (a === n && b === 0 ? x + e : x))),
@@ -175,7 +108,7 @@ for (const [T, cut] of [[4, false], [2, false], [0, false], [2, true]] as const)
           `lr[${n}][0]: ${res.lr[n][0]} vs ${num}`,
         );
       }
-      const num = fd((e) => frozen(P.theta0, lr, P.phi.map((x, i) => (i === 0 ? x + e : x))));
+      const num = await fd((e) => frozen(P.theta0, lr, P.phi.map((x, i) => (i === 0 ? x + e : x))));
       assert.ok(
         Math.abs(num - res.phi[0]) <= 1e-6 + 1e-5 * Math.abs(num),
         `φ[0]: ${res.phi[0]} vs ${num}`,

@@ -14,6 +14,7 @@
  *   the authors' code, the default). With `cut`, truncated steps also pass θ̄ straight
  *   through (J = I) and give their learning rates no gradient (the paper's formula (5)
  *   read as a first-order pass-through), so T = 0 stays a first-order method.
+ * Objectives may be synchronous (GPU: dispatches are only recorded) or asynchronous.
  * Only LoRA-sized state (θ_n, m_n, v_n, g_n) is kept per step; activations are recomputed
  * by each gradient / Hessian-vector product, so memory does not grow with T.
  */
@@ -42,13 +43,13 @@ export interface SweepBackend<P, Phi> {
 
 export interface InnerObjective<P, Phi> {
   /** g = ∇θ L_in(θ, φ) */
-  grad(theta: P[]): P[];
+  grad(theta: P[]): P[] | Promise<P[]>;
   /** H_θθ v and H_φθ v at θ (φ fixed inside the objective). */
-  hvp(theta: P[], v: P[]): { theta: P[]; phi: Phi };
+  hvp(theta: P[], v: P[]): { theta: P[]; phi: Phi } | Promise<{ theta: P[]; phi: Phi }>;
 }
 
 export interface OuterObjective<P> {
-  valueAndGrad(theta: P[]): { loss: number; grad: P[] };
+  valueAndGrad(theta: P[]): { loss: number; grad: P[] } | Promise<{ loss: number; grad: P[] }>;
 }
 
 export interface MetaConfig {
@@ -65,18 +66,18 @@ export interface Trajectory<P> {
 }
 
 /** The inner loop (test-time learning, and the forward of meta-training). */
-export function innerLoop<P, Phi>(
+export async function innerLoop<P, Phi>(
   be: SweepBackend<P, Phi>,
   inner: InnerObjective<P, Phi>,
   theta0: P[],
   steps: number,
-): Trajectory<P> {
+): Promise<Trajectory<P>> {
   const thetas: P[][] = [theta0];
   const ms: P[][] = [theta0.map((t) => be.zerosLike(t))];
   const vs: P[][] = [theta0.map((t) => be.zerosLike(t))];
   const gs: P[][] = [];
   for (let n = 0; n < steps; n++) {
-    const g = inner.grad(thetas[n]);
+    const g = await inner.grad(thetas[n]);
     gs.push(g);
     const next = thetas[n].map((p, j) => be.step(p, ms[n][j], vs[n][j], g[j], n, j));
     thetas.push(next.map((s) => s.p));
@@ -90,19 +91,19 @@ export function innerLoop<P, Phi>(
  * Outer loss and meta-gradient. Returns θ̄_0 and φ̄; learning-rate adjoints are
  * accumulated by the backend's `adjoint`.
  */
-export function metaGradient<P, Phi>(
+export async function metaGradient<P, Phi>(
   be: SweepBackend<P, Phi>,
   inner: InnerObjective<P, Phi>,
   outer: OuterObjective<P>,
   theta0: P[],
   cfg: MetaConfig,
-): { loss: number; theta0: P[]; phi: Phi | undefined; trajectory: Trajectory<P> } {
+): Promise<{ loss: number; theta0: P[]; phi: Phi | undefined; trajectory: Trajectory<P> }> {
   const N = cfg.steps, T = cfg.retained;
   if (!Number.isInteger(T) || T < 0 || T > N) {
     throw new RangeError(`retained steps T=${T} must be an integer in 0..N=${N}`);
   }
-  const tr = innerLoop(be, inner, theta0, N);
-  const { loss, grad } = outer.valueAndGrad(tr.thetas[N]);
+  const tr = await innerLoop(be, inner, theta0, N);
+  const { loss, grad } = await outer.valueAndGrad(tr.thetas[N]);
   let pBar = grad;
   let mBar = theta0.map((t) => be.zerosLike(t));
   let vBar = theta0.map((t) => be.zerosLike(t));
@@ -122,7 +123,7 @@ export function metaGradient<P, Phi>(
       mBar = swap(mBar, adj.map((a) => a.m));
       vBar = swap(vBar, adj.map((a) => a.v));
       const gBar = adj.map((a) => a.g);
-      const hv = inner.hvp(tr.thetas[n], gBar);
+      const hv = await inner.hvp(tr.thetas[n], gBar);
       gBar.forEach((x) => be.release(x));
       pBar = swap(pBar, pBar.map((pb, j) => be.add(pb, hv.theta[j])));
       hv.theta.forEach((x) => be.release(x));

@@ -61,7 +61,7 @@ export function innerLoopRef(
   return innerLoop(refBackend(lr, [], h), bind(inner, phi), theta0, steps);
 }
 
-export function metaGradientRef(
+export async function metaGradientRef(
   inner: InnerProblemRef,
   outer: OuterProblemRef,
   theta0: Params,
@@ -69,9 +69,9 @@ export function metaGradientRef(
   phi: Float64Array,
   cfg: MetaConfig,
   h: AdamWHyper = INNER_ADAMW,
-): { loss: number; theta0: Params; lr: number[][]; phi: Float64Array; thetaN: Params } {
+): Promise<{ loss: number; theta0: Params; lr: number[][]; phi: Float64Array; thetaN: Params }> {
   const lrBar = lr.map((row) => row.map(() => 0));
-  const r = metaGradient(refBackend(lr, lrBar, h), bind(inner, phi), outer, theta0, cfg);
+  const r = await metaGradient(refBackend(lr, lrBar, h), bind(inner, phi), outer, theta0, cfg);
   return {
     loss: r.loss,
     theta0: r.theta0,
