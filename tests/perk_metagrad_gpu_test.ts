@@ -26,7 +26,7 @@ Deno.test("GPU meta-gradient sweep = float64 reference (N=4; T=4, T=2)", async (
       retained: T,
     });
     await rt.scopeAsync(async () => {
-      const down = async (ts: Tensor[]): Promise<Params> =>
+      const down = (ts: Tensor[]): Promise<Params> =>
         Promise.all(ts.map(async (t) => Float64Array.from(await t.read())));
       const up = (xs: Params) => xs.map((x) => rt.tensor(Float32Array.from(x)));
       const inner: InnerObjective<Tensor, Tensor[]> = {
