@@ -1,0 +1,338 @@
+/** Problems: contents, targets, prompts, lengths, split stability/disjointness, JSONL, CLI. */
+import assert from "node:assert/strict";
+import { Effect, Exit } from "effect";
+import { generateProblems, inContextPrompt, type Problem } from "../pipeline/data/problems.ts";
+import { parseJsonl, readJsonl, toJsonl } from "../pipeline/data/jsonl.ts";
+import { runCli } from "../pipeline/data/cli.ts";
+import { buildHaystack, buildProblems, chunk, decodeProblemSpec } from "../pipeline/data/stages.ts";
+import { gpt2Tokenizer } from "../pipeline/tokenizer/gpt2.ts";
+import { babilongAnswer } from "../pipeline/data/prompts.ts";
+import { babilongCorrect } from "../pipeline/data/scorers.ts";
+import { sharedPath } from "./testing.ts";
+
+const tok = gpt2Tokenizer();
+const strip = (c: string) => c.replace(/^Document \d+: /, "");
+
+Deno.test("babilong perk format: facts in segments, target, prompt, length within 1%", () => {
+  const ps = generateProblems({
+    dataset: "babilong",
+    task: "qa3",
+    length: "4k",
+    split: "train",
+    n: 3,
+    seed: 1,
+  }, tok);
+  for (const p of ps) {
+    assert.equal(p.support.length, 3);
+    p.support.forEach((f, k) => {
+      assert.match(f, /^(John|Mary|Sandra|Daniel) Event \d+: \1 /);
+      assert.ok(p.context[p.supportSegments[k]].includes(f), `support ${k} not in its segment`);
+    });
+    assert.equal(
+      p.target,
+      `<support>${p.support.join("\n")}</support>\n<output>${p.answer}</output>`,
+    );
+    assert.equal(
+      p.prompt,
+      `You have memorized ${p.context.length} documents.\n${p.question}\nAnswer:`,
+    );
+    p.context.forEach((c, i) => assert.ok(c.startsWith(`Document ${i}: `)));
+    const real = p.context.reduce((n, c) => n + tok.countTokens(strip(c)), 0);
+    assert.ok(Math.abs(real - 4096) <= 41, `${real} tokens for 4k`);
+    assert.ok(Math.abs(p.contextTokens - real) <= p.context.length);
+    assert.ok(inContextPrompt(p).includes(`Question: ${p.question}`));
+  }
+});
+
+Deno.test("babilong format: one text, facts in order, length within 1%; released facts", () => {
+  const [p] = generateProblems({
+    dataset: "babilong",
+    task: "qa1",
+    length: "1k",
+    split: "test",
+    n: 1,
+    seed: 5,
+    format: "babilong",
+    position: "post",
+  }, tok);
+  assert.equal(p.context.length, 1);
+  const real = tok.encode(p.context[0]).length;
+  assert.ok(Math.abs(real - 1024) <= 10, `${real}`);
+  assert.ok(p.context[0].indexOf(p.support[0]) > p.context[0].length * 0.5, "post third");
+  assert.ok(inContextPrompt(p).includes("<context>\n" + p.context[0]));
+  const dir = sharedPath("data/babi/en-10k");
+  if (!dir) return;
+  const released = generateProblems({
+    dataset: "babilong",
+    task: "qa2",
+    length: "1k",
+    split: "train",
+    n: 2,
+    seed: 5,
+    babiSource: dir,
+  }, tok);
+  for (const r of released) assert.equal(r.support.length, 2);
+});
+
+Deno.test("splits: problem i is stable under n, and splits/seeds never coincide", () => {
+  const spec = { dataset: "babilong", task: "qa1", length: "1k", split: "train", seed: 3 } as const;
+  const a = generateProblems({ ...spec, n: 2 }, tok);
+  const b = generateProblems({ ...spec, n: 4 }, tok);
+  assert.deepEqual(b.slice(0, 2), a);
+  const key = (p: Problem) => p.context.join("|") + p.question;
+  const keys = new Set<string>();
+  for (const split of ["train", "validation", "test"] as const) {
+    for (const p of generateProblems({ ...spec, split, n: 4 }, tok)) keys.add(key(p));
+  }
+  assert.equal(keys.size, 12);
+});
+
+Deno.test("JSONL round trip and clear errors", () => {
+  const ps = generateProblems({
+    dataset: "student-records",
+    task: "aggregate",
+    length: "1k",
+    split: "test",
+    n: 2,
+    seed: 1,
+  }, tok);
+  assert.deepEqual(parseJsonl(toJsonl(ps)), ps);
+  assert.throws(() => parseJsonl('{"a":1}\n{oops\n', "x.jsonl"), /x\.jsonl:2: not valid JSON/);
+  assert.throws(() => readJsonl("/nonexistent.jsonl"), /cannot read/);
+});
+
+Deno.test("stages: Effect outputs and typed DataError with the field named", async () => {
+  const h = await Effect.runPromise(
+    buildHaystack({ corpus: "sotu", tokenizer: "gpt2", targetTokens: 600, seed: 1 }),
+  );
+  assert.ok(Math.abs(h.totalTokens - 600) <= 6);
+  const c = await Effect.runPromise(
+    chunk({ haystack: h, facts: ["X."], position: "rnd", segmentTokens: 256, seed: 1 }),
+  );
+  assert.equal(c.factSegments.length, 1);
+  const bad = await Effect.runPromiseExit(
+    buildHaystack({ corpus: "/no/such", tokenizer: "gpt2", targetTokens: 10, seed: 1 }),
+  );
+  assert.ok(Exit.isFailure(bad));
+  assert.match(String(bad.cause), /DataError[\s\S]*does not exist/);
+  const badTask = await Effect.runPromiseExit(
+    buildProblems({
+      dataset: "babilong",
+      task: "recall",
+      length: "1k",
+      split: "test",
+      n: 1,
+      seed: 1,
+    }),
+  );
+  assert.match(String(Exit.isFailure(badTask) && badTask.cause), /task "recall" for babilong/);
+  const badSpec = await Effect.runPromiseExit(
+    decodeProblemSpec({
+      dataset: "babilong",
+      task: "qa1",
+      length: "1k",
+      split: "dev",
+      n: 1,
+      seed: 1,
+    }),
+  );
+  assert.match(String(Exit.isFailure(badSpec) && badSpec.cause), /split/);
+});
+
+Deno.test("CLI: writes JSONL with the documented fields; usage errors for bad flags", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const out = `${dir}/p.jsonl`;
+    const msg = await Effect.runPromise(
+      runCli([
+        "student-records",
+        "--task",
+        "relation",
+        "--length",
+        "1k",
+        "--split",
+        "validation",
+        "--n",
+        "3",
+        "--seed",
+        "4",
+        "--position",
+        "mid",
+        "--out",
+        out,
+      ]),
+    );
+    assert.match(msg, /wrote 3 problems/);
+    const rows = readJsonl<Problem>(out);
+    assert.equal(rows.length, 3);
+    for (
+      const f of [
+        "context",
+        "question",
+        "answer",
+        "support",
+        "target",
+        "task",
+        "length",
+        "position",
+        "seed",
+        "split",
+      ]
+    ) {
+      assert.ok(f in rows[0], `field ${f}`);
+    }
+    for (
+      const [args, re] of [
+        [["babilong", "--task", "qa1"], /--length is required/],
+        [[
+          "babilong",
+          "--task",
+          "qa1",
+          "--length",
+          "1k",
+          "--split",
+          "train",
+          "--n",
+          "x",
+          "--seed",
+          "1",
+          "--out",
+          out,
+        ], /--n must be an integer/],
+        [[
+          "--task",
+          "qa1",
+          "--length",
+          "1k",
+          "--split",
+          "train",
+          "--n",
+          "1",
+          "--seed",
+          "1",
+          "--out",
+          out,
+        ], /name one dataset/],
+        [["babilong", "--tsk", "qa1"], /Unknown option '--tsk'/],
+        [[
+          "babilong",
+          "--task",
+          "qa1",
+          "--length",
+          "9q",
+          "--split",
+          "train",
+          "--n",
+          "1",
+          "--seed",
+          "1",
+          "--out",
+          out,
+        ], /length "9q"/],
+      ] as const
+    ) {
+      const exit = await Effect.runPromiseExit(runCli([...args]));
+      assert.ok(Exit.isFailure(exit), `should fail: ${args.join(" ")}`);
+      assert.match(String(exit.cause), re);
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("in-context prompt: BabiLong instruction, examples in answer form, context last", () => {
+  const [p] = generateProblems({
+    dataset: "babilong",
+    task: "qa2",
+    length: "1k",
+    split: "test",
+    n: 1,
+    seed: 8,
+  }, tok);
+  const prompt = inContextPrompt(p);
+  assert.equal(prompt.split("<example>").length - 1, 2);
+  assert.match(prompt, /Answer: The \w+ is in \w+\.\n<\/example>/);
+  assert.match(prompt, /Always return your answer in the following format: The 'item' is in/);
+  assert.ok(prompt.endsWith(`</context>\n\nQuestion: ${p.question}`));
+  assert.equal(inContextPrompt(p, 0).split("<example>").length, 1);
+  assert.equal(
+    babilongAnswer("qa3", "Where was the milk before the office?", "garden"),
+    "Before the office the milk was in the garden.",
+  );
+  assert.ok(
+    babilongCorrect(babilongAnswer("qa1", "Where is Mary?", "office"), "office", "Where is Mary?"),
+  );
+});
+
+Deno.test("formats match the authors' samples (../shared/data/perk-samples)", () => {
+  const dir = sharedPath("data/perk-samples");
+  if (!dir) return;
+  const fact =
+    /^(John|Mary|Sandra|Daniel) Event \d+: \1 (went to|journeyed to|travelled to|moved to|went back to|picked up|got|grabbed|took|dropped|discarded|left|put down) the \w+( there)?\.$/;
+  for (const t of ["qa1", "qa2", "qa3"]) {
+    const s = JSON.parse(Deno.readTextFileSync(`${dir}/babilong/${t}.json`));
+    for (const f of s.support) assert.match(f, fact);
+    const [ours] = generateProblems({
+      dataset: "babilong",
+      task: t as "qa1",
+      length: "1k",
+      split: "test",
+      n: 1,
+      seed: 1,
+    }, tok);
+    const shape = (q: string) =>
+      q.replace(/John|Mary|Sandra|Daniel/, "A").replace(/\b(apple|football|milk)\b/, "O").replace(
+        /\b(bedroom|kitchen|garden|hallway|bathroom|office)\b/,
+        "L",
+      );
+    assert.equal(shape(ours.question), shape(s.question));
+    for (const f of ours.support) assert.match(f, fact);
+  }
+  // Student Records question templates: each sample question, ids replaced, is one of ours.
+  const ours = new Set<string>();
+  for (const task of ["recall", "relation", "aggregate"] as const) {
+    for (
+      const p of generateProblems({
+        dataset: "student-records",
+        task,
+        length: "1k",
+        split: "train",
+        n: 30,
+        seed: 1,
+      }, tok)
+    ) {
+      ours.add(p.question.replace(/\d{7}/g, "ID"));
+    }
+  }
+  for (const f of ["recall", "relation", "allgregation"]) {
+    const s = JSON.parse(Deno.readTextFileSync(`${dir}/student_records/${f}.json`));
+    for (const q of s.questions) {
+      if (typeof q !== "object") continue;
+      assert.ok(ours.has(q.question.replace(/\d{7}/g, "ID")), `template of "${q.question}"`);
+    }
+  }
+});
+
+Deno.test("CLI score: means of each metric; clear error for malformed lines", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const f = `${dir}/pred.jsonl`;
+    Deno.writeTextFileSync(
+      f,
+      '{"prediction": "<output>office</output>", "target": "<output>office</output>"}\n' +
+        '{"prediction": "<output>garden</output>", "target": "<output>office</output>"}\n',
+    );
+    const out = await Effect.runPromise(
+      runCli(["score", "--in", f, "--metrics", "perk-em,token-f1"]),
+    );
+    assert.deepEqual(JSON.parse(out), { n: 2, "perk-em": 0.5, "token-f1": 0.5 });
+    Deno.writeTextFileSync(f, '{"pred": "x"}\n');
+    const bad = await Effect.runPromiseExit(runCli(["score", "--in", f]));
+    assert.match(
+      String(Exit.isFailure(bad) && bad.cause),
+      /pred\.jsonl:1: needs string "prediction"/,
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
