@@ -9,6 +9,7 @@
  */
 import type { Tensor } from "../runtime/tensor.ts";
 import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { sgDispatch, sgMatmulSpec, sgSupports, type Variant } from "./matmul_subgroup.ts";
 
 export interface MatmulOptions {
   readonly transA?: boolean;
@@ -21,6 +22,8 @@ export interface MatmulOptions {
   readonly accumulate?: Tensor;
   /** Write into this tensor instead of a new one. */
   readonly out?: Tensor;
+  /** Force a kernel family (tests, benchmarks); default: the best for the adapter. */
+  readonly family?: "naive" | "subgroup";
 }
 
 export interface MatmulShape {
@@ -99,15 +102,31 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
   const rt = a.rt;
   const s = matmulShape(a, b, o);
+  if (a.dtype !== "f32" || b.dtype !== "f32") {
+    throw new TypeError(`matmul takes f32 tensors, got ${a.dtype} · ${b.dtype}`);
+  }
   const out = o.out ?? rt.empty(s.outShape);
+  const ep = { alpha: o.alpha ?? 1, bias: !!o.bias, accumulate: !!o.accumulate };
   if (o.accumulate && o.accumulate !== out) rt.copy(o.accumulate, out);
-  const spec = naiveMatmulSpec(s, {
-    transA: !!o.transA,
-    transB: !!o.transB,
-    bias: !!o.bias,
-    accumulate: !!o.accumulate,
-    alpha: o.alpha ?? 1,
-  });
+  const variant: Variant | undefined = o.transA
+    ? (o.transB ? undefined : "tn")
+    : o.transB
+    ? "nt"
+    : "nn";
+  const sgOk = rt.hasSubgroups && rt.subgroupSize === 8 && variant && sgSupports(variant, s);
+  const family = o.family ?? (sgOk ? "subgroup" : "naive");
+  if (family === "subgroup") {
+    if (!sgOk) {
+      throw new RangeError(`subgroup matmul cannot run ${variant ?? "tt"} ${JSON.stringify(s)}`);
+    }
+    rt.dispatch(
+      sgMatmulSpec(variant!, s, ep),
+      [a, b, o.bias ?? a, out],
+      sgDispatch(variant!, s, { rm: 4, cn: 4, s: 4 }),
+    );
+    return out;
+  }
+  const spec = naiveMatmulSpec(s, { transA: !!o.transA, transB: !!o.transB, ...ep });
   rt.dispatch(spec, [a, b, o.bias ?? a, out], grid1d(cdiv(s.batch * s.m * s.n, 64)));
   return out;
 }

@@ -1,0 +1,50 @@
+/**
+ * Matmul throughput (GFLOP/s = 2·M·N·K / time). Case names: matmul_f32[_nt|_tn]_<M>x<K>x<N>
+ * for A (M×K) · B (K×N). Each timing records `reps` dispatches in one submission and waits
+ * once, so readback latency (≥ 10 ms on lavapipe) is not counted per matmul.
+ */
+import type { Runtime } from "../kernels/runtime/runtime.ts";
+import { matmul, type MatmulOptions } from "../kernels/matmul/matmul.ts";
+import { medianMs, type PerfCase } from "./perf_case.ts";
+
+export function matmulGflops(
+  rt: Runtime,
+  m: number,
+  k: number,
+  n: number,
+  o: MatmulOptions = {},
+  reps = 4,
+): Promise<number> {
+  return rt.scopeAsync(async () => {
+    const a = rt.tensor(
+      new Float32Array(m * k).map((_, i) => (i % 7) * 0.1),
+      o.transA ? [k, m] : [m, k],
+    );
+    const b = rt.tensor(
+      new Float32Array(k * n).map((_, i) => (i % 5) * 0.1),
+      o.transB ? [n, k] : [k, n],
+    );
+    const c = rt.empty([m, n]);
+    const ms = await medianMs(async () => {
+      for (let i = 0; i < reps; i++) matmul(a, b, { ...o, out: c });
+      await rt.sync();
+    }, { runs: 5, warmup: 1 });
+    return (2 * m * n * k * reps) / (ms * 1e6);
+  });
+}
+
+const mm = (name: string, m: number, k: number, n: number, o: MatmulOptions = {}): PerfCase => ({
+  name,
+  unit: "GFLOP/s",
+  run: (rt) => matmulGflops(rt, m, k, n, o),
+});
+
+export const cases: PerfCase[] = [
+  mm("matmul_f32_4096x512x512", 4096, 512, 512),
+  mm("matmul_f32_4096x1024x1024", 4096, 1024, 1024),
+  mm("matmul_f32_512x512x512", 512, 512, 512),
+  mm("matmul_f32_4096x512x16", 4096, 512, 16),
+  mm("matmul_f32_4096x16x512", 4096, 16, 512),
+  mm("matmul_f32_nt_4096x512x512", 4096, 512, 512, { transB: true }),
+  mm("matmul_f32_tn_4096x512x512", 4096, 512, 512, { transA: true }),
+];

@@ -1,0 +1,90 @@
+import { assertClose, randn, testRuntime } from "./testing.ts";
+import { matmul, matmulRef, matmulShape } from "../kernels/matmul/matmul.ts";
+import { sgSupports } from "../kernels/matmul/matmul_subgroup.ts";
+
+interface Case {
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+  sharedB?: boolean;
+}
+
+// Odd shapes: edges in every dimension, K tails of 4 (and of 1..7 for Aᵀ·B), N = 1, M = 1.
+const cases: Case[] = [
+  { batch: 1, m: 5, n: 7, k: 3 },
+  { batch: 1, m: 37, n: 20, k: 12 },
+  { batch: 2, m: 70, n: 36, k: 44 },
+  { batch: 1, m: 1, n: 16, k: 8 },
+  { batch: 3, m: 33, n: 24, k: 16, sharedB: true },
+  { batch: 1, m: 40, n: 28, k: 13, transA: true },
+  { batch: 2, m: 12, n: 8, k: 37, transA: true },
+  { batch: 1, m: 9, n: 1, k: 13, transA: true },
+  { batch: 1, m: 35, n: 19, k: 20, transB: true },
+  { batch: 2, m: 66, n: 50, k: 36, transB: true, sharedB: true },
+  { batch: 1, m: 8, n: 1, k: 8, transB: true },
+  { batch: 3, m: 4, n: 6, k: 17, transB: true },
+  { batch: 1, m: 6, n: 5, k: 7, transA: true, transB: true },
+];
+
+Deno.test("matmul: every variant and family against the float64 reference on odd shapes", async () => {
+  const rt = await testRuntime();
+  let seed = 1, subgroupRuns = 0;
+  for (const c of cases) {
+    for (const family of ["naive", "subgroup"] as const) {
+      for (const epi of [false, true]) {
+        const variant = c.transA ? (c.transB ? undefined : "tn") : c.transB ? "nt" : "nn";
+        rt.scope(() => {}); // keep the pool tidy between cases
+        await rt.scopeAsync(async () => {
+          const bBatch = c.sharedB ? 1 : c.batch;
+          const aData = randn(c.batch * c.m * c.k, seed++);
+          const bData = randn(bBatch * c.n * c.k, seed++);
+          const bias = randn(c.n, seed++);
+          const acc = randn(c.batch * c.m * c.n, seed++);
+          const a = rt.tensor(aData, c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k]);
+          const b = rt.tensor(bData, c.transB ? [bBatch, c.n, c.k] : [bBatch, c.k, c.n]);
+          const s = matmulShape(a, b, c);
+          if (family === "subgroup" && (!rt.hasSubgroups || !variant || !sgSupports(variant, s))) {
+            return;
+          }
+          const o = { transA: c.transA, transB: c.transB, alpha: epi ? 0.5 : 1, family };
+          const extra = epi
+            ? { bias: rt.tensor(bias), accumulate: rt.tensor(acc, s.outShape) }
+            : {};
+          const out = matmul(a, b, { ...o, ...extra });
+          if (family === "subgroup") subgroupRuns++;
+          const ref = matmulRef(aData, bData, s, {
+            ...o,
+            ...(epi ? { bias, accumulate: acc } : {}),
+          });
+          assertClose(await out.read(), ref, {
+            rtol: 1e-4,
+            atol: 1e-4,
+            label: `${family} ${JSON.stringify(c)} epi=${epi}`,
+          });
+        });
+      }
+    }
+  }
+  const rt2 = rt;
+  if (rt2.hasSubgroups && rt2.subgroupSize === 8 && subgroupRuns < 16) {
+    throw new Error(`only ${subgroupRuns} subgroup-kernel runs: the fast family went untested`);
+  }
+});
+
+Deno.test("matmul: in-place accumulate (C += A·B) with out = accumulate", async () => {
+  const rt = await testRuntime();
+  await rt.scopeAsync(async () => {
+    const aData = randn(48 * 32, 3), bData = randn(32 * 16, 4), cData = randn(48 * 16, 5);
+    const a = rt.tensor(aData, [48, 32]), b = rt.tensor(bData, [32, 16]);
+    const c = rt.tensor(cData, [48, 16]);
+    matmul(a, b, { accumulate: c, out: c });
+    const s = matmulShape(a, b);
+    assertClose(await c.read(), matmulRef(aData, bData, s, { accumulate: cData }), {
+      rtol: 1e-4,
+      atol: 1e-4,
+    });
+  });
+});
