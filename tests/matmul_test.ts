@@ -33,7 +33,7 @@ Deno.test("matmul: every variant and family against the float64 reference on odd
   const rt = await testRuntime();
   let seed = 1, subgroupRuns = 0;
   for (const c of cases) {
-    for (const family of ["naive", "subgroup"] as const) {
+    for (const family of ["naive", "subgroup", "tiled"] as const) {
       for (const epi of [false, true]) {
         const variant = c.transA ? (c.transB ? undefined : "tn") : c.transB ? "nt" : "nn";
         rt.scope(() => {}); // keep the pool tidy between cases

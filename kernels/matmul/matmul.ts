@@ -4,12 +4,15 @@
  * Shapes: A (..., M, K) — or (..., K, M) with transA; B (..., K, N) — or (..., N, K) with
  * transB; B may be 2-D and shared by every batch. Result (..., M, N).
  *
- * This file holds the API and a simple correct kernel; faster families for subgroup CPU
- * adapters and tiled GPUs are chosen here by adapter (see matmul_*.ts when present).
+ * This file holds the API, the choice of family by adapter, and a simple correct kernel
+ * (one invocation per output) used for shapes the fast families do not take.
+ * Families: matmul_subgroup.ts (8-lane subgroup CPU adapters such as lavapipe),
+ * matmul_tiled.ts (shared-memory tiles, real GPUs).
  */
 import type { Tensor } from "../runtime/tensor.ts";
 import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
 import { sgDispatch, sgMatmulSpec, sgSupports, type Variant } from "./matmul_subgroup.ts";
+import { tiledDispatch, tiledMatmulSpec } from "./matmul_tiled.ts";
 
 export interface MatmulOptions {
   readonly transA?: boolean;
@@ -23,7 +26,7 @@ export interface MatmulOptions {
   /** Write into this tensor instead of a new one. */
   readonly out?: Tensor;
   /** Force a kernel family (tests, benchmarks); default: the best for the adapter. */
-  readonly family?: "naive" | "subgroup";
+  readonly family?: "naive" | "subgroup" | "tiled";
 }
 
 export interface MatmulShape {
@@ -114,7 +117,13 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
     ? "nt"
     : "nn";
   const sgOk = rt.hasSubgroups && rt.subgroupSize === 8 && variant && sgSupports(variant, s);
-  const family = o.family ?? (sgOk ? "subgroup" : "naive");
+  // CPU adapters: subgroup family (or naive for unaligned shapes); real GPUs: tiled.
+  const family = o.family ?? (sgOk ? "subgroup" : rt.isCpuAdapter ? "naive" : "tiled");
+  if (family === "tiled") {
+    const spec = tiledMatmulSpec(s, { transA: !!o.transA, transB: !!o.transB }, ep);
+    rt.dispatch(spec, [a, b, o.bias ?? a, out], tiledDispatch(s));
+    return out;
+  }
   if (family === "subgroup") {
     if (!sgOk) {
       throw new RangeError(`subgroup matmul cannot run ${variant ?? "tt"} ${JSON.stringify(s)}`);
