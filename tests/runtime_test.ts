@@ -36,3 +36,23 @@ Deno.test("runtime: size classes waste ≤ 12.5% above 1 KiB", () => {
     if (b > 1024) assert.ok(c <= b * 1.125 + 16, `${b} → ${c}`);
   }
 });
+
+Deno.test("runtime: windows split a tensor into aligned, bindable row ranges", async () => {
+  const rt = await testRuntime();
+  const t = rt.zeros([10, 33]);
+  const w = rt.windows(t, 33);
+  assert.equal(w.length, 1);
+  assert.deepEqual([w[0].offset, w[0].first, w[0].count], [0, 0, 10]);
+  // Pretend the binding limit is small: windows must tile the rows, aligned, within the limit.
+  const small = Object.create(rt, { maxBindingBytes: { value: 1024 } });
+  const ws = small.windows(t, 33) as ReturnType<typeof rt.windows>;
+  let rows = 0;
+  for (const x of ws) {
+    assert.equal(x.offset % rt.device.limits.minStorageBufferOffsetAlignment, 0);
+    assert.ok(x.size <= Math.max(1024, 33 * 4 * 256));
+    assert.equal(x.first, rows);
+    rows += x.count;
+  }
+  assert.equal(rows, 10);
+  t.dispose();
+});

@@ -46,6 +46,10 @@ function collectTensors(value: unknown, out: Set<Tensor>, depth = 0): void {
   }
 }
 
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
 export class Runtime {
   readonly pool: BufferPool;
   readonly subgroupSize: number;
@@ -115,6 +119,12 @@ export class Runtime {
     }
     const t = this.empty(shape, dt);
     this.write(t, data);
+    return t;
+  }
+
+  /** Register a tensor made elsewhere (e.g. a view) in the current scope. */
+  adopt(t: Tensor): Tensor {
+    this.#scopes.at(-1)?.push(t);
     return t;
   }
 
@@ -203,6 +213,38 @@ export class Runtime {
     }
   }
 
+  /**
+   * Split a tensor into bindable windows of whole rows of `rowElems` elements, each at
+   * most maxStorageBufferBindingSize bytes and starting at an offset the adapter accepts.
+   * Kernels over large tensors dispatch once per window.
+   */
+  windows(
+    t: Tensor,
+    rowElems = 1,
+  ): { buffer: GPUBuffer; offset: number; size: number; first: number; count: number }[] {
+    const elem = t.byteLength / Math.max(1, t.size);
+    const align = this.device.limits.minStorageBufferOffsetAlignment;
+    const rowBytes = rowElems * elem;
+    // Rows per window: fit the binding limit, and keep every window start aligned.
+    let rows = Math.max(1, Math.floor(this.maxBindingBytes / rowBytes));
+    const step = align / gcd(align, rowBytes);
+    rows = Math.max(step, rows - (rows % step));
+    const total = Math.ceil(t.size / rowElems);
+    const out = [];
+    for (let first = 0; first < total; first += rows) {
+      const count = Math.min(rows, total - first);
+      const offset = first * rowBytes;
+      out.push({
+        buffer: t.buf,
+        offset,
+        size: Math.min(count * rowBytes, t.byteLength - offset),
+        first,
+        count,
+      });
+    }
+    return out;
+  }
+
   releaseBuffer(buf: GPUBuffer): void {
     this.pool.release(buf);
   }
@@ -261,7 +303,16 @@ export class Runtime {
       );
     }
     const entries: GPUBindGroupEntry[] = bindings.map((b, binding) => {
-      if (b instanceof Tensor) return { binding, resource: { buffer: b.buf, size: b.byteLength } };
+      if (b instanceof Tensor) {
+        if (b.byteLength > this.maxBindingBytes) {
+          throw new RangeError(
+            `kernel '${spec.name}': ${b} is ${b.byteLength} bytes, over this adapter's ` +
+              `maxStorageBufferBindingSize (${this.maxBindingBytes}); bind it in windows ` +
+              "(rt.windows) or split the tensor",
+          );
+        }
+        return { binding, resource: { buffer: b.buf, size: b.byteLength } };
+      }
       if ("mapState" in b) return { binding, resource: { buffer: b } };
       return { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } };
     });

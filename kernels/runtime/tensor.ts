@@ -35,6 +35,8 @@ export class Tensor {
   tangent: Tensor | undefined = undefined;
   /** Reverse-mode tape node that produced this tensor (owned by the autodiff core). */
   node: unknown = undefined;
+  /** For a view (reshape): the tensor whose buffer this shares; it holds one ref on it. */
+  base: Tensor | undefined = undefined;
 
   constructor(
     readonly rt: Runtime,
@@ -67,12 +69,27 @@ export class Tensor {
   dispose(): void {
     if (!this.buffer) return;
     if (--this.refs > 0) return;
-    this.rt.releaseBuffer(this.buffer);
+    if (this.base) this.base.dispose();
+    else this.rt.releaseBuffer(this.buffer);
     this.buffer = undefined;
+    this.base = undefined;
     const t = this.tangent;
     this.tangent = undefined;
     t?.dispose();
     this.node = undefined;
+  }
+
+  /** The same data with another shape (no copy): a view holding a reference on this. */
+  view(shape: readonly number[]): Tensor {
+    if (numel(shape) !== this.size) {
+      throw new RangeError(
+        `cannot view ${this} as [${shape}]: ${numel(shape)} ≠ ${this.size} elements`,
+      );
+    }
+    const v = this.rt.adopt(new Tensor(this.rt, this.buf, shape, this.dtype));
+    v.base = this.base ?? this;
+    v.base.retain();
+    return v;
   }
 
   /** Read the data back (one GPU round trip: keep these rare). */

@@ -1,0 +1,179 @@
+/**
+ * Data movement as one strided-copy kernel: dst[dOff + Σ i_d·dStride_d] (+)= src[sOff +
+ * Σ i_d·sStride_d] over an index space `shape`. Transpose/permute, slice, concat, broadcast
+ * (expand) and their gradients (scatter into a slice) are all this kernel with different
+ * strides — one pipeline for every shape, sizes in a uniform.
+ */
+import type { Tensor } from "../runtime/tensor.ts";
+import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { broadcastStrides, checkRank, normAxis, stridesOf } from "./shape.ts";
+
+const WG = 256;
+
+function copySpec(accumulate: boolean): KernelSpec {
+  return {
+    name: accumulate ? "strided_add" : "strided_copy",
+    bindings: ["read", "read_write", "uniform"],
+    code: /* wgsl */ `
+struct U { n: u32, rank: u32, soff: u32, doff: u32, shape: array<vec4u, 2>, ss: array<vec4u, 2>, ds: array<vec4u, 2> }
+@group(0) @binding(0) var<storage, read> S: array<f32>;
+@group(0) @binding(1) var<storage, read_write> D: array<f32>;
+@group(0) @binding(2) var<uniform> u: U;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
+  if (i >= u.n) { return; }
+  var r = i;
+  var so = u.soff;
+  var dof = u.doff;
+  for (var d = i32(u.rank) - 1; d >= 0; d--) {
+    let s = u.shape[d / 4][d % 4];
+    let c = r % s;
+    r = r / s;
+    so += c * u.ss[d / 4][d % 4];
+    dof += c * u.ds[d / 4][d % 4];
+  }
+  D[dof] ${accumulate ? "+=" : "="} S[so];
+}`,
+  };
+}
+const COPY = copySpec(false), ADD = copySpec(true);
+
+export interface View {
+  readonly offset: number;
+  readonly strides: readonly number[];
+}
+
+/** The general kernel: copy (or add) `src` viewed by `sv` into `dst` viewed by `dv`. */
+export function stridedCopy(
+  src: Tensor,
+  sv: View,
+  dst: Tensor,
+  dv: View,
+  shape: readonly number[],
+  accumulate = false,
+): Tensor {
+  checkRank(shape, "strided copy");
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n === 0) return dst;
+  const u = new Uint32Array(4 + 24);
+  u.set([n, Math.max(1, shape.length), sv.offset, dv.offset]);
+  if (shape.length === 0) u[4] = 1;
+  shape.forEach((d, k) => {
+    u[4 + k] = d;
+    u[12 + k] = sv.strides[k];
+    u[20 + k] = dv.strides[k];
+  });
+  src.rt.dispatch(accumulate ? ADD : COPY, [src, dst, src.rt.uniform(u)], grid1d(cdiv(n, WG)));
+  return dst;
+}
+
+const contiguous = (shape: readonly number[]): View => ({ offset: 0, strides: stridesOf(shape) });
+
+/** Permute dimensions: out.shape[d] = x.shape[perm[d]]. */
+export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  if (perm.length !== x.shape.length || [...perm].sort().some((p, i) => p !== i)) {
+    throw new RangeError(`permute: [${perm}] is not a permutation of ${x.shape.length} axes`);
+  }
+  const st = stridesOf(x.shape);
+  const shape = perm.map((p) => x.shape[p]);
+  const out = x.rt.empty(shape);
+  return stridedCopy(
+    x,
+    { offset: 0, strides: perm.map((p) => st[p]) },
+    out,
+    contiguous(shape),
+    shape,
+  );
+}
+
+/** Swap two axes (default: the last two). */
+export function transpose(x: Tensor, a = -2, b = -1): Tensor {
+  const r = x.shape.length;
+  const perm = [...Array(r).keys()];
+  const i = normAxis(a, r), j = normAxis(b, r);
+  [perm[i], perm[j]] = [perm[j], perm[i]];
+  return permute(x, perm);
+}
+
+/** x[..., start:start+len, ...] along `axis`. */
+export function slice(x: Tensor, axis: number, start: number, len: number): Tensor {
+  const ax = normAxis(axis, x.shape.length);
+  if (start < 0 || len < 0 || start + len > x.shape[ax]) {
+    throw new RangeError(`slice: [${start}, ${start + len}) outside axis ${ax} of ${x}`);
+  }
+  const st = stridesOf(x.shape);
+  const shape = x.shape.map((d, i) => (i === ax ? len : d));
+  const out = x.rt.empty(shape);
+  return stridedCopy(x, { offset: start * st[ax], strides: st }, out, contiguous(shape), shape);
+}
+
+/** Write (or add) `src` into dst[..., start:start+len, ...] along `axis` (slice's adjoint). */
+export function sliceInto(dst: Tensor, src: Tensor, axis: number, start: number, add = false) {
+  const ax = normAxis(axis, dst.shape.length);
+  const st = stridesOf(dst.shape);
+  return stridedCopy(
+    src,
+    contiguous(src.shape),
+    dst,
+    { offset: start * st[ax], strides: st },
+    src.shape,
+    add,
+  );
+}
+
+/** Concatenate along `axis`. */
+export function concat(xs: readonly Tensor[], axis: number): Tensor {
+  if (xs.length === 0) throw new RangeError("concat of nothing");
+  const ax = normAxis(axis, xs[0].shape.length);
+  for (const x of xs) {
+    if (
+      x.shape.length !== xs[0].shape.length ||
+      x.shape.some((d, i) => i !== ax && d !== xs[0].shape[i])
+    ) {
+      throw new RangeError(`concat: ${x} does not match ${xs[0]} except on axis ${ax}`);
+    }
+  }
+  const shape = xs[0].shape.map((d, i) => (i === ax ? xs.reduce((s, x) => s + x.shape[ax], 0) : d));
+  const out = xs[0].rt.empty(shape);
+  let at = 0;
+  for (const x of xs) {
+    sliceInto(out, x, ax, at);
+    at += x.shape[ax];
+  }
+  return out;
+}
+
+/** Materialise x broadcast to `shape`. */
+export function expand(x: Tensor, shape: readonly number[]): Tensor {
+  const out = x.rt.empty(shape);
+  return stridedCopy(
+    x,
+    { offset: 0, strides: broadcastStrides(x.shape, shape) },
+    out,
+    contiguous(shape),
+    shape,
+  );
+}
+
+/** Plain reference: permute a row-major array. */
+export function permuteRef(
+  data: ArrayLike<number>,
+  shape: readonly number[],
+  perm: readonly number[],
+) {
+  const st = stridesOf(shape);
+  const os = perm.map((p) => shape[p]);
+  const n = os.reduce((a, b) => a * b, 1);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let r = i, off = 0;
+    for (let d = os.length - 1; d >= 0; d--) {
+      off += (r % os[d]) * st[perm[d]];
+      r = Math.floor(r / os[d]);
+    }
+    out[i] = data[off];
+  }
+  return out;
+}
