@@ -1,0 +1,231 @@
+/**
+ * The figures of a run, chosen by what the results vary: the length-generalisation heatmap
+ * (train × test length, paper Fig. 4), the positional-bias grid (train × test position,
+ * Fig. 5), time and memory versus context length and accumulation steps (Fig. 6), memory
+ * versus truncation (Fig. 8), and learning curves from the metric records.
+ */
+import { windowTokens } from "../data/lengths.ts";
+import type { MetricRecord } from "./cache.ts";
+import type { SweptRow } from "./report.ts";
+import { heatmapSvg, lineChartSvg, type Series } from "./svg.ts";
+
+export interface Figure {
+  readonly file: string;
+  readonly svg: string;
+}
+
+const uniq = <T>(xs: readonly T[]) => [...new Set(xs)];
+const mb = (b: number) => b / 1e6;
+const tokenLabel = (t: number) => (t % 1024 === 0 ? `${t / 1024}k` : String(t));
+const slug = (s: string) => s.replace(/[^a-z0-9-]+/gi, "-");
+
+/** Pooled accuracy of rows (sum correct / sum n). */
+function pooled(rows: readonly SweptRow[]): number {
+  const n = rows.reduce((a, r) => a + r.n, 0);
+  return n ? rows.reduce((a, r) => a + r.correct, 0) / n : NaN;
+}
+
+function grid(
+  rows: readonly SweptRow[],
+  rowOf: (r: SweptRow) => string,
+  colOf: (r: SweptRow) => string,
+  ys: readonly string[],
+  xs: readonly string[],
+): number[][] {
+  return ys.map((y) => xs.map((x) => pooled(rows.filter((r) => rowOf(r) === y && colOf(r) === x))));
+}
+
+const byTokens = (a: string, b: string) => windowTokens(a) - windowTokens(b);
+
+function lengthHeatmaps(rows: readonly SweptRow[]): Figure[] {
+  const trains = uniq(rows.map((r) => r.train_length)).sort(byTokens);
+  const tests = uniq(rows.map((r) => r.test_length)).sort(byTokens);
+  if (trains.length * tests.length < 2) return [];
+  return uniq(rows.map((r) => r.method)).map((m) => ({
+    file: `heatmap-${slug(m)}.svg`,
+    svg: heatmapSvg({
+      title: `${m}: accuracy by train × test length`,
+      xLabel: "test length",
+      yLabel: "train length",
+      xTicks: tests,
+      yTicks: trains,
+      values: grid(
+        rows.filter((r) => r.method === m),
+        (r) => r.train_length,
+        (r) => r.test_length,
+        trains,
+        tests,
+      ),
+      min: 0,
+      max: 1,
+    }),
+  }));
+}
+
+function positionGrids(rows: readonly SweptRow[], swept: readonly string[]): Figure[] {
+  if (!swept.includes("train_position") && !swept.includes("test_position")) return [];
+  const pos = (r: SweptRow, k: string) => String(r.sweep[k] ?? "rnd");
+  const order = ["pre", "mid", "post", "rnd"];
+  const sortPos = (xs: string[]) => xs.sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  const ys = sortPos(uniq(rows.map((r) => pos(r, "train_position"))));
+  const xs = sortPos(uniq(rows.map((r) => pos(r, "test_position"))));
+  return uniq(rows.map((r) => r.method)).map((m) => ({
+    file: `positions-${slug(m)}.svg`,
+    svg: heatmapSvg({
+      title: `${m}: accuracy by fact position`,
+      xLabel: "test position",
+      yLabel: "train position",
+      xTicks: xs,
+      yTicks: ys,
+      values: grid(
+        rows.filter((r) => r.method === m),
+        (r) => pos(r, "train_position"),
+        (r) => pos(r, "test_position"),
+        ys,
+        xs,
+      ),
+      min: 0,
+      max: 1,
+    }),
+  }));
+}
+
+/** Mean of `y` per (method, x) as one series per method. */
+function seriesBy(
+  rows: readonly SweptRow[],
+  x: (r: SweptRow) => number,
+  y: (r: SweptRow) => number,
+): Series[] {
+  return uniq(rows.map((r) => r.method)).map((m) => {
+    const mine = rows.filter((r) => r.method === m);
+    return {
+      name: m,
+      points: uniq(mine.map(x)).map((xv) => {
+        const at = mine.filter((r) => x(r) === xv).map(y);
+        return [xv, at.reduce((a, b) => a + b, 0) / at.length] as const;
+      }),
+    };
+  });
+}
+
+function lengthLines(rows: readonly SweptRow[]): Figure[] {
+  if (uniq(rows.map((r) => r.test_length)).length < 2) return [];
+  const x = (r: SweptRow) => windowTokens(r.test_length);
+  return [
+    {
+      file: "time-vs-length.svg",
+      svg: lineChartSvg({
+        title: "Time per problem vs context length",
+        xLabel: "context length (tokens)",
+        yLabel: "ms per problem",
+        xLog: true,
+        xTickLabel: tokenLabel,
+        series: seriesBy(rows, x, (r) => r.ms_per_problem),
+      }),
+    },
+    {
+      file: "memory-vs-length.svg",
+      svg: lineChartSvg({
+        title: "Peak GPU memory vs context length",
+        xLabel: "context length (tokens)",
+        yLabel: "peak GPU MB",
+        xLog: true,
+        xTickLabel: tokenLabel,
+        series: seriesBy(rows, x, (r) => mb(r.peak_bytes)),
+      }),
+    },
+  ];
+}
+
+function sweptLines(
+  rows: readonly SweptRow[],
+  swept: readonly string[],
+  metricsByPoint: ReadonlyMap<string, readonly MetricRecord[]>,
+): Figure[] {
+  const out: Figure[] = [];
+  if (swept.includes("accumulation")) {
+    const x = (r: SweptRow) => Number(r.sweep.accumulation);
+    out.push({
+      file: "memory-vs-accumulation.svg",
+      svg: lineChartSvg({
+        title: "Peak GPU memory vs accumulation steps",
+        xLabel: "gradient accumulation steps",
+        yLabel: "peak GPU MB",
+        series: seriesBy(rows, x, (r) => mb(r.peak_bytes)),
+      }),
+    }, {
+      file: "time-vs-accumulation.svg",
+      svg: lineChartSvg({
+        title: "Time per problem vs accumulation steps",
+        xLabel: "gradient accumulation steps",
+        yLabel: "ms per problem",
+        series: seriesBy(rows, x, (r) => r.ms_per_problem),
+      }),
+    });
+  }
+  if (swept.includes("truncate")) {
+    // Meta-training memory: the largest `train_peak_bytes` a stage reported for the point,
+    // else the per-problem peak of the results.
+    const trainPeak = (r: SweptRow) => {
+      const ms = metricsByPoint.get(JSON.stringify(r.sweep)) ?? [];
+      const peaks = ms.map((m) => Number(m.train_peak_bytes)).filter(Number.isFinite);
+      return mb(peaks.length ? Math.max(...peaks) : r.peak_bytes);
+    };
+    out.push({
+      file: "memory-vs-truncation.svg",
+      svg: lineChartSvg({
+        title: "Meta-training memory vs truncation",
+        xLabel: "truncated inner steps",
+        yLabel: "peak GPU MB",
+        series: seriesBy(rows, (r) => Number(r.sweep.truncate), trainPeak),
+      }),
+    });
+  }
+  return out;
+}
+
+const CURVE_SKIP = new Set(["step", "ms", "cached", "peak_bytes", "train_peak_bytes", "bytes"]);
+
+/** One chart per numeric metric recorded against `step` (loss, val_accuracy, …). */
+function learningCurves(metrics: readonly MetricRecord[]): Figure[] {
+  const stepped = metrics.filter((m) => typeof m.step === "number");
+  const fields = uniq(
+    stepped.flatMap((m) =>
+      Object.keys(m).filter((k) => !CURVE_SKIP.has(k) && typeof m[k] === "number")
+    ),
+  ).sort();
+  return fields.flatMap((fieldName) => {
+    const withField = stepped.filter((m) => typeof m[fieldName] === "number");
+    if (withField.length < 2) return [];
+    const groups = uniq(withField.map((m) => `${m.stage} ${m.key ?? ""}`.trim()));
+    return [{
+      file: `curve-${slug(fieldName)}.svg`,
+      svg: lineChartSvg({
+        title: `Learning curve: ${fieldName}`,
+        xLabel: "step",
+        yLabel: fieldName,
+        series: groups.map((g) => ({
+          name: g,
+          points: withField.filter((m) => `${m.stage} ${m.key ?? ""}`.trim() === g)
+            .map((m) => [m.step as number, m[fieldName] as number] as const),
+        })),
+      }),
+    }];
+  });
+}
+
+/** Every figure the results call for. */
+export function figuresFor(
+  rows: readonly SweptRow[],
+  swept: readonly string[],
+  metrics: readonly MetricRecord[],
+  metricsByPoint: ReadonlyMap<string, readonly MetricRecord[]> = new Map(),
+): Figure[] {
+  return [
+    ...lengthHeatmaps(rows),
+    ...positionGrids(rows, swept),
+    ...lengthLines(rows),
+    ...sweptLines(rows, swept, metricsByPoint),
+    ...learningCurves(metrics),
+  ];
+}

@@ -1,0 +1,146 @@
+/**
+ * Experiment graphs: nodes are (stage, parameters, upstream nodes). Planning validates every
+ * node's parameters with its stage's Schema and gives it a cache key; nodes with equal keys
+ * (e.g. the data stage shared by every point of a sweep) become one planned node, computed
+ * once and shared.
+ *
+ * key = SHA-256 of canonical JSON {stage, version, params, upstream keys, kernel source hashes}
+ */
+import { Effect, Schema } from "effect";
+import { ConfigError, errorText } from "./errors.ts";
+import { canonicalJson, sha256Hex } from "./hash.ts";
+import type { AnyStage, Stage } from "./stage.ts";
+
+/** One node of an experiment graph. `O` is the output type (phantom). */
+export interface Node<O = unknown> {
+  readonly stage: AnyStage;
+  readonly params: unknown;
+  readonly inputs: Readonly<Record<string, Node>>;
+  readonly _output?: O;
+}
+
+// deno-lint-ignore no-explicit-any
+type NodesOf<I> = { readonly [K in keyof I]: Node<I[K]> } & Record<string, Node<any>>;
+
+/** A node running `stage` with `params` on the outputs of `inputs` (typed by the stage). */
+// deno-lint-ignore no-explicit-any
+export function node<P, I extends Record<string, any>, O, E, R>(
+  stage: Stage<P, I, O, E, R>,
+  params: P,
+  inputs: NodesOf<I> = {} as NodesOf<I>,
+): Node<O> {
+  return { stage, params, inputs };
+}
+
+/** A node with its key resolved. */
+export interface PlannedNode {
+  readonly key: string;
+  readonly node: Node;
+  /** Decoded parameters (what `run` receives). */
+  readonly params: unknown;
+  /** Encoded parameters (what the key hashes and the cache records). */
+  readonly encodedParams: unknown;
+  /** Input name → upstream key. */
+  readonly upstream: Readonly<Record<string, string>>;
+  /** Kernel source path → SHA-256. */
+  readonly kernels: Readonly<Record<string, string>>;
+}
+
+export interface Plan {
+  /** Every distinct node, upstream first. */
+  readonly order: readonly PlannedNode[];
+  /** Target name → key. */
+  readonly targetKeys: Readonly<Record<string, string>>;
+}
+
+const repoRoot = new URL("../../", import.meta.url);
+const kernelHashes = new Map<string, Promise<string>>();
+
+/** Hash of a kernel source file (repository-relative), once per process. */
+function kernelHash(path: string): Promise<string> {
+  let h = kernelHashes.get(path);
+  if (!h) {
+    h = Deno.readFile(new URL(path, repoRoot)).then(sha256Hex, () => {
+      throw new Error(`kernel source "${path}" (listed by a stage) does not exist; fix the path`);
+    });
+    kernelHashes.set(path, h);
+  }
+  return h;
+}
+
+/** The cache key of a node from its parts (exported for tests and tools). */
+export function stageKey(parts: {
+  stage: string;
+  version: number;
+  params: unknown;
+  upstream: Readonly<Record<string, string>>;
+  kernels: Readonly<Record<string, string>>;
+}): Promise<string> {
+  return sha256Hex(canonicalJson(parts));
+}
+
+/**
+ * Resolve keys for every node reachable from `targets`, in topological order (upstream
+ * first), with equal keys merged. A bad parameter fails here, before anything runs.
+ */
+export const plan = Effect.fnUntraced(function* (targets: Readonly<Record<string, Node>>) {
+  const keys = new Map<Node, string>();
+  const order: PlannedNode[] = [];
+  const seen = new Set<string>();
+  const visiting = new Set<Node>();
+  const visit = Effect.fnUntraced(function* (n: Node): Effect.fn.Return<string, ConfigError> {
+    const known = keys.get(n);
+    if (known) return known;
+    if (visiting.has(n)) {
+      return yield* new ConfigError({ message: `stage "${n.stage.name}" depends on itself` });
+    }
+    visiting.add(n);
+    const upstream: Record<string, string> = {};
+    for (const name of Object.keys(n.inputs).sort()) upstream[name] = yield* visit(n.inputs[name]);
+    const params = yield* Schema.decodeUnknownEffect(n.stage.params)(n.params).pipe(
+      Effect.mapError((e) =>
+        new ConfigError({ message: `stage "${n.stage.name}" parameters: ${e.message}` })
+      ),
+    );
+    const encodedParams = Schema.encodeSync(n.stage.params)(params);
+    const paths = [...new Set(n.stage.kernels ?? [])].sort();
+    const hashes = yield* Effect.tryPromise({
+      try: () => Promise.all(paths.map(kernelHash)),
+      catch: (e) => new ConfigError({ message: `stage "${n.stage.name}": ${errorText(e)}` }),
+    });
+    const kernels = Object.fromEntries(paths.map((p, i) => [p, hashes[i]]));
+    const key = yield* Effect.promise(() =>
+      stageKey({
+        stage: n.stage.name,
+        version: n.stage.version,
+        params: encodedParams,
+        upstream,
+        kernels,
+      })
+    );
+    visiting.delete(n);
+    keys.set(n, key);
+    if (!seen.has(key)) {
+      seen.add(key);
+      order.push({ key, node: n, params, encodedParams, upstream, kernels });
+    }
+    return key;
+  });
+  const targetKeys: Record<string, string> = {};
+  for (const [name, n] of Object.entries(targets)) targetKeys[name] = yield* visit(n);
+  return { order, targetKeys } as Plan;
+});
+
+/** Keys reachable from `key` (itself included), following upstream edges. */
+export function reachable(p: Plan, key: string): Set<string> {
+  const byKey = new Map(p.order.map((n) => [n.key, n]));
+  const out = new Set<string>();
+  const stack = [key];
+  while (stack.length) {
+    const k = stack.pop()!;
+    if (out.has(k)) continue;
+    out.add(k);
+    stack.push(...Object.values(byKey.get(k)?.upstream ?? {}));
+  }
+  return out;
+}

@@ -1,0 +1,78 @@
+/**
+ * Run folders: runs/<experiment>/<time>-<key>/ holding config.yaml, env.json, log.txt,
+ * metrics.jsonl, results.csv, results.md and the figures. <time> is UTC and sorts
+ * lexically, so the latest run is the last name; <key> is the hash of the resolved config.
+ */
+import { writeTextAtomic } from "./cache.ts";
+
+/** Where runs live: $PERK_RUNS, else runs/ at the repository root. */
+export function defaultRunsRoot(): string {
+  return Deno.env.get("PERK_RUNS") ?? new URL("../../runs", import.meta.url).pathname;
+}
+
+/** "2025-06-01T12-30-05Z": ISO time with ':' replaced (valid in folder names everywhere). */
+export function runStamp(d = new Date()): string {
+  return d.toISOString().replace(/\.\d+Z$/, "Z").replaceAll(":", "-");
+}
+
+export class RunDir {
+  readonly #enc = new TextEncoder();
+  private constructor(readonly path: string) {}
+
+  static async create(root: string, experiment: string, key: string): Promise<RunDir> {
+    const base = `${root}/${experiment}/${runStamp()}-${key.slice(0, 12)}`;
+    // Two runs started in the same second with the same config get distinct folders.
+    for (let i = 0;; i++) {
+      const path = i === 0 ? base : `${base}-${i}`;
+      try {
+        await Deno.mkdir(`${root}/${experiment}`, { recursive: true });
+        await Deno.mkdir(path);
+        return new RunDir(path);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      }
+    }
+  }
+
+  /** Append one line to log.txt (appends of whole lines; a crash loses at most one). */
+  log(line: string): void {
+    Deno.writeFileSync(`${this.path}/log.txt`, this.#enc.encode(`${line}\n`), { append: true });
+  }
+
+  /** Append one record to metrics.jsonl. */
+  metric(record: Readonly<Record<string, unknown>>): void {
+    Deno.writeFileSync(
+      `${this.path}/metrics.jsonl`,
+      this.#enc.encode(`${JSON.stringify(record)}\n`),
+      {
+        append: true,
+      },
+    );
+  }
+
+  /** Write a whole file atomically (config, env, results, figures). */
+  write(name: string, text: string): Promise<void> {
+    return writeTextAtomic(`${this.path}/${name}`, text);
+  }
+}
+
+/** The newest run of `experiment` that has results.csv, or undefined. */
+export async function latestRun(root: string, experiment: string): Promise<string | undefined> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(`${root}/${experiment}`)) {
+      if (e.isDirectory) names.push(e.name);
+    }
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  for (const name of names.sort().reverse()) {
+    const path = `${root}/${experiment}/${name}`;
+    try {
+      await Deno.stat(`${path}/results.csv`);
+      return path;
+    } catch { /* an unfinished run: look further back */ }
+  }
+  return undefined;
+}
