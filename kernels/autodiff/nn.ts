@@ -1,0 +1,201 @@
+/**
+ * Differentiable neural-network ops: embedding gather / scatter-add, masked softmax, norms,
+ * rotary embedding, causal self-attention (grouped-query, segment masks), LoRA linear,
+ * weighted cross-entropy and dropout. Fused kernels carry their own JVP rules (softmax,
+ * cross-entropy gradient: the "second-order backward" kernels); norms, attention and LoRA
+ * are compositions of differentiable ops, so their VJPs and tangents come from the parts.
+ */
+import type { Tensor } from "../runtime/tensor.ts";
+import * as ew from "../ops/elementwise.ts";
+import * as red from "../ops/reduce.ts";
+import * as K from "../ops/nn_kernels.ts";
+import { apply, apply1, type Rule } from "./tape.ts";
+import {
+  add,
+  expand,
+  matmul,
+  mean,
+  mul,
+  reshape,
+  rsqrt,
+  scale,
+  square,
+  sub,
+  sum,
+  sumAll,
+} from "./basic.ts";
+
+export { RowIndex } from "../ops/nn_kernels.ts";
+
+// ------------------------------------------------------------------ gather / scatter-add
+
+const gatherRule: Rule<{ idx: K.RowIndex }> = {
+  name: "gather",
+  saveInputs: false,
+  forward: ([w], { idx }) => [K.gatherRows(w, idx)],
+  jvp: (_, [dw], __, { idx }) => [dw && K.gatherRows(dw, idx)],
+  vjp: (_, __, [g], { idx }) => [scatterAdd(g!, idx)],
+};
+const scatterRule: Rule<{ idx: K.RowIndex }> = {
+  name: "scatter_add",
+  saveInputs: false,
+  forward: ([s], { idx }) => [K.scatterAddRows(s, idx)],
+  jvp: (_, [ds], __, { idx }) => [ds && K.scatterAddRows(ds, idx)],
+  vjp: (_, __, [g], { idx }) => [gather(g!, idx)],
+};
+/** table (V, C) rows at idx → (N, C): the embedding lookup. */
+export const gather = (table: Tensor, idx: K.RowIndex) => apply1(gatherRule, [table], { idx });
+/** src (N, C) added into rows idx of a zero (rows, C) tensor (deterministic order). */
+export const scatterAdd = (src: Tensor, idx: K.RowIndex) => apply1(scatterRule, [src], { idx });
+
+// ------------------------------------------------------------------ softmax
+
+const softmaxRule: Rule<K.SoftmaxMask> = {
+  name: "softmax",
+  saveInputs: false,
+  saveOutputs: true,
+  forward: ([x], m) => [K.softmaxRows(x, m)],
+  // ẏ = y ⊙ (ẋ − Σ y ẋ); masked entries have y = 0, so they stay 0.
+  jvp: (_, [dx], [y]) => {
+    if (!dx) return [undefined];
+    const s = red.sum(ew.mul(y, dx), -1, true);
+    return [ew.mapN("a * (b - c)", [y, dx, s])];
+  },
+  vjp: (_, [y], [g]) => [mul(y, sub(g!, sum(mul(g!, y), -1, true)))],
+};
+/** Softmax over the last axis, with optional attention masks (causal, segments). */
+export const softmax = (x: Tensor, mask: K.SoftmaxMask = {}) => apply1(softmaxRule, [x], mask);
+
+// ------------------------------------------------------------------ norms
+
+/** LayerNorm over the last axis: (x − μ)/√(σ² + ε) · w + b. */
+export function layerNorm(x: Tensor, w: Tensor, b: Tensor | undefined, eps = 1e-5): Tensor {
+  const xc = sub(x, mean(x, -1, true));
+  const r = rsqrt(scale(mean(square(xc), -1, true), 1, eps));
+  const y = mul(mul(xc, r), w);
+  return b ? add(y, b) : y;
+}
+/** RMSNorm over the last axis: x / √(mean(x²) + ε) · w. */
+export function rmsNorm(x: Tensor, w: Tensor, eps = 1e-6): Tensor {
+  const r = rsqrt(scale(mean(square(x), -1, true), 1, eps));
+  return mul(mul(x, r), w);
+}
+
+// ------------------------------------------------------------------ rotary embedding
+
+const ropeRule: Rule<{ cos: Tensor; sin: Tensor }> = {
+  name: "rope",
+  saveInputs: false,
+  forward: ([x], { cos, sin }) => [K.rope(x, cos, sin)],
+  jvp: (_, [dx], __, { cos, sin }) => [dx && K.rope(dx, cos, sin)],
+  vjp: (_, __, [g], { cos, sin }) => [apply1(ropeInvRule, [g!], { cos, sin })],
+};
+const ropeInvRule: Rule<{ cos: Tensor; sin: Tensor }> = {
+  name: "rope_t",
+  saveInputs: false,
+  forward: ([x], { cos, sin }) => [K.rope(x, cos, sin, true)],
+  jvp: (_, [dx], __, { cos, sin }) => [dx && K.rope(dx, cos, sin, true)],
+  vjp: (_, __, [g], p) => [apply1(ropeRule, [g!], p)],
+};
+/** Rotary embedding of x (…, T, D) in HF's half-split layout; tables (T, D/2). */
+export const rope = (x: Tensor, cos: Tensor, sin: Tensor) => apply1(ropeRule, [x], { cos, sin });
+
+// ------------------------------------------------------------------ attention
+
+export interface AttentionOptions {
+  readonly causal?: boolean;
+  /** (B, T) i32: tokens attend only within their segment (packed documents). */
+  readonly segIds?: Tensor;
+}
+/**
+ * Scaled dot-product self-attention. q (B, H, T, D), k/v (B, Hkv, S, D) with H a multiple
+ * of Hkv (grouped-query heads share k/v). Composed: scores = q·kᵀ/√D → masked softmax → ·v.
+ * The T×S score matrix is materialised (B·H·T·S floats).
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
+  const [B, H, T, D] = q.shape;
+  const Hkv = k.shape[1], S = k.shape[2];
+  if (H % Hkv) throw new RangeError(`attention: ${H} query heads are not a multiple of ${Hkv}`);
+  const grp = H / Hkv;
+  const widen = (t: Tensor) =>
+    grp === 1 ? t : reshape(expand(reshape(t, [B, Hkv, 1, S, D]), [B, Hkv, grp, S, D]), [
+      B,
+      H,
+      S,
+      D,
+    ]);
+  const scores = matmul(q, widen(k), { transB: true }); // (B, H, T, S)
+  const p = softmax(scale(scores, 1 / Math.sqrt(D)), { heads: H, ...o });
+  return matmul(p, widen(v)); // (B, H, T, D)
+}
+
+// ------------------------------------------------------------------ LoRA linear
+
+export interface LoraWeights {
+  readonly A: Tensor; // (in, r)
+  readonly B: Tensor; // (r, out)
+  readonly scale: number;
+  /** Seeded dropout on the LoRA input (training only). */
+  readonly dropout?: { p: number; seed: number };
+}
+/** y = x·W (+ b) + s·((dropout(x)·A)·B): the rank-r path adds two skinny matmuls. */
+export function loraLinear(x: Tensor, W: Tensor, bias?: Tensor, lora?: LoraWeights): Tensor {
+  const y = matmul(x, W, { bias });
+  if (!lora) return y;
+  const xd = lora.dropout && lora.dropout.p > 0 ? dropout(x, lora.dropout.p, lora.dropout.seed) : x;
+  return add(y, scale(matmul(matmul(xd, lora.A), lora.B), lora.scale));
+}
+
+// ------------------------------------------------------------------ cross-entropy
+
+interface CeP {
+  readonly targets: Tensor;
+}
+const ceGradRule: Rule<CeP> = {
+  name: "cross_entropy_grad",
+  forward: ([z, lse, g], { targets }) => [K.crossEntropyGrad(z, targets, lse, g)],
+  jvp: ([z, lse, g], [dz, _dl, dg], __, { targets }) => {
+    if (!dz && !dg) return [undefined];
+    const zd = dz ?? ew.scale(z, 0), gd = dg ?? ew.scale(g, 0);
+    return [K.crossEntropyGradTangent(z, targets, lse, g, gd, zd)];
+  },
+  vjp: () => {
+    throw new Error("cross-entropy: third-order derivatives are not implemented");
+  },
+};
+const ceRule: Rule<CeP> = {
+  name: "cross_entropy",
+  saveOutputs: true,
+  forward: ([z], { targets }) => K.crossEntropyRows(z, targets),
+  jvp: ([z], [dz], [_nll, lse], { targets }) => {
+    if (!dz) return [undefined, undefined];
+    // ṅll = Σ p ż − ż_t (fused); the lse output's tangent is Σ p ż.
+    return [K.crossEntropyPDot(z, targets, lse, dz, true), K.crossEntropyPDot(z, targets, lse, dz)];
+  },
+  vjp: ([z], [_nll, lse], [g, gl], { targets }) => {
+    if (gl) throw new Error("cross-entropy: the log-sum-exp output is not differentiable");
+    return [apply1(ceGradRule, [z, lse, g!], { targets })];
+  },
+};
+/** Per-row NLL (N) of i32 targets (−1 = ignored → 0) from logits (N, V). */
+export function crossEntropyRows(z: Tensor, targets: Tensor): Tensor {
+  // The log-sum-exp output stays in the caller's scope (the tape may hold it for the VJP).
+  return apply(ceRule, [z], { targets })[0];
+}
+/** Σ_i w_i · NLL_i: the weighted causal-LM loss (normalise outside as the method says). */
+export function weightedCrossEntropy(z: Tensor, targets: Tensor, weights: Tensor): Tensor {
+  return sumAll(mul(crossEntropyRows(z, targets), weights));
+}
+
+// ------------------------------------------------------------------ dropout
+
+const dropoutRule: Rule<{ p: number; seed: number }> = {
+  name: "dropout",
+  saveInputs: false,
+  forward: ([x], { p, seed }) => [K.dropout(x, p, seed)],
+  jvp: (_, [dx], __, { p, seed }) => [dx && K.dropout(dx, p, seed)],
+  vjp: (_, __, [g], q) => [dropout(g!, q.p, q.seed)],
+};
+/** Inverted dropout; the mask depends only on (seed, element index): reproducible. */
+export const dropout = (x: Tensor, p: number, seed: number) =>
+  apply1(dropoutRule, [x], { p, seed });

@@ -1,0 +1,431 @@
+/**
+ * Plain kernels for the neural-network ops: masked row softmax, embedding gather and its
+ * deterministic scatter-add (CSR built on the host, no float atomics), rotary embedding
+ * (half-split layout as Hugging Face LLaMA/Qwen2), fused cross-entropy over the vocabulary
+ * with its gradient and the gradient's tangent, and seeded dropout. One lane per row for
+ * row kernels (lanes are cheap SIMD lanes on lavapipe; rows are ≤ a vocabulary long).
+ */
+import type { Runtime } from "../runtime/runtime.ts";
+import type { Tensor } from "../runtime/tensor.ts";
+import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+
+const WG = 64;
+const ID = `let id = (wid.x + wid.y * nwg.x) * ${WG}u + lid;`;
+const ARGS =
+  `@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32`;
+
+function words(...v: number[]): Uint32Array {
+  const u = new Uint32Array(Math.max(4, v.length));
+  const f = new Float32Array(u.buffer);
+  v.forEach((x, i) => (Number.isInteger(x) && x >= 0 ? (u[i] = x) : (f[i] = x)));
+  return u;
+}
+function run(rt: Runtime, spec: KernelSpec, bind: (Tensor | GPUBuffer)[], lanes: number) {
+  rt.dispatch(spec, bind, grid1d(cdiv(lanes, WG)));
+}
+
+// ------------------------------------------------------------------ masked softmax
+
+/**
+ * Softmax over the last axis of x viewed as (B, H, T, S). Masks (as attention needs): causal
+ * (key s > query t + (S − T) is masked) and segments (query and key must share segIds[b, ·],
+ * which needs S = T). Masked entries get probability 0; a fully masked row is all zeros.
+ */
+const SOFTMAX: KernelSpec = {
+  name: "softmax_rows",
+  bindings: ["read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `
+struct U { rows: u32, H: u32, T: u32, S: u32, causal: u32, seg: u32 }
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> SEG: array<i32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<uniform> u: U;
+fn visible(b: u32, t: u32, s: u32) -> bool {
+  if (u.causal != 0u && s > t + (u.S - u.T)) { return false; }
+  if (u.seg != 0u && SEG[b * u.T + t] != SEG[b * u.S + s]) { return false; }
+  return true;
+}
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.rows) { return; }
+  let t = id % u.T;
+  let b = id / (u.T * u.H);
+  let base = id * u.S;
+  var m: f32 = -3.4028235e38;
+  for (var s = 0u; s < u.S; s++) { if (visible(b, t, s)) { m = max(m, X[base + s]); } }
+  var z: f32 = 0.0;
+  for (var s = 0u; s < u.S; s++) { if (visible(b, t, s)) { z += exp(X[base + s] - m); } }
+  let inv = select(0.0, 1.0 / z, z > 0.0);
+  for (var s = 0u; s < u.S; s++) {
+    Y[base + s] = select(0.0, exp(X[base + s] - m) * inv, visible(b, t, s));
+  }
+}`,
+};
+
+export interface SoftmaxMask {
+  /** (B, H, T, S) interpretation of x: heads and queries per batch row. Default H = 1. */
+  readonly heads?: number;
+  readonly causal?: boolean;
+  /** (B, T) i32 segment ids: attention only within a segment. */
+  readonly segIds?: Tensor;
+}
+
+export function softmaxRows(x: Tensor, m: SoftmaxMask = {}): Tensor {
+  const rt = x.rt;
+  const S = x.shape.at(-1)!;
+  const T = x.shape.length >= 2 ? x.shape.at(-2)! : 1;
+  const rows = x.size / S;
+  const H = m.heads ?? 1;
+  if (m.segIds && m.segIds.dtype !== "i32") throw new TypeError("softmax: segIds must be i32");
+  const seg = m.segIds ?? rt.zeros([1], "i32");
+  const y = rt.empty(x.shape);
+  run(
+    rt,
+    SOFTMAX,
+    [x, seg, y, rt.uniform(words(rows, H, T, S, m.causal ? 1 : 0, m.segIds ? 1 : 0))],
+    rows,
+  );
+  if (!m.segIds) seg.dispose();
+  return y;
+}
+
+// ------------------------------------------------------------------ gather / scatter-add
+
+/** Row indices with a host copy, and (lazily) their CSR grouping for scatter-add. */
+export class RowIndex {
+  #csr: { order: Tensor; start: Tensor } | undefined;
+  readonly ids: Tensor;
+  constructor(rt: Runtime, readonly host: Int32Array, readonly rows: number) {
+    for (const i of host) {
+      if (i < 0 || i >= rows) throw new RangeError(`index ${i} outside [0, ${rows})`);
+    }
+    this.ids = rt.keep(rt.tensor(host, [host.length], "i32"));
+  }
+  /** Positions sorted by row (order) and each row's first position (start, rows + 1). */
+  csr(): { order: Tensor; start: Tensor } {
+    if (this.#csr) return this.#csr;
+    const rt = this.ids.rt;
+    const start = new Int32Array(this.rows + 1);
+    for (const i of this.host) start[i + 1]++;
+    for (let r = 0; r < this.rows; r++) start[r + 1] += start[r];
+    const fill = start.slice(0, this.rows);
+    const order = new Int32Array(this.host.length);
+    this.host.forEach((r, pos) => (order[fill[r]++] = pos));
+    this.#csr = {
+      order: rt.keep(rt.tensor(order, [order.length], "i32")),
+      start: rt.keep(rt.tensor(start, [start.length], "i32")),
+    };
+    return this.#csr;
+  }
+  dispose(): void {
+    this.ids.dispose();
+    this.#csr?.order.dispose();
+    this.#csr?.start.dispose();
+  }
+}
+
+const GATHER: KernelSpec = {
+  name: "gather_rows",
+  bindings: ["read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `
+struct U { n: u32, C: u32 }
+@group(0) @binding(0) var<storage, read> W: array<f32>;
+@group(0) @binding(1) var<storage, read> I: array<i32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<uniform> u: U;
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.n * u.C) { return; }
+  let c = id % u.C;
+  Y[id] = W[u32(I[id / u.C]) * u.C + c];
+}`,
+};
+/** table (V, C), idx (N) → (N, C). */
+export function gatherRows(table: Tensor, idx: RowIndex): Tensor {
+  const C = table.shape.at(-1)!, n = idx.host.length;
+  const y = table.rt.empty([n, C]);
+  run(table.rt, GATHER, [table, idx.ids, y, table.rt.uniform(words(n, C))], n * C);
+  return y;
+}
+
+const SCATTER: KernelSpec = {
+  name: "scatter_add_rows",
+  bindings: ["read", "read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `
+struct U { rows: u32, C: u32 }
+@group(0) @binding(0) var<storage, read> G: array<f32>;
+@group(0) @binding(1) var<storage, read> ORDER: array<i32>;
+@group(0) @binding(2) var<storage, read> START: array<i32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(4) var<uniform> u: U;
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.rows * u.C) { return; }
+  let r = id / u.C;
+  let c = id % u.C;
+  var acc: f32 = 0.0;
+  for (var k = START[r]; k < START[r + 1u]; k++) { acc += G[u32(ORDER[k]) * u.C + c]; }
+  Y[id] = acc;
+}`,
+};
+/** src (N, C) summed into rows idx → (rows, C), deterministic (fixed order per row). */
+export function scatterAddRows(src: Tensor, idx: RowIndex): Tensor {
+  const C = src.shape.at(-1)!;
+  const { order, start } = idx.csr();
+  const y = src.rt.empty([idx.rows, C]);
+  run(src.rt, SCATTER, [src, order, start, y, src.rt.uniform(words(idx.rows, C))], idx.rows * C);
+  return y;
+}
+
+// ------------------------------------------------------------------ rotary embedding
+
+const ROPE: KernelSpec = {
+  name: "rope",
+  bindings: ["read", "read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `
+struct U { n: u32, T: u32, D: u32, sign: f32 }
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> COS: array<f32>;
+@group(0) @binding(2) var<storage, read> SIN: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(4) var<uniform> u: U;
+// x (…, T, D), half = D/2: y1 = x1·cos − x2·sin, y2 = x2·cos + x1·sin (sign −1: the inverse).
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.n) { return; }
+  let half = u.D / 2u;
+  let j = id % u.D;
+  let t = (id / u.D) % u.T;
+  let f = t * half + (j % half);
+  let s = u.sign * SIN[f];
+  if (j < half) { Y[id] = X[id] * COS[f] - X[id + half] * s; }
+  else { Y[id] = X[id] * COS[f] + X[id - half] * s; }
+}`,
+};
+/** Rotate x (…, T, D) with tables cos/sin (T, D/2); inverse = the transpose (for the VJP). */
+export function rope(x: Tensor, cos: Tensor, sin: Tensor, inverse = false): Tensor {
+  const D = x.shape.at(-1)!, T = x.shape.at(-2)!;
+  if (D % 2 || cos.size !== T * (D / 2) || sin.size !== cos.size) {
+    throw new RangeError(`rope: x ${x} needs cos/sin tables of ${T}×${D / 2}`);
+  }
+  const y = x.rt.empty(x.shape);
+  const u = new Uint32Array(4);
+  u.set([x.size, T, D]);
+  new Float32Array(u.buffer)[3] = inverse ? -1 : 1;
+  run(x.rt, ROPE, [x, cos, sin, y, x.rt.uniform(u)], x.size);
+  return y;
+}
+
+/** cos/sin tables for positions p0 … p0+T−1 (HF: inv_freq = θ^(−2i/D)), as host arrays. */
+export function ropeTables(T: number, D: number, theta: number, p0 = 0, scale = 1) {
+  const half = D / 2, cos = new Float32Array(T * half), sin = new Float32Array(T * half);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < half; i++) {
+      const a = ((p0 + t) / scale) * Math.pow(theta, (-2 * i) / D);
+      cos[t * half + i] = Math.cos(a);
+      sin[t * half + i] = Math.sin(a);
+    }
+  }
+  return { cos, sin };
+}
+
+// ------------------------------------------------------------------ cross-entropy
+
+const CE_HEAD = /* wgsl */ `
+struct U { N: u32, V: u32 }
+@group(0) @binding(0) var<storage, read> Z: array<f32>;
+@group(0) @binding(1) var<storage, read> TGT: array<i32>;`;
+
+const CE_FWD: KernelSpec = {
+  name: "ce_rows",
+  bindings: ["read", "read", "read_write", "read_write", "uniform"],
+  code: /* wgsl */ `${CE_HEAD}
+@group(0) @binding(2) var<storage, read_write> NLL: array<f32>;
+@group(0) @binding(3) var<storage, read_write> LSE: array<f32>;
+@group(0) @binding(4) var<uniform> u: U;
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.N) { return; }
+  let base = id * u.V;
+  var m: f32 = -3.4028235e38;
+  for (var v = 0u; v < u.V; v++) { m = max(m, Z[base + v]); }
+  var s: f32 = 0.0;
+  for (var v = 0u; v < u.V; v++) { s += exp(Z[base + v] - m); }
+  let lse = m + log(s);
+  LSE[id] = lse;
+  let t = TGT[id];
+  NLL[id] = select(0.0, lse - Z[base + u32(max(t, 0))], t >= 0);
+}`,
+};
+/** Per-row NLL of targets (−1 = ignored → 0) and log-sum-exp, from logits (N, V). */
+export function crossEntropyRows(z: Tensor, targets: Tensor): [Tensor, Tensor] {
+  const V = z.shape.at(-1)!, N = z.size / V;
+  if (targets.size !== N || targets.dtype !== "i32") {
+    throw new RangeError(`cross-entropy: targets ${targets} must be i32 with ${N} entries`);
+  }
+  const nll = z.rt.empty([N]), lse = z.rt.empty([N]);
+  run(z.rt, CE_FWD, [z, targets, nll, lse, z.rt.uniform(words(N, V))], N);
+  return [nll, lse];
+}
+
+const CE_GRAD: KernelSpec = {
+  name: "ce_grad",
+  bindings: ["read", "read", "read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `${CE_HEAD}
+@group(0) @binding(2) var<storage, read> LSE: array<f32>;
+@group(0) @binding(3) var<storage, read> G: array<f32>;
+@group(0) @binding(4) var<storage, read_write> DZ: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.N * u.V) { return; }
+  let i = id / u.V;
+  let t = TGT[i];
+  let p = exp(Z[id] - LSE[i]);
+  DZ[id] = select(0.0, G[i] * (p - select(0.0, 1.0, u32(t) == id % u.V)), t >= 0);
+}`,
+};
+/** dz = g_i · (softmax(z)_i − onehot(t_i)) (0 on ignored rows). */
+export function crossEntropyGrad(z: Tensor, targets: Tensor, lse: Tensor, g: Tensor): Tensor {
+  const V = z.shape.at(-1)!, N = z.size / V;
+  const dz = z.rt.empty(z.shape);
+  run(z.rt, CE_GRAD, [z, targets, lse, g, dz, z.rt.uniform(words(N, V))], N * V);
+  return dz;
+}
+
+const CE_DOT: KernelSpec = {
+  name: "ce_pdot",
+  bindings: ["read", "read", "read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `${CE_HEAD.replace("N: u32, V: u32", "N: u32, V: u32, nllMode: u32")}
+@group(0) @binding(2) var<storage, read> LSE: array<f32>;
+@group(0) @binding(3) var<storage, read> DZ: array<f32>;
+@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;
+// OUT[i] = Σ_v p_v·ż_v (the tangent of the log-sum-exp); with u.V2 = 1 minus ż at the target
+// (the tangent of the NLL; 0 on ignored rows).
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.N) { return; }
+  let base = id * u.V;
+  var s: f32 = 0.0;
+  for (var v = 0u; v < u.V; v++) { s += exp(Z[base + v] - LSE[id]) * DZ[base + v]; }
+  let t = TGT[id];
+  OUT[id] = select(s, select(0.0, s - DZ[base + u32(max(t, 0))], t >= 0), u.nllMode != 0u);
+}`,
+};
+/**
+ * Σ_v softmax(z)_v · ż_v per row: the tangent of log-sum-exp; with `nll`, minus ż at the
+ * target: the tangent of the per-row NLL (0 on ignored rows).
+ */
+export function crossEntropyPDot(
+  z: Tensor,
+  targets: Tensor,
+  lse: Tensor,
+  dz: Tensor,
+  nll = false,
+): Tensor {
+  const V = z.shape.at(-1)!, N = z.size / V;
+  const out = z.rt.empty([N]);
+  run(z.rt, CE_DOT, [z, targets, lse, dz, out, z.rt.uniform(words(N, V, nll ? 1 : 0))], N);
+  return out;
+}
+
+const CE_GRAD_TAN: KernelSpec = {
+  name: "ce_grad_tangent",
+  bindings: ["read", "read", "read", "read", "read", "read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `${CE_HEAD}
+@group(0) @binding(2) var<storage, read> LSE: array<f32>;
+@group(0) @binding(3) var<storage, read> G: array<f32>;
+@group(0) @binding(4) var<storage, read> GD: array<f32>;
+@group(0) @binding(5) var<storage, read> ZD: array<f32>;
+@group(0) @binding(6) var<storage, read> PD: array<f32>;
+@group(0) @binding(7) var<storage, read_write> OUT: array<f32>;
+@group(0) @binding(8) var<uniform> u: U;
+// d/dε of g·(p − onehot): ġ·(p − onehot) + g·p·(ż − Σ p ż)
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.N * u.V) { return; }
+  let i = id / u.V;
+  let t = TGT[i];
+  let p = exp(Z[id] - LSE[i]);
+  let oh = select(0.0, 1.0, u32(t) == id % u.V);
+  OUT[id] = select(0.0, GD[i] * (p - oh) + G[i] * p * (ZD[id] - PD[i]), t >= 0);
+}`,
+};
+/** The tangent of crossEntropyGrad, fused (the second-order CE kernel). */
+export function crossEntropyGradTangent(
+  z: Tensor,
+  targets: Tensor,
+  lse: Tensor,
+  g: Tensor,
+  gDot: Tensor,
+  zDot: Tensor,
+): Tensor {
+  const V = z.shape.at(-1)!, N = z.size / V;
+  const pd = crossEntropyPDot(z, targets, lse, zDot);
+  const out = z.rt.empty(z.shape);
+  run(
+    z.rt,
+    CE_GRAD_TAN,
+    [z, targets, lse, g, gDot, zDot, pd, out, z.rt.uniform(words(N, V))],
+    N * V,
+  );
+  pd.dispose();
+  return out;
+}
+
+// ------------------------------------------------------------------ dropout
+
+const DROPOUT: KernelSpec = {
+  name: "dropout",
+  bindings: ["read", "read_write", "uniform"],
+  code: /* wgsl */ `
+struct U { n: u32, seed: u32, threshold: u32, scale: f32 }
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(2) var<uniform> u: U;
+fn hash(x: u32) -> u32 { // lowbias32
+  var h = x;
+  h ^= h >> 16u; h *= 0x7feb352du; h ^= h >> 15u; h *= 0x846ca68bu; h ^= h >> 16u;
+  return h;
+}
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.n) { return; }
+  let keep = hash(id ^ hash(u.seed)) >= u.threshold;
+  Y[id] = select(0.0, X[id] * u.scale, keep);
+}`,
+};
+/** Inverted dropout with a counter-based hash: the mask depends only on (seed, index). */
+export function dropout(x: Tensor, p: number, seed: number): Tensor {
+  const y = x.rt.empty(x.shape);
+  const u = new Uint32Array(4);
+  u.set([x.size, seed >>> 0, Math.min(0xffffffff, Math.round(p * 4294967296))]);
+  new Float32Array(u.buffer)[3] = 1 / (1 - p);
+  run(x.rt, DROPOUT, [x, y, x.rt.uniform(u)], x.size);
+  return y;
+}
+/** Host twin of the dropout mask (for references). */
+export function dropoutMaskRef(n: number, p: number, seed: number): Float64Array {
+  const h = (x: number) => {
+    x >>>= 0;
+    x ^= x >>> 16;
+    x = Math.imul(x, 0x7feb352d) >>> 0;
+    x ^= x >>> 15;
+    x = Math.imul(x, 0x846ca68b) >>> 0;
+    x ^= x >>> 16;
+    return x >>> 0;
+  };
+  const thr = Math.min(0xffffffff, Math.round(p * 4294967296));
+  const hs = h(seed);
+  return Float64Array.from({ length: n }, (_, i) => (h((i ^ hs) >>> 0) >= thr ? 1 / (1 - p) : 0));
+}

@@ -1,0 +1,224 @@
+/**
+ * Every differentiable op: forward vs a float64 reference, JVP and VJP vs central
+ * differences, HVP of a scalar loss through the op vs mixed differences (fixed seeds, small
+ * odd shapes). The harness is tests/autodiff_harness.ts.
+ */
+import { checkOp, type OpCase } from "./autodiff_harness.ts";
+import { testRuntime } from "./testing.ts";
+import * as ad from "../kernels/autodiff/basic.ts";
+import * as nn from "../kernels/autodiff/nn.ts";
+import { UNARY, type UnaryName } from "../kernels/ops/unary_table.ts";
+import { mapRef } from "../kernels/ops/elementwise.ts";
+import { reduceRef } from "../kernels/ops/reduce.ts";
+import { permuteRef } from "../kernels/ops/strided.ts";
+import { dropoutMaskRef, ropeTables } from "../kernels/ops/nn_kernels.ts";
+import {
+  type A,
+  attention64,
+  crossEntropy64,
+  f64,
+  layerNorm64,
+  matmul64,
+  rmsNorm64,
+  rope64,
+  softmax64,
+} from "./ref64.ts";
+
+const rt = await testRuntime();
+const bin = (f: (a: number, b: number) => number, sa: number[], sb: number[]) => (a: A, b: A) =>
+  mapRef(f, [{ data: a, shape: sa }, { data: b, shape: sb }]).data;
+
+// Constants the cases use (made before the cases run; the test process keeps them).
+const idxHost = new Int32Array([2, 0, 5, 2, 2, 1, 3]);
+const idx = new nn.RowIndex(rt, idxHost, 6);
+const ropeH = ropeTables(5, 8, 10000);
+const ropeT = {
+  cos: rt.keep(rt.tensor(ropeH.cos, [5, 4])),
+  sin: rt.keep(rt.tensor(ropeH.sin, [5, 4])),
+};
+const segHost = new Int32Array([0, 0, 1, 1, 1, 0, 0, 0, 0, 2]);
+const seg = rt.keep(rt.tensor(segHost, [2, 5], "i32"));
+const tgtHost = new Int32Array([3, -1, 8, 0, 4]);
+const tgt = rt.keep(rt.tensor(tgtHost, [5], "i32"));
+
+const cases: OpCase[] = [
+  { name: "add", shapes: [[3, 5], [5]], gpu: ad.add, ref: bin((a, b) => a + b, [3, 5], [5]) },
+  {
+    name: "sub",
+    shapes: [[2, 1, 3], [4, 1]],
+    gpu: ad.sub,
+    ref: bin((a, b) => a - b, [2, 1, 3], [4, 1]),
+  },
+  { name: "mul", shapes: [[3, 5], [3, 1]], gpu: ad.mul, ref: bin((a, b) => a * b, [3, 5], [3, 1]) },
+  {
+    name: "div",
+    shapes: [[7], [7]],
+    range: (i) => (i ? [0.5, 2] : [-1, 1]),
+    gpu: ad.div,
+    ref: bin((a, b) => a / b, [7], [7]),
+  },
+  {
+    name: "scale",
+    shapes: [[9]],
+    gpu: (x) => ad.scale(x, -1.5, 0.25),
+    ref: (x) => x.map((v) => -1.5 * v + 0.25),
+  },
+  ...(Object.keys(UNARY) as UnaryName[]).map((n): OpCase => ({
+    name: n,
+    shapes: [[11]],
+    range: () => (["log", "sqrt", "rsqrt", "recip"].includes(n) ? [0.5, 2] : [-2, 2]),
+    gpu: (x) => ad.unary(n, x, n === "softplus" ? 3 : 1),
+    ref: (x) => x.map((v) => UNARY[n].ref(v, n === "softplus" ? 3 : 1)),
+  })),
+  {
+    name: "sum axis 1",
+    shapes: [[3, 4, 5]],
+    gpu: (x) => ad.sum(x, 1),
+    ref: (x) => reduceRef(x, [3, 4, 5], "sum", 1),
+  },
+  {
+    name: "mean axis -1",
+    shapes: [[3, 7]],
+    gpu: (x) => ad.mean(x, -1),
+    ref: (x) => reduceRef(x, [3, 7], "mean", -1),
+  },
+  {
+    name: "max axis 0",
+    shapes: [[5, 3]],
+    gpu: (x) => ad.max(x, 0),
+    ref: (x) => reduceRef(x, [5, 3], "max", 0),
+  },
+  {
+    name: "reshape+transpose",
+    shapes: [[6, 5]],
+    gpu: (x) => ad.transpose(ad.reshape(x, [3, 2, 5]), 0, 2),
+    ref: (x) => permuteRef(x, [3, 2, 5], [2, 1, 0]),
+  },
+  {
+    name: "slice+concat",
+    shapes: [[4, 6], [4, 2]],
+    gpu: (x, y) => ad.concat([ad.slice(x, 1, 1, 3), y], 1),
+    ref: (x, y) => {
+      const o = new Float64Array(4 * 5);
+      for (let r = 0; r < 4; r++) {
+        for (let c = 0; c < 3; c++) o[r * 5 + c] = x[r * 6 + 1 + c];
+        for (let c = 0; c < 2; c++) o[r * 5 + 3 + c] = y[r * 2 + c];
+      }
+      return o;
+    },
+  },
+  ...([[false, false], [true, false], [false, true]] as const).map(([transA, transB]): OpCase => ({
+    name: `matmul${transA ? " Aᵀ" : ""}${transB ? " Bᵀ" : ""}`,
+    shapes: [transA ? [7, 5] : [5, 7], transB ? [3, 7] : [7, 3]],
+    gpu: (a, b) => ad.matmul(a, b, { transA, transB }),
+    ref: (a, b) =>
+      matmul64(a, transA ? [7, 5] : [5, 7], b, transB ? [3, 7] : [7, 3], { transA, transB }),
+  })),
+  {
+    name: "matmul batched A, shared B, bias",
+    shapes: [[2, 3, 5], [5, 4], [4]],
+    gpu: (a, b, c) => ad.matmul(a, b, { bias: c }),
+    ref: (a, b, c) => matmul64(a, [2, 3, 5], b, [5, 4]).map((v, i) => v + c[i % 4]),
+  },
+  {
+    name: "matmul batched both, Bᵀ",
+    shapes: [[2, 3, 5], [2, 4, 5]],
+    gpu: (a, b) => ad.matmul(a, b, { transB: true }),
+    ref: (a, b) => matmul64(a, [2, 3, 5], b, [2, 4, 5], { transB: true }),
+  },
+  {
+    name: "gather (embedding)",
+    shapes: [[6, 5]],
+    gpu: (w) => nn.gather(w, idx),
+    ref: (w) => {
+      const o = new Float64Array(idxHost.length * 5);
+      idxHost.forEach((r, i) => o.set(w.subarray(r * 5, r * 5 + 5), i * 5));
+      return o;
+    },
+  },
+  {
+    name: "scatter-add",
+    shapes: [[idxHost.length, 5]],
+    gpu: (s) => nn.scatterAdd(s, idx),
+    ref: (s) => {
+      const o = new Float64Array(6 * 5);
+      idxHost.forEach((r, i) => {
+        for (let c = 0; c < 5; c++) o[r * 5 + c] += s[i * 5 + c];
+      });
+      return o;
+    },
+  },
+  {
+    name: "softmax",
+    shapes: [[3, 7]],
+    range: () => [-2, 2],
+    gpu: (x) => nn.softmax(x),
+    ref: (x) => softmax64(x, 7),
+  },
+  {
+    name: "softmax causal (B,H,T,S)",
+    shapes: [[2, 2, 3, 5]],
+    gpu: (x) => nn.softmax(x, { heads: 2, causal: true }),
+    ref: (x) => softmax64(x, 5, (r, s) => s <= (r % 3) + 2),
+  },
+  {
+    name: "layerNorm",
+    shapes: [[4, 7], [7], [7]],
+    gpu: (x, w, b) => nn.layerNorm(x, w, b, 1e-5),
+    ref: (x, w, b) => layerNorm64(x, 7, w, b, 1e-5),
+  },
+  {
+    name: "rmsNorm",
+    shapes: [[4, 6], [6]],
+    gpu: (x, w) => nn.rmsNorm(x, w, 1e-6),
+    ref: (x, w) => rmsNorm64(x, 6, w, 1e-6),
+  },
+  {
+    name: "rope",
+    shapes: [[2, 5, 8]],
+    gpu: (x) => nn.rope(x, ropeT.cos, ropeT.sin),
+    ref: (x) => rope64(x, 5, 8, ropeH.cos, ropeH.sin),
+  },
+  {
+    name: "attention GQA causal + segments",
+    shapes: [[2, 4, 5, 3], [2, 2, 5, 3], [2, 2, 5, 3]],
+    gpu: (q, k, v) => nn.attention(q, k, v, { causal: true, segIds: seg }),
+    ref: (q, k, v) => attention64(q, k, v, [2, 4, 5, 3], 2, 5, true, segHost),
+  },
+  {
+    name: "LoRA linear with dropout",
+    shapes: [[5, 6], [6, 4], [4], [6, 2], [2, 4]],
+    gpu: (x, W, b, A, B) =>
+      nn.loraLinear(x, W, b, { A, B, scale: 2, dropout: { p: 0.3, seed: 7 } }),
+    ref: (x, W, b, A, B) => {
+      const m = dropoutMaskRef(30, 0.3, 7);
+      const xd = x.map((v, i) => v * m[i]);
+      const base = matmul64(x, [5, 6], W, [6, 4]);
+      const low = matmul64(matmul64(xd, [5, 6], A, [6, 2]), [5, 2], B, [2, 4]);
+      return base.map((v, i) => v + b[i % 4] + 2 * low[i]);
+    },
+  },
+  {
+    name: "weighted cross-entropy (ignore mask)",
+    shapes: [[5, 9], [5]],
+    range: (i) => (i ? [0.1, 1] : [-2, 2]),
+    gpu: (z, w) => nn.weightedCrossEntropy(z, tgt, w),
+    ref: (z, w) => {
+      const nll = crossEntropy64(z, 9, tgtHost);
+      return f64([nll.reduce((s, v, i) => s + v * w[i], 0)]);
+    },
+  },
+  {
+    name: "dropout",
+    shapes: [[40]],
+    gpu: (x) => nn.dropout(x, 0.25, 3),
+    ref: (x) => {
+      const m = dropoutMaskRef(40, 0.25, 3);
+      return x.map((v, i) => v * m[i]);
+    },
+  },
+];
+
+for (const [i, c] of cases.entries()) {
+  Deno.test(`autodiff ${c.name}: forward, JVP, VJP, HVP`, () => checkOp(rt, c, i + 1));
+}
