@@ -263,7 +263,7 @@ const padSliceRule: Rule<{ axis: number; start: number; full: readonly number[] 
     st.sliceInto(out, x, axis, start);
     return [out];
   },
-  jvp: ([x], [dx], __, p) => [dx && padSliceRule.forward([dx], p)[0]],
+  jvp: (_, [dx], __, p) => [dx && padSliceRule.forward([dx], p)[0]],
   vjp: ([x], _, [g], { axis, start }) => [slice(g!, axis, start, x.shape[axis])],
 };
 const sliceRule: Rule<{ axis: number; start: number; len: number }> = {

@@ -113,7 +113,7 @@ export interface AttentionOptions {
  * The T×S score matrix is materialised (B·H·T·S floats).
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
-  const [B, H, T, D] = q.shape;
+  const [B, H, _T, D] = q.shape;
   const Hkv = k.shape[1], S = k.shape[2];
   if (H % Hkv) throw new RangeError(`attention: ${H} query heads are not a multiple of ${Hkv}`);
   const grp = H / Hkv;
