@@ -39,8 +39,12 @@ export function progressText(
   const eta = rate > 0 ? ((total - done) / rate) * 1000 : NaN;
   const width = 24, filled = Math.round(frac * width);
   const barText = bar ? `[${"#".repeat(filled)}${".".repeat(width - filled)}] ` : "";
-  return `${label} ${barText}${done}/${total} (${(frac * 100).toFixed(0)}%) ` +
-    `${rate.toFixed(rate < 10 ? 2 : 0)}/s ETA ${formatDuration(eta)}`;
+  const head = `${label} ${barText}${done}/${total} (${(frac * 100).toFixed(0)}%)`;
+  // No rate before time has passed (e.g. a stage that reports only its end).
+  if (!(rate > 0) || done >= total) {
+    return rate > 0 ? `${head} ${rate.toFixed(rate < 10 ? 2 : 0)}/s` : head;
+  }
+  return `${head} ${rate.toFixed(rate < 10 ? 2 : 0)}/s ETA ${formatDuration(eta)}`;
 }
 
 /** Console progress: a bar on a TTY, periodic lines otherwise. */

@@ -1,0 +1,17 @@
+/**
+ * BabiLong QA3 at 8K: PERK vs FT-ICR (paper Table 5 trains on 8K and tests on 8K and 32K).
+ * The cpu profile trains on 1K contexts and tests on 8K — the table's train column says so.
+ */
+import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+
+export default defineExperiment({
+  name: "babilong-qa3-8k",
+  title: "BabiLong QA3, 8K test contexts: PERK vs FT-ICR",
+  description: "Needles in a haystack, QA3, long test contexts (paper Table 5).",
+  overrides: {
+    all: { tasks: ["qa3"], methods: ["perk", "ft-icr"] },
+    cpu: { train_lengths: ["1k"], test_lengths: ["8k"], n_test: 100 },
+    paper: { train_lengths: ["8k"], test_lengths: ["8k", "32k"] },
+  },
+  note: "With the cpu profile the training contexts are 1K (train column); tests are 8K.",
+});

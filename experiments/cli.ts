@@ -1,0 +1,285 @@
+/**
+ * `deno task experiment <name> [options]` runs a declared experiment;
+ * `deno task results <name> [--csv]` prints its latest results table (or the CSV's path).
+ * See USAGE. Exit status: 0 done, 1 a stage failed or a method is not available yet,
+ * 2 bad arguments or configuration, 130 interrupted (finished stages stay cached).
+ */
+import { Cause, Effect, Exit } from "effect";
+import { createRuntime } from "../kernels/runtime/device.ts";
+import { Gpu } from "../kernels/runtime/gpu.ts";
+import type { Runtime } from "../kernels/runtime/runtime.ts";
+import { StageCache } from "../pipeline/experiment/cache.ts";
+import { type Profile, PROFILES, readConfigFile } from "../pipeline/experiment/config.ts";
+import { errorText } from "../pipeline/experiment/errors.ts";
+import { MethodRegistry } from "../pipeline/experiment/methods.ts";
+import { consoleProgress, Progress } from "../pipeline/experiment/progress.ts";
+import { defaultRunsRoot, latestRun } from "../pipeline/experiment/run_dir.ts";
+import { type AdapterInfo, runSession } from "../pipeline/experiment/session.ts";
+import { defaultCacheRoot } from "../pipeline/experiment/cache.ts";
+import { DEFAULTS, FIELDS } from "./defaults.ts";
+import { METHOD_SOURCES } from "./methods.ts";
+import { EXPERIMENTS } from "./registry.ts";
+
+export const USAGE = `usage: deno task experiment <experiment> [options]
+       deno task experiment --list
+       deno task results <experiment> [--csv] [--runs DIR]
+
+options:
+  --profile cpu|paper     defaults (default: cpu on a fallback/CPU adapter, paper otherwise)
+  --set key=value         override one parameter (repeatable)
+  --config FILE.yaml      parameters from YAML (flat key: value, or a run's config.yaml)
+  --model PATH            base model directory (same as --set model=PATH)
+  --sweep k=v1,v2 [k2=…]  run the grid of these values (shared stages computed once)
+  --cache DIR             stage cache folder (default cache/, or $PERK_CACHE)
+  --runs DIR              run folders (default runs/, or $PERK_RUNS)
+  --force STAGE           recompute every node of STAGE even if cached (repeatable)
+  --explain               say why each stage hits or misses the cache
+  --dry-run               print the resolved config and the plan; run nothing
+  --help`;
+
+export interface CliArgs {
+  readonly command: "run" | "results";
+  readonly experiment?: string;
+  readonly profile?: string;
+  readonly sets: string[];
+  readonly sweeps: string[];
+  readonly force: string[];
+  readonly config?: string;
+  readonly cache?: string;
+  readonly runs?: string;
+  readonly explain: boolean;
+  readonly dryRun: boolean;
+  readonly csv: boolean;
+  readonly list: boolean;
+  readonly help: boolean;
+}
+
+export class UsageError extends Error {}
+
+/** Parse argv (after the `run`/`results` word). `--sweep` takes every following key=value. */
+export function parseCli(argv: readonly string[]): CliArgs {
+  const [command, ...rest] = argv;
+  if (command !== "run" && command !== "results") {
+    throw new UsageError(`first argument must be run or results, got "${command ?? ""}"`);
+  }
+  const a = {
+    command,
+    sets: [] as string[],
+    sweeps: [] as string[],
+    force: [] as string[],
+    explain: false,
+    dryRun: false,
+    csv: false,
+    list: false,
+    help: false,
+  } as { -readonly [K in keyof CliArgs]: CliArgs[K] };
+  const positional: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i];
+    const [flag, inline] = arg.startsWith("--") && arg.includes("=") && !arg.startsWith("--sweep=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
+    const value = () => {
+      if (inline !== undefined) return inline;
+      const v = rest[++i];
+      if (v === undefined || v.startsWith("--")) throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case "--profile":
+        a.profile = value();
+        break;
+      case "--set":
+        a.sets.push(value());
+        break;
+      case "--model":
+        a.sets.push(`model=${value()}`);
+        break;
+      case "--config":
+        a.config = value();
+        break;
+      case "--cache":
+        a.cache = value();
+        break;
+      case "--runs":
+        a.runs = value();
+        break;
+      case "--force":
+        a.force.push(value());
+        break;
+      case "--sweep": {
+        const first = arg.startsWith("--sweep=") ? arg.slice("--sweep=".length) : value();
+        a.sweeps.push(first);
+        while (i + 1 < rest.length && !rest[i + 1].startsWith("--") && rest[i + 1].includes("=")) {
+          a.sweeps.push(rest[++i]);
+        }
+        break;
+      }
+      case "--explain":
+        a.explain = true;
+        break;
+      case "--dry-run":
+        a.dryRun = true;
+        break;
+      case "--csv":
+        a.csv = true;
+        break;
+      case "--list":
+        a.list = true;
+        break;
+      case "--help":
+      case "-h":
+        a.help = true;
+        break;
+      default:
+        if (arg.startsWith("-")) throw new UsageError(`unknown option ${arg}`);
+        positional.push(arg);
+    }
+  }
+  if (positional.length > 1) {
+    throw new UsageError(`one experiment at a time, got ${positional.join(", ")}`);
+  }
+  a.experiment = positional[0];
+  return a;
+}
+
+function listing(): string {
+  return [...EXPERIMENTS.values()].map((e) => `  ${e.name.padEnd(26)} ${e.title}`).join("\n");
+}
+
+function adapterInfo(rt: Runtime): AdapterInfo {
+  const a = rt.adapter;
+  const sub = a.subgroupMaxSize ? `, subgroups ${a.subgroupMinSize}-${a.subgroupMaxSize}` : "";
+  return {
+    line: `adapter: ${a.description}${a.vendor ? ` (${a.vendor}` : " ("}${
+      a.architecture ? `/${a.architecture}` : ""
+    })${rt.isCpuAdapter ? ", CPU/fallback" : ""}${sub}, features: ${
+      a.features.join(" ") || "none"
+    }`,
+    record: a,
+    isCpu: rt.isCpuAdapter,
+  };
+}
+
+/** `results`: print the latest results.md table, or with --csv the CSV's path. */
+async function results(args: CliArgs): Promise<number> {
+  const root = args.runs ?? defaultRunsRoot();
+  const run = await latestRun(root, args.experiment!);
+  if (!run) {
+    console.error(
+      `no finished run of ${args.experiment} under ${root}; run: deno task experiment ${args.experiment}`,
+    );
+    return 1;
+  }
+  if (args.csv) console.log(`${run}/results.csv`);
+  else console.log((await Deno.readTextFile(`${run}/results.md`)).trimEnd());
+  return 0;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let args: CliArgs;
+  try {
+    args = parseCli(argv);
+  } catch (e) {
+    console.error(`error: ${errorText(e)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    console.log(`${USAGE}\n\nexperiments:\n${listing()}`);
+    return 0;
+  }
+  if (args.list) {
+    console.log(listing());
+    return 0;
+  }
+  const experiment = args.experiment ? EXPERIMENTS.get(args.experiment) : undefined;
+  if (!experiment) {
+    console.error(
+      `error: ${
+        args.experiment ? `unknown experiment "${args.experiment}"` : "name an experiment"
+      }; experiments:\n${listing()}`,
+    );
+    return 2;
+  }
+  if (args.command === "results") return await results(args);
+  if (args.profile !== undefined && !(PROFILES as readonly string[]).includes(args.profile)) {
+    console.error(
+      `error: --profile "${args.profile}": allowed profiles are ${PROFILES.join(", ")}`,
+    );
+    return 2;
+  }
+
+  let runtime: Runtime | undefined;
+  let adapter: AdapterInfo;
+  try {
+    runtime = await createRuntime();
+    adapter = adapterInfo(runtime);
+  } catch (e) {
+    if (!args.dryRun) {
+      console.error(`error: ${errorText(e)}`);
+      return 1;
+    }
+    adapter = { line: `adapter: none (${errorText(e).split("\n")[0]})`, record: null, isCpu: true };
+  }
+
+  const file = args.config ? Effect.runSync(Effect.result(readConfigFile(args.config))) : undefined;
+  if (file && file._tag === "Failure") {
+    console.error(`error: ${file.failure.message}`);
+    runtime?.destroy();
+    return 2;
+  }
+  const program = runSession({
+    experiment,
+    fields: FIELDS,
+    defaults: DEFAULTS,
+    registry: new MethodRegistry(METHOD_SOURCES),
+    request: {
+      profile: args.profile as Profile | undefined,
+      file: file?._tag === "Success" ? file.success : undefined,
+      sets: args.sets,
+      sweeps: args.sweeps,
+    },
+    cache: new StageCache(args.cache ?? defaultCacheRoot()),
+    runsRoot: args.runs ?? defaultRunsRoot(),
+    adapter,
+    force: new Set(args.force),
+    explain: args.explain,
+    dryRun: args.dryRun,
+    argv: ["experiment", ...argv.slice(1)],
+  }).pipe(
+    Effect.provideService(Progress, consoleProgress()),
+    runtime ? Effect.provideService(Gpu, runtime) : (e) => e,
+  );
+
+  // Ctrl-C interrupts the run: locks are released, finished stages stay cached.
+  const abort = new AbortController();
+  const onSigint = () => abort.abort();
+  Deno.addSignalListener("SIGINT", onSigint);
+  const exit = await Effect.runPromiseExit(program as Effect.Effect<unknown, unknown>, {
+    signal: abort.signal,
+  });
+  Deno.removeSignalListener("SIGINT", onSigint);
+  runtime?.destroy();
+  if (Exit.isSuccess(exit)) return 0;
+  if (Cause.hasInterrupts(exit.cause)) {
+    console.error("interrupted; finished stages are cached — run the same command to continue");
+    return 130;
+  }
+  const err = Cause.squash(exit.cause) as { _tag?: string; message?: string; stage?: string };
+  switch (err?._tag) {
+    case "ConfigError":
+      console.error(`error: ${err.message}`);
+      return 2;
+    case "MethodUnavailableError":
+      console.error(`error: ${err.message}`);
+      return 1;
+    case "StageError":
+      console.error(`error: stage ${err.stage} failed: ${err.message}`);
+      return 1;
+    default:
+      console.error(`error: ${err?.message ?? Cause.pretty(exit.cause)}`);
+      return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,74 @@
+/**
+ * The methods experiments may compare, and where each implementation lives. A method is
+ * registered by creating its module (exporting `method`, see pipeline/experiment/methods.ts);
+ * the experiment runner imports it at run time, so until it exists the method is reported
+ * as "not available yet" — with the stages it will run, listed here.
+ */
+import type { MethodSource } from "../pipeline/experiment/methods.ts";
+
+export const METHOD_SOURCES: readonly MethodSource[] = [
+  {
+    name: "perk",
+    description: "PERK: meta-learned test-time LoRA encoding of the context, then answering",
+    module: "pipeline/perk/method.ts",
+    outline: [
+      { stage: "pretrain-base", per: "model", keys: ["model"] },
+      {
+        stage: "meta-train",
+        per: "task × train length",
+        keys: [
+          "model",
+          "rank",
+          "lora_alpha",
+          "steps",
+          "truncate",
+          "inner_lr",
+          "outer_lr",
+          "epochs",
+          "patience",
+          "seed",
+        ],
+      },
+      {
+        stage: "encode-inner-loop",
+        per: "test problem (batched per test set)",
+        keys: ["rank", "steps", "accumulation"],
+      },
+      { stage: "reason", per: "test problem (batched per test set)", keys: ["max_new_tokens"] },
+    ],
+  },
+  {
+    name: "ft-icr",
+    description:
+      "FT-ICR baseline: the base model fine-tuned to answer with the context in its prompt",
+    module: "pipeline/baselines/ft_icr/method.ts",
+    outline: [
+      { stage: "pretrain-base", per: "model", keys: ["model"] },
+      {
+        stage: "ft-icr-train",
+        per: "task × train length",
+        keys: ["model", "rank", "lora_alpha", "ft_lr", "epochs", "patience", "seed"],
+      },
+      {
+        stage: "ft-icr-eval",
+        per: "test problem (batched per test set)",
+        keys: ["max_new_tokens"],
+      },
+    ],
+  },
+  {
+    name: "prompt-only",
+    description: "the base model answering with the context in its prompt, no training",
+    module: "pipeline/baselines/prompt_only/method.ts",
+    outline: [
+      { stage: "pretrain-base", per: "model", keys: ["model"] },
+      {
+        stage: "prompt-eval",
+        per: "test problem (batched per test set)",
+        keys: ["max_new_tokens"],
+      },
+    ],
+  },
+];
+
+export const METHOD_NAMES: readonly string[] = METHOD_SOURCES.map((s) => s.name);

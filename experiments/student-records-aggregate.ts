@@ -1,0 +1,20 @@
+/** Student Records ("drops in the ocean"), aggregate questions: PERK vs FT-ICR. */
+import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+
+export default defineExperiment({
+  name: "student-records-aggregate",
+  title: "Student Records, aggregate: PERK vs FT-ICR",
+  description: "Reasoning over many small records (one per document), aggregate questions.",
+  overrides: {
+    all: {
+      dataset: "student-records",
+      tasks: ["aggregate"],
+      methods: ["perk", "ft-icr"],
+      // Student Records answers are the answer alone (no <support> block).
+      metric: "perk-em",
+    },
+    cpu: { train_lengths: ["1k"], test_lengths: ["1k"] },
+    // Lengths are our choice for the paper profile (records contexts of a few thousand tokens).
+    paper: { train_lengths: ["4k"], test_lengths: ["4k"] },
+  },
+});

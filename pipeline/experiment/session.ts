@@ -1,0 +1,238 @@
+/**
+ * One invocation of an experiment: resolve the config, look the compared methods up in the
+ * registry, build and plan the graph, then either print it (--dry-run), build the data and
+ * stop (a method is not available yet: never fake results), or run everything and write the
+ * run folder (config, env, log, metrics, results.csv/.md, figures).
+ */
+import { Effect } from "effect";
+import type { AdapterRecord } from "../../kernels/runtime/runtime.ts";
+import type { MetricRecord, StageCache } from "./cache.ts";
+import {
+  type Config,
+  type ConfigRequest,
+  configYaml,
+  type Fields,
+  type Profile,
+  resolveConfig,
+  type Resolved,
+  sweepGrid,
+} from "./config.ts";
+import { collectEnv } from "./env.ts";
+import { errorText, MethodUnavailableError, RunDirError } from "./errors.ts";
+import { buildGraph, type ExperimentDef, pointConfig, resultRows } from "./experiment.ts";
+import { figuresFor } from "./figures.ts";
+import { type Plan, plan, reachable } from "./graph.ts";
+import { canonicalJson, sha256Hex } from "./hash.ts";
+import type { LockOptions } from "./lock.ts";
+import type { AnyMethod, MethodRegistry } from "./methods.ts";
+import { Progress } from "./progress.ts";
+import { resultsCsv, resultsMarkdown, resultsTable, type SweptRow } from "./report.ts";
+import { RunDir } from "./run_dir.ts";
+import { checkForce, explainPlan, runPlan, short } from "./runner.ts";
+
+/** The GPU adapter as the session reports it. */
+export interface AdapterInfo {
+  /** One line for the console ("adapter: …"). */
+  readonly line: string;
+  readonly record: AdapterRecord | null;
+  /** A fallback/CPU adapter: the default profile is `cpu` there, `paper` elsewhere. */
+  readonly isCpu: boolean;
+}
+
+export interface SessionOptions {
+  readonly experiment: ExperimentDef;
+  readonly fields: Fields;
+  readonly defaults: Readonly<Record<Profile, Config>>;
+  readonly registry: MethodRegistry;
+  readonly request: Omit<ConfigRequest, "profile"> & { readonly profile?: Profile };
+  readonly cache: StageCache;
+  readonly runsRoot: string;
+  readonly adapter: AdapterInfo;
+  readonly force?: ReadonlySet<string>;
+  readonly explain?: boolean;
+  readonly dryRun?: boolean;
+  readonly argv?: readonly string[];
+  /** Standard output lines (default console.log). */
+  readonly out?: (line: string) => void;
+  readonly warn?: (line: string) => void;
+  readonly lock?: LockOptions;
+}
+
+export type SessionResult =
+  | { readonly kind: "dry-run"; readonly resolved: Resolved; readonly plan: Plan }
+  | {
+    readonly kind: "done";
+    readonly resolved: Resolved;
+    readonly runDir: string;
+    readonly rows: SweptRow[];
+    readonly plan: Plan;
+  };
+
+const compact = (v: unknown): string => {
+  const s = canonicalJson(v);
+  return s.length > 110 ? `${s.slice(0, 107)}...` : s;
+};
+
+/** Plan lines: one per node (stage, key, params, why it hits/misses). */
+const planLines = Effect.fnUntraced(function* (p: Plan, o: SessionOptions) {
+  const rows = yield* explainPlan(p, { cache: o.cache, force: o.force });
+  const lines = [`plan: ${p.order.length} stage runs`];
+  for (const { planned, why } of rows) {
+    lines.push(
+      `  ${planned.node.stage.name} ${short(planned.key)} ${compact(planned.encodedParams)}`,
+      `      ${why}`,
+    );
+  }
+  return lines;
+});
+
+/** What an unavailable method would run, with the parameter values of this config. */
+function outlineLines(
+  o: SessionOptions,
+  r: Resolved,
+  missing: readonly MethodUnavailableError[],
+): string[] {
+  const lines: string[] = [];
+  for (const m of missing) {
+    lines.push(`method ${m.method}: NOT AVAILABLE — ${m.message}`);
+    for (const s of o.registry.source(m.method)?.outline ?? []) {
+      const values = s.keys.map((k) => {
+        const swept = r.sweep[k];
+        return `${k}=${swept ? `{${swept.join(",")}}` : JSON.stringify(r.config[k])}`;
+      });
+      lines.push(`  would run ${s.stage} (one per ${s.per}): ${values.join(" ")}`);
+    }
+  }
+  return lines;
+}
+
+export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
+  const out = o.out ?? ((line: string) => console.log(line));
+  const progress = yield* Progress;
+  out(o.adapter.line);
+  const profile: Profile = o.request.profile ?? (o.adapter.isCpu ? "cpu" : "paper");
+  const resolved = yield* resolveConfig(o.fields, {
+    defaults: o.defaults,
+    overrides: o.experiment.overrides,
+    sweep: o.experiment.sweep,
+  }, { ...o.request, profile });
+  out(
+    `experiment ${o.experiment.name} (profile ${profile}${
+      Object.keys(resolved.sweep).length ? `, ${sweepGrid(resolved.sweep).length} sweep points` : ""
+    }): ${o.experiment.title}`,
+  );
+
+  // Methods are looked up at run time: a method whose module does not exist yet is missing.
+  const methodNames = [
+    ...new Set(
+      sweepGrid(resolved.sweep).flatMap((pt) => pointConfig(resolved, pt).methods as string[]),
+    ),
+  ];
+  const methods = new Map<string, AnyMethod>();
+  const missing: MethodUnavailableError[] = [];
+  for (const name of methodNames) {
+    const found = yield* o.registry.resolve(name).pipe(Effect.result);
+    if (found._tag === "Success") methods.set(name, found.success);
+    else missing.push(found.failure);
+  }
+  const graph = yield* buildGraph(resolved, methods, { dataOnly: missing.length > 0 });
+  const p = yield* plan(graph.targets);
+  yield* checkForce(p, o.force);
+
+  if (o.dryRun) {
+    out("resolved config:");
+    out(configYaml(o.experiment.name, resolved).trimEnd().replace(/^/gm, "  "));
+    for (const line of yield* planLines(p, o)) out(line);
+    for (const line of outlineLines(o, resolved, missing)) out(line);
+    return { kind: "dry-run", resolved, plan: p } as SessionResult;
+  }
+
+  const runOptions = {
+    cache: o.cache,
+    force: o.force,
+    warn: o.warn,
+    lock: o.lock,
+    explain: o.explain ? (line: string) => progress.line(`explain ${line}`) : undefined,
+  };
+
+  if (missing.length > 0) {
+    // Build and cache the data so the run is ready when the method lands; then stop.
+    progress.line("building the data stages (a compared method is not available yet)");
+    yield* runPlan(p, runOptions);
+    for (const line of yield* planLines(p, o)) out(line);
+    for (const line of outlineLines(o, resolved, missing)) out(line);
+    return yield* new MethodUnavailableError({
+      method: missing.map((m) => m.method).join(", "),
+      message: missing.map((m) => m.message).join("; "),
+    });
+  }
+
+  const runKey = yield* Effect.promise(() =>
+    sha256Hex(canonicalJson({ experiment: o.experiment.name, ...resolved }))
+  );
+  const io = <A>(what: string, fn: () => Promise<A> | A) =>
+    Effect.tryPromise({
+      try: async () => await fn(),
+      catch: (e) => new RunDirError({ message: `${what}: ${errorText(e)}` }),
+    });
+  const dir = yield* io(
+    "creating the run folder",
+    () => RunDir.create(o.runsRoot, o.experiment.name, runKey),
+  );
+  out(`run folder: ${dir.path}`);
+  yield* io(
+    "writing config.yaml",
+    () => dir.write("config.yaml", configYaml(o.experiment.name, resolved)),
+  );
+  const env = yield* Effect.promise(() => collectEnv(o.adapter.record, o.argv ?? []));
+  yield* io("writing env.json", () => dir.write("env.json", JSON.stringify(env, null, 2) + "\n"));
+  if (env.git.dirty) progress.line("note: the git working tree has uncommitted changes (env.json)");
+
+  const metrics: MetricRecord[] = [];
+  const logged = {
+    update: progress.update,
+    line: (text: string) => {
+      progress.line(text);
+      dir.log(text);
+    },
+  };
+  const run = yield* runPlan(p, {
+    ...runOptions,
+    metric: (record) => {
+      metrics.push(record);
+      dir.metric(record);
+    },
+    log: (line) => dir.log(line),
+  }).pipe(Effect.provideService(Progress, logged));
+
+  const rows = resultRows(graph.cells, run.results);
+  const swept = Object.keys(resolved.sweep);
+  // Metric records by sweep point, for figures of swept training quantities.
+  const byPoint = new Map<string, MetricRecord[]>();
+  for (const c of graph.cells) {
+    const keys = new Set([...reachable(p, p.targetKeys[c.target])].map(short));
+    const k = JSON.stringify(c.point);
+    const list = byPoint.get(k) ?? [];
+    for (const m of metrics) if (keys.has(String(m.key)) && !list.includes(m)) list.push(m);
+    byPoint.set(k, list);
+  }
+  const figures = figuresFor(rows, swept, metrics, byPoint);
+  for (const fig of figures) yield* io(`writing ${fig.file}`, () => dir.write(fig.file, fig.svg));
+  yield* io("writing results.csv", () => dir.write("results.csv", resultsCsv(rows, swept)));
+  yield* io("writing results.md", () =>
+    dir.write(
+      "results.md",
+      resultsMarkdown(
+        `${o.experiment.name}: ${o.experiment.title} (profile ${profile})`,
+        rows,
+        swept,
+        figures.map((f) => f.file),
+        o.experiment.note ?? "",
+      ),
+    ));
+  out("");
+  out(resultsTable(rows, swept));
+  if (o.experiment.note) out(o.experiment.note);
+  out(`\nresults: ${dir.path}/results.md (csv: ${dir.path}/results.csv)`);
+  return { kind: "done", resolved, runDir: dir.path, rows, plan: p } as SessionResult;
+});
