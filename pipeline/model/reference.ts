@@ -269,6 +269,8 @@ export interface GenerateOptions {
   /** false: recompute the whole sequence each step (the cache's oracle). Default true. */
   readonly useCache?: boolean;
   readonly lora?: ReferenceLora;
+  /** Called with each new token as it is chosen (streaming output). */
+  readonly onToken?: (row: number, token: number) => void;
 }
 
 export interface Generation {
@@ -300,7 +302,7 @@ export function generateGreedyBatch(
     };
   });
   for (let step = 0; step < opts.maxNewTokens; step++) {
-    for (const r of rows) {
+    for (const [i, r] of rows.entries()) {
       if (r.stop) continue;
       if (r.seq.length >= c.maxPositions) {
         r.stop = "max_positions";
@@ -315,6 +317,7 @@ export function generateGreedyBatch(
       else {
         r.out.push(next);
         r.seq.push(next);
+        opts.onToken?.(i, next);
       }
     }
     if (rows.every((r) => r.stop)) break;
