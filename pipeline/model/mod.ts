@@ -1,0 +1,20 @@
+/** The model layer: configs, weights, loaders, float64 reference decoder, LoRA/PEFT, tiny model. */
+export * from "./config.ts";
+export * from "./weights.ts";
+export { ModelError } from "./errors.ts";
+export * from "./safetensors.ts";
+export { canonicalToHf, hfEntries, hfLinearPath, hfToCanonical } from "./hf_names.ts";
+export { loadHfModel, readJsonFile, saveHfModel } from "./hf_loader.ts";
+export { llama2cConfig, parseLlama2c, parseLlama2cHeader, readLlama2c } from "./llama2c.ts";
+export {
+  Llama2cTokenizer,
+  parseLlama2cTokenizer,
+  readLlama2cTokenizer,
+} from "./llama2c_tokenizer.ts";
+export { applyRope, ropeAttentionScale, ropeInvFreq, ropeTables } from "./rope.ts";
+export * from "./reference.ts";
+export * from "./lora.ts";
+export { exportPeft, importPeft, peftConfig } from "./peft.ts";
+export * from "./compact_vocab.ts";
+export { buildCompactVocab, taskText, TINY_VOCAB, tinyConfig, writeTinyFiles } from "./tiny.ts";
+export { isLlama2cPath, loadModel, loadTokenizerFor, promptIds } from "./load.ts";
