@@ -11,6 +11,7 @@ import {
   generateGreedyBatch,
   KvCache,
   type ReferenceLora,
+  tokenNll,
 } from "../pipeline/model/reference.ts";
 import { loadHfModel } from "../pipeline/model/hf_loader.ts";
 import { ropeInvFreq } from "../pipeline/model/rope.ts";
@@ -241,3 +242,11 @@ for (const arch of ARCHS) {
     });
   });
 }
+
+Deno.test("reference: tokenNll is −log softmax at the target", () => {
+  const logits = new Float64Array([0, Math.log(3), 1000, 1000]);
+  const nll = tokenNll(logits, 2, [1, 0]);
+  assert.ok(Math.abs(nll[0] - Math.log(4 / 3)) < 1e-12);
+  assert.ok(Math.abs(nll[1] - Math.log(2)) < 1e-12);
+  assert.throws(() => tokenNll(logits, 2, [1]), /4 logits for 1 targets/);
+});

@@ -28,7 +28,12 @@ Deno.test("tiny: LLaMA-style config of a few million parameters; committed confi
 
 Deno.test("tiny: compact vocab rebuilds bit-for-bit from the corpus and task text", () => {
   const built = buildCompactVocab();
-  assert.equal(built.toJson(), Deno.readTextFileSync(`${dir}/compact_vocab.json`));
+  assert.equal(
+    built.toJson(),
+    Deno.readTextFileSync(`${dir}/compact_vocab.json`),
+    "fixtures/models/tiny/compact_vocab.json is stale (corpus or task text changed): rebuild with " +
+      "deno run --allow-read --allow-write --allow-env pipeline/model/tiny.ts fixtures/models/tiny",
+  );
   assert.equal(built.size, TINY_VOCAB);
 });
 

@@ -333,3 +333,25 @@ export function generateGreedy(
 ): Generation {
   return generateGreedyBatch(model, [prompt], opts)[0];
 }
+
+/** Per-position negative log-likelihood −log softmax(logits[t])[targets[t]] (float64). */
+export function tokenNll(
+  logits: Float64Array,
+  vocab: number,
+  targets: readonly number[],
+): Float64Array {
+  if (logits.length !== targets.length * vocab) {
+    throw new ModelError(
+      `tokenNll: ${logits.length} logits for ${targets.length} targets × ${vocab}`,
+    );
+  }
+  const out = new Float64Array(targets.length);
+  targets.forEach((y, t) => {
+    const row = logits.subarray(t * vocab, (t + 1) * vocab);
+    let max = -Infinity, sum = 0;
+    for (const v of row) if (v > max) max = v;
+    for (const v of row) sum += Math.exp(v - max);
+    out[t] = max + Math.log(sum) - row[y];
+  });
+  return out;
+}
