@@ -153,7 +153,8 @@ export const runPlan = Effect.fnUntraced(function* (p: Plan, options: RunOptions
         lockOrWait(cache, pn.key, isDone, {
           ...options.lock,
           signal,
-          onWait: (pid) => progress.line(`${label}: waiting for run ${pid}, which computes it`),
+          onWait: (pid) =>
+            progress.line(`${label}: waiting for run ${pid ?? "?"}, which computes it`),
         }),
       catch: (e) => new CacheError({ message: `locking ${short(pn.key)}: ${errorText(e)}` }),
     });
