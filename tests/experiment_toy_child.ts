@@ -6,7 +6,9 @@
  *   deno run -A tests/experiment_toy_child.ts CACHE_DIR WORK_DIR
  */
 import { Effect, Schema } from "effect";
+import type { Problem } from "../pipeline/data/problems.ts";
 import { StageCache } from "../pipeline/experiment/cache.ts";
+import type { Method, Prediction } from "../pipeline/experiment/methods.ts";
 import { node } from "../pipeline/experiment/graph.ts";
 import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
 import { runGraph } from "../pipeline/experiment/runner.ts";
@@ -43,6 +45,48 @@ export function toyGraph(work: string) {
   });
   return { sum: node(second, {}, { xs: node(first, { n: 10 }) }) };
 }
+
+/** Toy stage counts for the session tests (per process). */
+export const toyCounts = { fit: 0, answer: 0 };
+
+const toyFit = defineStage({
+  name: "toy-fit",
+  version: 1,
+  params: Schema.Struct({ rank: Schema.Int }),
+  run: (p, inputs: { train: Problem[] }, ctx) =>
+    Effect.sync(() => {
+      toyCounts.fit++;
+      for (let step = 1; step <= 3; step++) ctx.metric({ step, loss: 1 / (step * p.rank) });
+      return { rank: p.rank, seen: inputs.train.length };
+    }),
+});
+
+const toyAnswer = defineStage({
+  name: "toy-answer",
+  version: 1,
+  params: Schema.Struct({}),
+  run: (_p, inputs: { fit: { rank: number }; test: Problem[] }) =>
+    Effect.sync((): Prediction[] => {
+      toyCounts.answer++;
+      // Right on three problems of four: a known accuracy of 0.75.
+      return inputs.test.map((p, i) => ({
+        id: p.id,
+        prediction: i % 4 === 3 ? "<output>nowhere</output>" : p.target,
+        ms: 10 * inputs.fit.rank,
+        peakBytes: 1000 * inputs.fit.rank,
+      }));
+    }),
+});
+
+/** A toy method ("oracle" on 3 of 4 problems) for the experiment-system tests. */
+export const method: Method<{ rank: number }> = {
+  name: "toy",
+  description: "answers 3 of 4 problems right (tests only)",
+  configKeys: ["rank"],
+  params: Schema.Struct({ rank: Schema.Int }),
+  predictions: (cell, params) =>
+    node(toyAnswer, {}, { fit: node(toyFit, params, { train: cell.train }), test: cell.test }),
+};
 
 if (import.meta.main) {
   const [cacheDir, work] = Deno.args;

@@ -1,0 +1,219 @@
+/**
+ * Whole experiment sessions on small real data with a toy method: the run folder and its
+ * files, sweep sharing, a warm second run, --dry-run, a method that is not available yet,
+ * registration by module, and `results`.
+ */
+import assert from "node:assert/strict";
+import { Effect, Exit, Schema } from "effect";
+import { StageCache } from "../pipeline/experiment/cache.ts";
+import { type Config, field } from "../pipeline/experiment/config.ts";
+import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+import { coreFields } from "../pipeline/experiment/fields.ts";
+import { MethodRegistry } from "../pipeline/experiment/methods.ts";
+import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
+import { CSV_HEADER } from "../pipeline/experiment/report.ts";
+import { latestRun } from "../pipeline/experiment/run_dir.ts";
+import { runSession, type SessionOptions } from "../pipeline/experiment/session.ts";
+import { main } from "../experiments/cli.ts";
+import { method as toy, toyCounts } from "./experiment_toy_child.ts";
+
+const FIELDS = {
+  ...coreFields(["toy", "perk"]),
+  rank: field(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "an integer ≥ 1", "toy rank"),
+};
+const base: Config = {
+  dataset: "babilong",
+  tasks: ["qa1"],
+  methods: ["toy"],
+  train_lengths: ["1k"],
+  test_lengths: ["1k"],
+  train_position: "rnd",
+  test_position: "rnd",
+  n_train: 3,
+  n_validation: 1,
+  n_test: 4,
+  seed: 7,
+  segment_tokens: 256,
+  tokenizer: "gpt2",
+  metric: "perk-em",
+  rank: 1,
+};
+const experiment = defineExperiment({
+  name: "toy-exp",
+  title: "toy experiment",
+  description: "tests",
+  sweep: { all: { rank: [1, 2] } },
+  note: "toy note",
+});
+
+async function session(over: Partial<SessionOptions> = {}) {
+  const lines: string[] = [];
+  const progress = memoryProgress();
+  const options: SessionOptions = {
+    experiment,
+    fields: FIELDS,
+    defaults: { cpu: base, paper: base },
+    registry: new MethodRegistry([], [toy]),
+    request: {},
+    cache: new StageCache(await Deno.makeTempDir({ prefix: "perk-cache-" })),
+    runsRoot: await Deno.makeTempDir({ prefix: "perk-runs-" }),
+    adapter: { line: "adapter: test", record: null, isCpu: true },
+    out: (l) => lines.push(l),
+    warn: () => {},
+    ...over,
+  };
+  const exit = await Effect.runPromiseExit(
+    runSession(options).pipe(Effect.provideService(Progress, progress)),
+  );
+  return { exit, lines, options, progress };
+}
+
+Deno.test("experiment session: a swept run writes the run folder; shared stages run once; a warm rerun computes nothing", async () => {
+  toyCounts.fit = toyCounts.answer = 0;
+  const first = await session();
+  assert.ok(Exit.isSuccess(first.exit), String(Exit.isFailure(first.exit) && first.exit.cause));
+  const r = first.exit.value;
+  assert.equal(r.kind, "done");
+  if (r.kind !== "done") return;
+  // build-problems (train, test: the toy never reads validation) shared by both ranks;
+  // fit/answer/score per rank.
+  const byStage = (s: string) => r.plan.order.filter((n) => n.node.stage.name === s).length;
+  assert.deepEqual(
+    ["build-problems", "toy-fit", "toy-answer", "score"].map(byStage),
+    [2, 2, 2, 2],
+  );
+  assert.deepEqual([toyCounts.fit, toyCounts.answer], [2, 2]);
+  const files = [...Deno.readDirSync(r.runDir)].map((e) => e.name).sort();
+  for (
+    const f of [
+      "config.yaml",
+      "env.json",
+      "log.txt",
+      "metrics.jsonl",
+      "results.csv",
+      "results.md",
+      "curve-loss.svg",
+    ]
+  ) {
+    assert.ok(files.includes(f), `${f} in ${files.join(", ")}`);
+  }
+  assert.match(r.runDir, /toy-exp\/\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ-[0-9a-f]{12}$/);
+  const csv = (await Deno.readTextFile(`${r.runDir}/results.csv`)).trim().split("\n");
+  assert.equal(csv[0], `${CSV_HEADER},rank`);
+  assert.equal(csv.length, 3);
+  assert.match(csv[1], /^toy,qa1,1k,1k,4,0\.75,0\.\d+,0\.\d+,10,1000,1$/);
+  assert.match(csv[2], /^toy,qa1,1k,1k,4,0\.75,.*,20,2000,2$/);
+  const env = JSON.parse(await Deno.readTextFile(`${r.runDir}/env.json`));
+  assert.equal(env.deno, Deno.version.deno);
+  assert.equal(env.effect, "4.1.0");
+  assert.ok("commit" in env.git && "dirty" in env.git);
+  assert.ok("adapter" in env);
+  const metrics = (await Deno.readTextFile(`${r.runDir}/metrics.jsonl`)).trim().split("\n").map((
+    l,
+  ) => JSON.parse(l));
+  assert.equal(metrics.filter((m) => m.stage === "toy-fit").length, 6);
+  assert.match(await Deno.readTextFile(`${r.runDir}/config.yaml`), /rank:\n\s+- 1\n\s+- 2/);
+  const md = await Deno.readTextFile(`${r.runDir}/results.md`);
+  assert.match(md, /## Sweep: rank/);
+  assert.match(md, /toy note/);
+  assert.match(first.lines.join("\n"), /^\| toy \| qa1 \| 1k \| 1k \| 1 \| 75\.0 \| 4 \|/m);
+
+  // Warm cache: same options → everything hits, a new run folder, same table.
+  const second = await session({ cache: first.options.cache, runsRoot: first.options.runsRoot });
+  assert.ok(Exit.isSuccess(second.exit));
+  assert.deepEqual([toyCounts.fit, toyCounts.answer], [2, 2]);
+  assert.ok(second.progress.lines.filter((l) => l.includes(": running")).length === 0);
+  const r2 = second.exit.value;
+  assert.ok(r2.kind === "done" && r2.runDir !== r.runDir);
+  assert.equal(
+    await latestRun(first.options.runsRoot, "toy-exp"),
+    r2.kind === "done" ? r2.runDir : "",
+  );
+  assert.deepEqual(
+    await Deno.readTextFile(`${r2.kind === "done" ? r2.runDir : ""}/results.csv`),
+    await Deno.readTextFile(`${r.runDir}/results.csv`),
+  );
+});
+
+Deno.test("experiment session: --dry-run prints the config and the plan and runs nothing", async () => {
+  const { exit, lines, options } = await session({ dryRun: true });
+  assert.ok(Exit.isSuccess(exit));
+  const text = lines.join("\n");
+  assert.match(text, /^adapter: test/);
+  assert.match(text, /resolved config:\n {2}experiment: toy-exp\n {2}profile: cpu/);
+  assert.match(text, /plan: 8 stage runs/);
+  assert.match(text, /build-problems [0-9a-f]{12} \{"dataset":"babilong"/);
+  assert.match(text, /miss: no cached output of stage toy-fit yet/);
+  assert.equal(
+    await Deno.stat(`${options.cache.root}/entries`).then(() => true, () => false),
+    false,
+  );
+});
+
+Deno.test("experiment session: a method that is not available builds the data, prints the plan, and fails clearly", async () => {
+  const registry = new MethodRegistry([{
+    name: "perk",
+    description: "not written yet",
+    module: "pipeline/perk/does-not-exist.ts",
+    outline: [{ stage: "meta-train", per: "task × train length", keys: ["rank"] }],
+  }]);
+  const { exit, lines, options } = await session({
+    registry,
+    request: { sets: ["methods=perk"] },
+  });
+  assert.ok(Exit.isFailure(exit));
+  assert.match(
+    String(exit.cause),
+    /method perk is not available yet \(pipeline\/perk\/does-not-exist\.ts does not exist/,
+  );
+  const text = lines.join("\n");
+  assert.match(text, /method perk: NOT AVAILABLE/);
+  assert.match(text, /would run meta-train \(one per task × train length\): rank=\{1,2\}/);
+  // The data stages were built and cached; no run folder (no results to report).
+  const entries = [...Deno.readDirSync(`${options.cache.root}/entries`)];
+  assert.equal(entries.length, 3);
+  assert.deepEqual([...Deno.readDirSync(options.runsRoot)], []);
+});
+
+Deno.test("experiment session: a method registers by existing at its module path", async () => {
+  const registry = new MethodRegistry([{
+    name: "toy",
+    description: "loaded at run time",
+    module: "tests/experiment_toy_child.ts",
+    outline: [],
+  }]);
+  const resolved = await Effect.runPromise(registry.resolve("toy"));
+  assert.equal(resolved.name, "toy");
+  const unknown = await Effect.runPromiseExit(registry.resolve("nope"));
+  assert.ok(Exit.isFailure(unknown));
+  assert.match(String(unknown.cause), /method nope is unknown; known methods: toy/);
+});
+
+Deno.test("experiment cli: results prints the latest table, --csv its path", async () => {
+  const runs = await Deno.makeTempDir({ prefix: "perk-runs-" });
+  for (
+    const [name, table] of [["2025-01-01T00-00-00Z-aaaaaaaaaaaa", "old"], [
+      "2025-02-01T00-00-00Z-bbbbbbbbbbbb",
+      "new",
+    ]]
+  ) {
+    await Deno.mkdir(`${runs}/babilong-qa1-1k/${name}`, { recursive: true });
+    await Deno.writeTextFile(`${runs}/babilong-qa1-1k/${name}/results.md`, `# ${table}\n`);
+    await Deno.writeTextFile(`${runs}/babilong-qa1-1k/${name}/results.csv`, CSV_HEADER + "\n");
+  }
+  // An unfinished newer run (no results.csv) is skipped.
+  await Deno.mkdir(`${runs}/babilong-qa1-1k/2025-03-01T00-00-00Z-cccccccccccc`);
+  const printed: string[] = [];
+  const log = console.log;
+  console.log = (s: string) => printed.push(s);
+  try {
+    assert.equal(await main(["results", "babilong-qa1-1k", "--runs", runs]), 0);
+    assert.equal(await main(["results", "babilong-qa1-1k", "--runs", runs, "--csv"]), 0);
+  } finally {
+    console.log = log;
+  }
+  assert.deepEqual(printed, [
+    "# new",
+    `${runs}/babilong-qa1-1k/2025-02-01T00-00-00Z-bbbbbbbbbbbb/results.csv`,
+  ]);
+});
