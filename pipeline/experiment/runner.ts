@@ -186,40 +186,55 @@ export const runPlan = Effect.fnUntraced(function* (p: Plan, options: RunOptions
           const started = performance.now();
           progress.line(`${label}: running`);
           options.log?.(`${stage.name} ${pn.key} start`);
-          const output = yield* (stage.run(pn.params, inputs, {
+          const ctx = {
             key: pn.key,
             scratch,
-            progress: (done, total) => progress.update(stage.name, done, total),
-            metric: (record) => {
+            progress: (done: number, total: number) => progress.update(stage.name, done, total),
+            metric: (record: MetricRecord) => {
               metrics.push(record);
               options.metric?.({ ...record, stage: stage.name, key: short(pn.key) });
             },
-            log: (line) => options.log?.(`${stage.name}: ${line}`),
-          }) as Effect.Effect<unknown, unknown, never>).pipe(
-            Effect.mapError((e) => new StageError({ stage: stage.name, message: errorText(e) })),
+            log: (line: string) => options.log?.(`${stage.name}: ${line}`),
+          };
+          const store = (output: unknown) =>
+            Effect.gen(function* () {
+              const encoded = yield* Effect.try({
+                try: () => codec.encode(output),
+                catch: (e) =>
+                  new StageError({
+                    stage: stage.name,
+                    message: `encoding output: ${errorText(e)}`,
+                  }),
+              });
+              yield* cacheIo("writing cache entry", () =>
+                cache.write(
+                  {
+                    key: pn.key,
+                    stage: stage.name,
+                    version: stage.version,
+                    params: pn.encodedParams,
+                    upstream: pn.upstream,
+                    kernels: pn.kernels,
+                  },
+                  encoded,
+                  metrics,
+                ));
+              yield* cacheIo("clearing scratch", () => cache.clearScratch(pn.key));
+              // Downstream stages see exactly what a later cache hit would give them.
+              outputs.set(pn.key, codec.decode(encoded));
+            });
+          // The stage itself is interruptible; once it has returned, its output is stored
+          // before an interrupt takes effect (finished work is never thrown away).
+          yield* Effect.uninterruptibleMask((restore) =>
+            restore(
+              (stage.run(pn.params, inputs, ctx) as Effect.Effect<unknown, unknown, never>).pipe(
+                Effect.mapError((e) =>
+                  new StageError({ stage: stage.name, message: errorText(e) })
+                ),
+              ),
+            ).pipe(Effect.flatMap(store))
           );
           const ms = performance.now() - started;
-          const encoded = yield* Effect.try({
-            try: () => codec.encode(output),
-            catch: (e) =>
-              new StageError({ stage: stage.name, message: `encoding output: ${errorText(e)}` }),
-          });
-          yield* cacheIo("writing cache entry", () =>
-            cache.write(
-              {
-                key: pn.key,
-                stage: stage.name,
-                version: stage.version,
-                params: pn.encodedParams,
-                upstream: pn.upstream,
-                kernels: pn.kernels,
-              },
-              encoded,
-              metrics,
-            ));
-          yield* cacheIo("clearing scratch", () => cache.clearScratch(pn.key));
-          // Downstream stages see exactly what a later cache hit would give them.
-          outputs.set(pn.key, codec.decode(encoded));
           options.log?.(`${stage.name} ${pn.key} done in ${ms.toFixed(0)} ms`);
           progress.line(`${label}: done in ${(ms / 1000).toFixed(1)} s`);
           reports.push({ key: pn.key, stage: stage.name, status: "computed", ms });
