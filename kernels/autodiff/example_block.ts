@@ -77,6 +77,20 @@ export function blockLoss(
   lora: readonly Tensor[],
   inp: BlockInputs,
 ): Tensor {
+  const { logits } = blockForward(c, base, lora, inp.x, inp.cos, inp.sin);
+  return scale(weightedCrossEntropy(logits, inp.targets, inp.weights), 1 / (c.batch * c.T));
+}
+
+/** Final-norm hidden states (B·T, C) and logits (B·T, V) of the stack for inputs x (B·T, C). */
+export function blockForward(
+  c: BlockConfig,
+  base: readonly Tensor[],
+  lora: readonly Tensor[],
+  x: Tensor,
+  cos: Tensor,
+  sin: Tensor,
+): { hidden: Tensor; logits: Tensor } {
+  const inp = { x, cos, sin };
   const hd = c.dim / c.heads, BT = c.batch * c.T;
   let bi = 0, li = 0;
   const nextBase = () => base[bi++];
@@ -101,8 +115,8 @@ export function blockLoss(
     h = add(h, lin(gated, Wd));
   }
   const nf = nextBase(), head = nextBase();
-  const logits = matmul(rmsNorm(h, nf, 1e-5), head); // (B·T, V)
-  return scale(weightedCrossEntropy(logits, inp.targets, inp.weights), 1 / BT);
+  const hidden = rmsNorm(h, nf, 1e-5);
+  return { hidden, logits: matmul(hidden, head) }; // (B·T, C), (B·T, V)
 }
 
 /** Seeded tensors for a config (inputs and weights); everything in the current scope. */

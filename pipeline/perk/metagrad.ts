@@ -42,10 +42,10 @@ export interface SweepBackend<P, Phi> {
 }
 
 export interface InnerObjective<P, Phi> {
-  /** g = ∇θ L_in(θ, φ) */
-  grad(theta: P[]): P[] | Promise<P[]>;
-  /** H_θθ v and H_φθ v at θ (φ fixed inside the objective). */
-  hvp(theta: P[], v: P[]): { theta: P[]; phi: Phi } | Promise<{ theta: P[]; phi: Phi }>;
+  /** g = ∇θ L_in(θ, φ) at inner step n (n picks e.g. that step's dropout mask). */
+  grad(theta: P[], n: number): P[] | Promise<P[]>;
+  /** H_θθ v and H_φθ v at θ = θ_n (φ fixed inside the objective). */
+  hvp(theta: P[], v: P[], n: number): { theta: P[]; phi: Phi } | Promise<{ theta: P[]; phi: Phi }>;
 }
 
 export interface OuterObjective<P> {
@@ -77,7 +77,7 @@ export async function innerLoop<P, Phi>(
   const vs: P[][] = [theta0.map((t) => be.zerosLike(t))];
   const gs: P[][] = [];
   for (let n = 0; n < steps; n++) {
-    const g = await inner.grad(thetas[n]);
+    const g = await inner.grad(thetas[n], n);
     gs.push(g);
     const next = thetas[n].map((p, j) => be.step(p, ms[n][j], vs[n][j], g[j], n, j));
     thetas.push(next.map((s) => s.p));
@@ -123,7 +123,7 @@ export async function metaGradient<P, Phi>(
       mBar = swap(mBar, adj.map((a) => a.m));
       vBar = swap(vBar, adj.map((a) => a.v));
       const gBar = adj.map((a) => a.g);
-      const hv = await inner.hvp(tr.thetas[n], gBar);
+      const hv = await inner.hvp(tr.thetas[n], gBar, n);
       gBar.forEach((x) => be.release(x));
       pBar = swap(pBar, pBar.map((pb, j) => be.add(pb, hv.theta[j])));
       hv.theta.forEach((x) => be.release(x));

@@ -1,0 +1,156 @@
+/**
+ * One problem's PERK on the GPU: the meta-gradient (meta-training) and test-time encoding.
+ * Meta-parameters: θ₀ (LoRA initial values), lr (N × tensors learned learning rates, on the
+ * GPU), φ (weighting model). The sweep is metagrad.ts's, with the GPU AdamW kernels.
+ */
+import type { Tensor } from "../../kernels/runtime/tensor.ts";
+import { accumulateInto } from "../../kernels/optim/accumulate.ts";
+import { innerLoop, type InnerObjective, metaGradient } from "./metagrad.ts";
+import { gpuBackend } from "./metagrad_gpu.ts";
+import type { AdamWHyper } from "./adamw_math.ts";
+import { type EncodedProblem, innerBatch, outerBatch } from "./batch.ts";
+import { innerObjective, outerObjective, type PerkLM, uploadTargets } from "./objectives.ts";
+
+export interface MetaParams {
+  readonly theta0: readonly Tensor[];
+  /** (steps · tensors) learning rates, row-major by step. */
+  readonly lr: Tensor;
+  readonly phi: readonly Tensor[];
+}
+
+export interface PerkOptions {
+  /** Inner steps N. */
+  readonly steps: number;
+  /** Retained (unrolled) steps T ≤ N. */
+  readonly retained: number;
+  /** Cut the parameter path of truncated steps too (the paper's formula). */
+  readonly cut?: boolean;
+  /** LoRA dropout seed base (undefined: no dropout). Step n uses base + n. */
+  readonly dropoutSeed?: number;
+  /** Segment order (training shuffles it); default: as given. */
+  readonly order?: readonly number[];
+  /** Inner AdamW hyper-parameters (default: perk-method §2). */
+  readonly adam?: AdamWHyper;
+}
+
+export interface MetaGradient {
+  readonly loss: number;
+  readonly theta0: Tensor[];
+  readonly lr: Tensor;
+  readonly phi: Tensor[];
+}
+
+/** Outer loss and exact (TGU-truncated) meta-gradient for one problem. Caller owns results. */
+export async function perkMetaGradient(
+  lm: PerkLM,
+  problem: EncodedProblem,
+  mp: MetaParams,
+  o: PerkOptions,
+): Promise<MetaGradient> {
+  const rt = lm.rt;
+  const inB = innerBatch(problem, o.order), outB = outerBatch(problem);
+  const inT = uploadTargets(rt, inB), outT = uploadTargets(rt, outB);
+  const lrBar = rt.keep(rt.zeros(mp.lr.shape));
+  const be = gpuBackend(mp.lr, lrBar, mp.theta0.length, o.adam);
+  const seedOf = (n: number) => (o.dropoutSeed === undefined ? undefined : o.dropoutSeed + n);
+  const inner = innerObjective(lm, inB, inT, mp.phi, seedOf);
+  const outer = outerObjective(
+    lm,
+    outB,
+    outT,
+    o.dropoutSeed === undefined ? undefined : o.dropoutSeed + o.steps,
+  );
+  try {
+    const r = await metaGradient(be, inner, outer, [...mp.theta0], {
+      steps: o.steps,
+      retained: o.retained,
+      cut: o.cut,
+    });
+    releaseTrajectory(r.trajectory, mp.theta0);
+    const phi = r.phi ?? mp.phi.map((p) => rt.keep(rt.zeros(p.shape)));
+    return { loss: r.loss, theta0: r.theta0, lr: lrBar, phi };
+  } finally {
+    inT.dispose();
+    outT.dispose();
+  }
+}
+
+function releaseTrajectory(
+  tr: { thetas: Tensor[][]; ms: Tensor[][]; vs: Tensor[][]; gs: Tensor[][] },
+  keep: readonly Tensor[],
+): void {
+  const mine = (t: Tensor) => !keep.includes(t);
+  for (const list of [tr.thetas, tr.ms, tr.vs, tr.gs]) {
+    for (const step of list) for (const t of step) if (mine(t)) t.dispose();
+  }
+}
+
+/**
+ * Test-time encoding: N inner AdamW steps from θ₀ over the context, the gradient of each
+ * step accumulated over K groups of segments (equal to the full-batch gradient: the loss
+ * is a sum over rows with one global normaliser). Returns the adapted LoRA (caller owns).
+ */
+export async function encodeContext(
+  lm: PerkLM,
+  problem: EncodedProblem,
+  mp: MetaParams,
+  o: { steps: number; groups?: number; dropoutSeed?: number },
+): Promise<Tensor[]> {
+  const rt = lm.rt;
+  const n = problem.segments.length, K = Math.max(1, Math.min(o.groups ?? 1, n));
+  const full = innerBatch(problem);
+  // Each group's loss is normalised by the full batch's rows·(len−1), so the sum is exact.
+  const groups = Array.from({ length: K }, (_, g) => {
+    const order = [...Array(n).keys()].filter((i) => i % K === g);
+    const b = innerBatch(problem, order);
+    const padded = { ...b, rows: b.rows, len: b.len };
+    return {
+      b: padded,
+      t: uploadTargets(rt, b),
+      norm: (b.rows * (b.len - 1)) / (full.rows * (full.len - 1)),
+    };
+  });
+  const objectives = groups.map((g) =>
+    innerObjective(
+      lm,
+      g.b,
+      g.t,
+      mp.phi,
+      (s) => (o.dropoutSeed === undefined ? undefined : o.dropoutSeed + s),
+    )
+  );
+  const accumulated: InnerObjective<Tensor, Tensor[]> = {
+    grad: async (theta, step) => {
+      let total: Tensor[] | undefined;
+      for (let g = 0; g < K; g++) {
+        const part = await objectives[g].grad(theta, step);
+        if (!total) total = part.map((p) => scaleInPlace(p, groups[g].norm));
+        else {
+          part.forEach((p, j) => accumulateInto(total![j], p, groups[g].norm));
+          part.forEach((p) => p.dispose());
+        }
+      }
+      return total!;
+    },
+    hvp: () => {
+      throw new Error("encodeContext runs the inner loop only");
+    },
+  };
+  try {
+    const be = gpuBackend(mp.lr, undefined, mp.theta0.length);
+    const tr = await innerLoop(be, accumulated, [...mp.theta0], o.steps);
+    const last = tr.thetas[o.steps];
+    releaseTrajectory({ ...tr, thetas: tr.thetas.slice(0, -1) }, mp.theta0);
+    return last;
+  } finally {
+    groups.forEach((g) => g.t.dispose());
+  }
+}
+
+function scaleInPlace(t: Tensor, s: number): Tensor {
+  if (s === 1) return t;
+  const z = t.rt.keep(t.rt.zeros(t.shape));
+  accumulateInto(z, t, s);
+  t.dispose();
+  return z;
+}

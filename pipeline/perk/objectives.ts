@@ -1,0 +1,115 @@
+/**
+ * PERK's losses on the GPU, as the meta-gradient sweep's objectives (metagrad.ts):
+ *  - inner: Σ_t w_t(θ, φ)·NLL_t(θ) / (rows·(len−1)) over the segment batch (weights from the
+ *    weighting model on the adapted model's hidden states; masked tokens contribute 0);
+ *  - outer: mean NLL of the target tokens after the question prompt (no context).
+ * Gradients and Hessian-vector products come from the differentiable core (hvp = forward-
+ * over-reverse), so H_θθ·v and the mixed H_φθ·v come out of one pass. Results are owned by
+ * the sweep (kept out of scopes; it disposes them).
+ */
+import type { Tensor } from "../../kernels/runtime/tensor.ts";
+import type { Runtime } from "../../kernels/runtime/runtime.ts";
+import { mul, scale, sumAll } from "../../kernels/autodiff/basic.ts";
+import { crossEntropyRows } from "../../kernels/autodiff/nn.ts";
+import { grad, hvp } from "../../kernels/autodiff/transforms.ts";
+import type { InnerObjective, OuterObjective } from "./metagrad.ts";
+import type { TokenBatch } from "./batch.ts";
+import { tokenWeights } from "./weighting.ts";
+
+/** What PERK needs of a language model: hidden states and logits with LoRA tensors θ. */
+export interface PerkLM {
+  readonly rt: Runtime;
+  readonly dim: number;
+  forward(
+    batch: TokenBatch,
+    lora: readonly Tensor[],
+    o?: { dropoutSeed?: number },
+  ): { hidden: Tensor; logits: Tensor };
+}
+
+/** A batch's targets on the GPU (owned by the caller). */
+export const uploadTargets = (rt: Runtime, b: TokenBatch): Tensor =>
+  rt.keep(rt.tensor(b.targets, [b.targets.length], "i32"));
+
+/** The weighted inner loss (scalar [1]). */
+export function innerLoss(
+  lm: PerkLM,
+  batch: TokenBatch,
+  targets: Tensor,
+  lora: readonly Tensor[],
+  phi: readonly Tensor[],
+  dropoutSeed?: number,
+): Tensor {
+  const { hidden, logits } = lm.forward(batch, lora, { dropoutSeed });
+  const w = tokenWeights(hidden, phi);
+  const nll = crossEntropyRows(logits, targets);
+  return scale(sumAll(mul(nll, w)), 1 / (batch.rows * (batch.len - 1)));
+}
+
+/** The outer loss: mean target NLL (scalar [1]). */
+export function outerLoss(
+  lm: PerkLM,
+  batch: TokenBatch,
+  targets: Tensor,
+  lora: readonly Tensor[],
+  dropoutSeed?: number,
+): Tensor {
+  const { logits } = lm.forward(batch, lora, { dropoutSeed });
+  return scale(sumAll(crossEntropyRows(logits, targets)), 1 / Math.max(1, batch.count));
+}
+
+const own = (rt: Runtime, ts: Tensor[]) => ts.map((t) => rt.keep(t));
+
+/**
+ * Inner objective for one problem. `seedOf(n)` gives inner step n's dropout seed (undefined:
+ * no dropout), so the HVP at step n differentiates exactly the function the step used.
+ */
+export function innerObjective(
+  lm: PerkLM,
+  batch: TokenBatch,
+  targets: Tensor,
+  phi: readonly Tensor[],
+  seedOf: (n: number) => number | undefined = () => undefined,
+): InnerObjective<Tensor, Tensor[]> {
+  const rt = lm.rt;
+  const k = (n: number) => (...x: Tensor[]) =>
+    innerLoss(
+      lm,
+      batch,
+      targets,
+      x.slice(0, x.length - phi.length),
+      x.slice(x.length - phi.length),
+      seedOf(n),
+    );
+  return {
+    grad: (theta, n) =>
+      rt.scope(() => own(rt, grad((...th: Tensor[]) => k(n)(...th, ...phi), theta).grads)),
+    hvp: (theta, v, n) =>
+      rt.scope(() => {
+        const r = hvp(k(n), [...theta, ...phi], [...v, ...phi.map(() => undefined)]);
+        const hv = own(rt, r.hvps);
+        return { theta: hv.slice(0, theta.length), phi: hv.slice(theta.length) };
+      }),
+  };
+}
+
+/** Outer objective: value (one readback) and gradient w.r.t. the adapted LoRA. */
+export function outerObjective(
+  lm: PerkLM,
+  batch: TokenBatch,
+  targets: Tensor,
+  dropoutSeed?: number,
+): OuterObjective<Tensor> {
+  const rt = lm.rt;
+  return {
+    valueAndGrad: async (theta) => {
+      const r = rt.scope(() => {
+        const g = grad((...th: Tensor[]) => outerLoss(lm, batch, targets, th, dropoutSeed), theta);
+        return { value: rt.keep(g.value), grads: own(rt, g.grads) };
+      });
+      const loss = (await rt.readF32(r.value))[0];
+      r.value.dispose();
+      return { loss, grad: r.grads };
+    },
+  };
+}
