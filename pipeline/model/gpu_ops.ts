@@ -1,0 +1,242 @@
+/**
+ * Model-specific GPU pieces the autodiff core does not have, each a small Rule or kernel:
+ *  - `frozenLinear`: x·W (+ b) whose VJP gives only ∂x — the core's matmul VJP always
+ *    computes ∂W too, which for a frozen base weight is a wasted matmul as big as the forward;
+ *  - `embedding`: row gather from an i32 id tensor (ids may stay on the GPU, as in batched
+ *    generation), differentiable w.r.t. the table through the core's scatter-add;
+ *  - `ropeAt`: rotary embedding at per-token positions (left-padded rows have different
+ *    positions), on the (tokens, heads·hd) layout the projections produce;
+ *  - `argmaxRows`: greedy decoding's per-row argmax, so only B ids are read back per step.
+ */
+import type { Runtime } from "../../kernels/runtime/runtime.ts";
+import type { Tensor } from "../../kernels/runtime/tensor.ts";
+import { cdiv, grid1d, type KernelSpec } from "../../kernels/runtime/kernel.ts";
+import { matmul as mm } from "../../kernels/matmul/matmul.ts";
+import { apply1, type Rule } from "../../kernels/autodiff/tape.ts";
+import { matmul } from "../../kernels/autodiff/basic.ts";
+import { RowIndex, scatterAdd } from "../../kernels/autodiff/nn.ts";
+
+const WG = 64;
+const ARGS =
+  `@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32`;
+const ID = `let id = (wid.x + wid.y * nwg.x) * ${WG}u + lid;`;
+
+function u32s(...v: number[]): Uint32Array {
+  const u = new Uint32Array(Math.max(4, v.length));
+  u.set(v);
+  return u;
+}
+function run(rt: Runtime, spec: KernelSpec, bind: (Tensor | GPUBuffer)[], lanes: number) {
+  rt.dispatch(spec, bind, grid1d(cdiv(lanes, WG)));
+}
+
+// ------------------------------------------------------------------ frozen linear
+
+interface LinP {
+  readonly transB: boolean;
+}
+const frozenLinearRule: Rule<LinP> = {
+  name: "frozen_linear",
+  saveInputs: [1], // W only (frozen: the reference costs nothing)
+  forward: ([x, W, b], { transB }) => [mm(x, W, { transB, bias: b })],
+  jvp: ([_x, W], [dx], __, { transB }) => [dx && mm(dx, W, { transB })],
+  // Written with the differentiable matmul so tangents on g flow (hvp).
+  vjp: ([_x, W], __, [g], { transB }) => [transB ? matmul(g!, W) : matmul(g!, W, { transB: true })],
+};
+/**
+ * y = x·W (+ b), or x·Wᵀ with `transB`, treating W and b as constants: no gradient is
+ * computed for them (use the core's `matmul` when they are being trained).
+ */
+export function frozenLinear(x: Tensor, W: Tensor, bias?: Tensor, transB = false): Tensor {
+  return apply1(frozenLinearRule, bias ? [x, W, bias] : [x, W], { transB });
+}
+
+// ------------------------------------------------------------------ embedding
+
+const GATHER: KernelSpec = {
+  name: "model_gather_rows",
+  bindings: ["read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `
+struct U { n: u32, C: u32, rows: u32 }
+@group(0) @binding(0) var<storage, read> W: array<f32>;
+@group(0) @binding(1) var<storage, read> I: array<i32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<uniform> u: U;
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.n * u.C) { return; }
+  // Ids were range-checked on the host when they came from there; clamp anyway so a bad id
+  // read from the GPU can never index outside the table.
+  let r = u32(clamp(I[id / u.C], 0, i32(u.rows) - 1));
+  Y[id] = W[r * u.C + id % u.C];
+}`,
+};
+
+function gatherIds(table: Tensor, ids: Tensor): Tensor {
+  const [rows, C] = table.shape, n = ids.size;
+  const y = table.rt.empty([n, C]);
+  run(table.rt, GATHER, [table, ids, y, table.rt.uniform(u32s(n, C, rows))], n * C);
+  return y;
+}
+
+interface EmbP {
+  readonly ids: Tensor;
+  readonly host?: Int32Array;
+}
+const embeddingRule: Rule<EmbP> = {
+  name: "embedding",
+  saveInputs: false,
+  forward: ([w], { ids }) => [gatherIds(w, ids)],
+  jvp: (_, [dw], __, { ids }) => [dw && gatherIds(dw, ids)],
+  vjp: ([w], __, [g], { host }) => {
+    if (!host) {
+      throw new Error(
+        "embedding: the table's gradient needs the ids on the host; pass an Int32Array of ids",
+      );
+    }
+    // Deterministic scatter-add through the core (CSR grouping built on the host). The index
+    // is freed right after recording: the dispatch keeps its buffers alive in the queue.
+    const idx = new RowIndex(w.rt, host, w.shape[0]);
+    try {
+      return [scatterAdd(g!, idx)];
+    } finally {
+      idx.dispose();
+    }
+  },
+};
+/** table (V, C) rows at ids (N, i32) → (N, C); `host` (the same ids) enables ∂table. */
+export function embedding(table: Tensor, ids: Tensor, host?: Int32Array): Tensor {
+  if (ids.dtype !== "i32") throw new TypeError(`embedding: ids must be i32, got ${ids}`);
+  return apply1(embeddingRule, [table], { ids, host });
+}
+
+// ------------------------------------------------------------------ RoPE at positions
+
+const ROPE_AT: KernelSpec = {
+  name: "rope_at",
+  bindings: ["read", "read", "read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `
+struct U { n: u32, D: u32, row: u32, sign: f32 }
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> COS: array<f32>;
+@group(0) @binding(2) var<storage, read> SIN: array<f32>;
+@group(0) @binding(3) var<storage, read> POS: array<i32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;
+// x (tokens, heads·D): token r rotates at position POS[r]; half-split pairs (j, j + D/2).
+// sign −1 is the inverse (= transpose) rotation, for the VJP.
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.n) { return; }
+  let half = u.D / 2u;
+  let j = id % u.D;
+  let f = u32(POS[id / u.row]) * half + (j % half);
+  let s = u.sign * SIN[f];
+  if (j < half) { Y[id] = X[id] * COS[f] - X[id + half] * s; }
+  else { Y[id] = X[id] * COS[f] + X[id - half] * s; }
+}`,
+};
+
+interface RopeP {
+  readonly headDim: number;
+}
+function ropeAtKernel(xs: readonly Tensor[], headDim: number, inverse: boolean): Tensor {
+  const [x, cos, sin, pos] = xs;
+  const row = x.shape.at(-1)!;
+  const y = x.rt.empty(x.shape);
+  const u = u32s(x.size, headDim, row, 0);
+  new Float32Array(u.buffer)[3] = inverse ? -1 : 1;
+  run(x.rt, ROPE_AT, [x, cos, sin, pos, y, x.rt.uniform(u)], x.size);
+  return y;
+}
+// The tables and positions are inputs (not parameters) so the tape holds them until the
+// backward pass has used them, even when the caller's scope has already released them.
+const ropeAtRule: Rule<RopeP> = {
+  name: "rope_at",
+  saveInputs: [1, 2, 3],
+  forward: (xs, { headDim }) => [ropeAtKernel(xs, headDim, false)],
+  jvp: ([_, ...t], [dx], __, { headDim }) => [dx && ropeAtKernel([dx, ...t], headDim, false)],
+  vjp: ([_, ...t], __, [g], p) => [apply1(ropeAtInvRule, [g!, ...t], p)],
+};
+const ropeAtInvRule: Rule<RopeP> = {
+  name: "rope_at_t",
+  saveInputs: [1, 2, 3],
+  forward: (xs, { headDim }) => [ropeAtKernel(xs, headDim, true)],
+  jvp: ([_, ...t], [dx], __, { headDim }) => [dx && ropeAtKernel([dx, ...t], headDim, true)],
+  vjp: ([_, ...t], __, [g], p) => [apply1(ropeAtRule, [g!, ...t], p)],
+};
+/**
+ * Rotate x (tokens, heads·headDim) — each row one token — at positions pos (tokens, i32),
+ * with tables cos/sin (P, headDim/2) covering every position used (HF half-split layout).
+ */
+export function ropeAt(
+  x: Tensor,
+  cos: Tensor,
+  sin: Tensor,
+  pos: Tensor,
+  headDim: number,
+): Tensor {
+  const tokens = x.size / x.shape.at(-1)!;
+  if (pos.size !== tokens || pos.dtype !== "i32") {
+    throw new RangeError(`ropeAt: positions ${pos} must be i32 with one entry per row of ${x}`);
+  }
+  if (x.shape.at(-1)! % headDim || headDim % 2 || cos.shape.at(-1) !== headDim / 2) {
+    throw new RangeError(`ropeAt: ${x} is not heads × ${headDim} or tables ${cos} do not fit`);
+  }
+  return apply1(ropeAtRule, [x, cos, sin, pos], { headDim });
+}
+
+// ------------------------------------------------------------------ hold
+
+const holdRule: Rule<void> = {
+  name: "hold",
+  saveInputs: [1, 2, 3, 4, 5, 6, 7, 8], // the consts, not x
+  forward: ([x]) => [x.view(x.shape)],
+  jvp: (_, [dx]) => [dx],
+  vjp: ([_x, ...rest], __, [g]) => [g, ...rest.map(() => undefined)],
+};
+/**
+ * x itself (a view, no copy), with `consts` held by the tape until the backward pass has
+ * gone past this point. For tensors that rules downstream of x read during the backward
+ * pass through their parameters (cross-entropy targets) but that the caller's scope frees
+ * when the differentiated function returns.
+ */
+export function holdWith(x: Tensor, consts: readonly Tensor[]): Tensor {
+  if (consts.length > 8) throw new RangeError("holdWith: at most 8 tensors");
+  return apply1(holdRule, [x, ...consts], undefined);
+}
+
+// ------------------------------------------------------------------ argmax
+
+const ARGMAX: KernelSpec = {
+  name: "argmax_rows",
+  bindings: ["read", "read_write", "uniform"],
+  code: /* wgsl */ `
+struct U { rows: u32, V: u32 }
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read_write> Y: array<i32>;
+@group(0) @binding(2) var<uniform> u: U;
+// One lane per row; the first maximum wins (as the reference's argmax).
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.rows) { return; }
+  let base = id * u.V;
+  var best = 0u;
+  var m = X[base];
+  for (var v = 1u; v < u.V; v++) {
+    let x = X[base + v];
+    if (x > m) { m = x; best = v; }
+  }
+  Y[id] = i32(best);
+}`,
+};
+/** Index of the largest value of each row of x (R, V) → (R) i32 (first one on ties). */
+export function argmaxRows(x: Tensor): Tensor {
+  const V = x.shape.at(-1)!, rows = x.size / V;
+  const y = x.rt.empty([rows], "i32");
+  run(x.rt, ARGMAX, [x, y, x.rt.uniform(u32s(rows, V))], rows);
+  return y;
+}
