@@ -112,16 +112,24 @@ Deno.test("gpu forward: KV cache in pieces and left padding equal the reference"
     const row = rowsOf[0];
     const want = forward(m, row).logits;
     const tol = { rtol: 1e-4, atol: 2e-5 * Math.max(1, absMax(want)) };
-    // Pieces 4 + 1 + 4 through a cache.
-    const cache = new GpuKvCache(m.config, 1);
-    const parts: number[] = [];
-    for (const [a, b] of [[0, 4], [4, 5], [5, 9]]) {
-      const r = await gpuForward(g, [row.slice(a, b)], { kvCache: cache });
-      parts.push(...r.logits);
+    // Pieces 4 + 1 + 4 through a growing cache and through a fixed-capacity one.
+    for (const capacity of [undefined, 16]) {
+      const cache = new GpuKvCache(m.config, 1, capacity);
+      const parts: number[] = [];
+      for (const [a, b] of [[0, 4], [4, 5], [5, 9]]) {
+        const r = await gpuForward(g, [row.slice(a, b)], { kvCache: cache });
+        parts.push(...r.logits);
+      }
+      assert.equal(cache.length, row.length);
+      if (capacity) {
+        assert.throws(
+          () => g.forward(Int32Array.from(row), { kvCache: cache }),
+          /overflow the KV cache's 16 slots/,
+        );
+      }
+      cache.dispose();
+      assertClose(parts, want, { ...tol, label: `${arch} cached pieces (capacity ${capacity})` });
     }
-    assert.equal(cache.length, row.length);
-    cache.dispose();
-    assertClose(parts, want, { ...tol, label: `${arch} cached pieces` });
     // Two rows of different lengths, left padded: each row's real positions match.
     const short = [12, 5, 40];
     const pad = row.length - short.length;

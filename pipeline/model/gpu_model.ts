@@ -39,6 +39,7 @@ import { ModelError } from "./errors.ts";
 import type { LoraParams } from "./lora.ts";
 import { ropeTables } from "./rope.ts";
 import { type Model, validateWeights } from "./weights.ts";
+import { sliceInto } from "../../kernels/ops/strided.ts";
 import { embedding, frozenLinear, holdWith, ropeAt } from "./gpu_ops.ts";
 
 /** LoRA tensors for the GPU forward. */
@@ -71,14 +72,28 @@ export function uploadLora(rt: Runtime, p: LoraParams): Tensor[] {
   );
 }
 
-/** Keys and values of every layer so far: (B, Hkv, length, hd), owned by the cache. */
+/**
+ * Keys and values of every layer so far, (B, Hkv, ·, hd), owned by the cache. Without a
+ * capacity each forward appends by concatenation (the key length grows, so every step has
+ * new shapes — new matmul pipelines on the first run). With a capacity the tensors are
+ * allocated once, filled in place, and attention always spans all `capacity` slots with the
+ * unfilled ones masked: shapes stay fixed from step to step (generation). A capacity cache
+ * is for inference: what is written into it is not differentiated.
+ */
 export class GpuKvCache {
   length = 0;
   readonly k: (Tensor | undefined)[];
   readonly v: (Tensor | undefined)[];
   /** Left padding of each row, fixed by the first forward that fills the cache. */
   leftPad: Int32Array | undefined;
-  constructor(readonly config: ModelConfig, readonly batch: number) {
+  constructor(
+    readonly config: ModelConfig,
+    readonly batch: number,
+    readonly capacity?: number,
+  ) {
+    if (capacity !== undefined && !(Number.isInteger(capacity) && capacity > 0)) {
+      throw new ModelError(`KV cache: capacity must be a positive integer, got ${capacity}`);
+    }
     this.k = new Array(config.layers).fill(undefined);
     this.v = new Array(config.layers).fill(undefined);
   }
@@ -312,9 +327,23 @@ export class GpuModel {
     const idsT = host ? rt.tensor(host, [N], "i32") : ids as Tensor;
     const posT = rt.tensor(pos, [N], "i32");
     const segT = o.segIds ? rt.tensor(o.segIds, [B, T], "i32") : undefined;
-    const S = p0 + T;
+    const cap = cache?.capacity;
+    if (cap !== undefined && p0 + T > cap) {
+      throw new ModelError(`forward: ${p0 + T} tokens overflow the KV cache's ${cap} slots`);
+    }
+    const S = cap ?? p0 + T; // key slots attended to
     let mask: Tensor | undefined;
-    if (padded) {
+    if (cap !== undefined) {
+      // Fixed-size cache: query t (slot p0 + t) sees slots pad_b ≤ s ≤ p0 + t.
+      const m = new Float32Array(B * T * S).fill(MASKED);
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) {
+          const o = (b * T + t) * S;
+          m.fill(0, o + (padded ? pad![b] : 0), o + p0 + t + 1);
+        }
+      }
+      mask = rt.tensor(m, [B, 1, T, S]);
+    } else if (padded) {
       const m = new Float32Array(B * S);
       for (let b = 0; b < B; b++) m.fill(MASKED, b * S, b * S + pad![b]);
       mask = rt.tensor(m, [B, 1, 1, S]);
@@ -345,7 +374,14 @@ export class GpuModel {
         k = ropeAt(k, rope.cos, rope.sin, posT, hd);
       }
       let kh = heads(k, Hkv), vh = heads(v, Hkv); // (B, Hkv, T, hd)
-      if (cache) {
+      if (cache && cap !== undefined) {
+        for (const [list, t] of [[cache.k, kh], [cache.v, vh]] as const) {
+          const buf = list[l] ??= rt.keep(rt.zeros([B, Hkv, cap, hd]));
+          sliceInto(buf, t, 2, p0);
+        }
+        kh = cache.k[l]!;
+        vh = cache.v[l]!;
+      } else if (cache) {
         const pk = cache.k[l], pv = cache.v[l];
         if (pk && pv) {
           kh = concat([pk, kh], 2);
@@ -364,7 +400,7 @@ export class GpuModel {
       const qh = reshape(heads(q, H), [B, Hkv, grp * T, hd]);
       let s = reshape(matmul(qh, kh, { transB: true }), [B, H, T, S]);
       if (mask) s = add(s, mask);
-      const p = softmax(s, { heads: H, causal: true, segIds: segT });
+      const p = softmax(s, { heads: H, causal: cap === undefined, segIds: segT });
       const att = reshape(matmul(reshape(p, [B, Hkv, grp * T, S]), vh), [B, H, T, hd]);
       const merged = reshape(permute(att, [0, 2, 1, 3]), [N, qw]);
       x = add(x, proj(merged, l, "o"));
@@ -374,7 +410,7 @@ export class GpuModel {
         : proj(geluTanh(proj(h2, l, "fc")), l, "proj");
       x = add(x, mlp);
     }
-    if (cache) cache.length = S;
+    if (cache) cache.length = p0 + T;
     const hidden = norm(x, "norm_f");
     if (o.logits === "none") return { logits: undefined, hidden };
     const from = o.logits === "last"

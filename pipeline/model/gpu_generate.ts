@@ -1,0 +1,137 @@
+/**
+ * Batched greedy generation on the GPU. Prompts of different lengths are left padded (pad
+ * keys masked, each row's positions start at its first real token), so every row's next
+ * token comes from the same last column and one KV cache serves the batch. The argmax runs
+ * on the GPU and only B ids per step come back; the next step is recorded before the
+ * previous step's ids are read (the ids never leave the GPU on their way to the next
+ * step), so the readback's wait overlaps the next step's work. Rows stop independently
+ * (stop id, max tokens, the model's position limit); finished rows keep computing junk that
+ * no other row can see, until every row has stopped.
+ *
+ * Semantics are those of reference.ts's generateGreedyBatch (its oracle in the tests).
+ */
+import type { Tensor } from "../../kernels/runtime/tensor.ts";
+import { ModelError } from "./errors.ts";
+import type { Generation } from "./reference.ts";
+import { GpuKvCache, type GpuLora, type GpuModel } from "./gpu_model.ts";
+import { argmaxRows } from "./gpu_ops.ts";
+
+export interface GpuGenerateOptions {
+  /** New tokens at most. */
+  readonly maxNewTokens: number;
+  /** Stop tokens (not included in the result); default the config's eosIds. */
+  readonly stopIds?: readonly number[];
+  /** false: recompute the whole padded batch every step (the cache's oracle). Default true. */
+  readonly useCache?: boolean;
+  readonly lora?: GpuLora;
+  /** Called with each new token as it is chosen (streaming output). */
+  readonly onToken?: (row: number, token: number) => void;
+}
+
+interface Row {
+  readonly len: number;
+  readonly out: number[];
+  stop: Generation["stop"] | undefined;
+}
+
+/** Greedy decoding of several prompts at once. */
+export async function generateGreedyGpu(
+  model: GpuModel,
+  prompts: readonly (readonly number[])[],
+  opts: GpuGenerateOptions,
+): Promise<Generation[]> {
+  const c = model.config, rt = model.rt;
+  const stops = new Set(opts.stopIds ?? c.eosIds);
+  const B = prompts.length;
+  if (B === 0) return [];
+  for (const p of prompts) {
+    if (p.length === 0) throw new ModelError("generate: a prompt needs at least one token");
+  }
+  const L = Math.max(...prompts.map((p) => p.length));
+  const pad = Int32Array.from(prompts, (p) => L - p.length);
+  const rows: Row[] = prompts.map((p) => ({ len: p.length, out: [], stop: undefined }));
+  // Every row's sequence so far, left padded with id 0 (masked), for the uncached path.
+  const seqs = prompts.map((p, b) => [...new Array(pad[b]).fill(0), ...p]);
+  const maxP = c.maxPositions;
+  const checkPositions = () => {
+    for (const r of rows) if (!r.stop && r.len + r.out.length >= maxP) r.stop = "max_positions";
+  };
+  checkPositions();
+  if (opts.maxNewTokens <= 0 || rows.every((r) => r.stop)) return finish(rows);
+
+  const useCache = opts.useCache ?? true;
+  // A fixed-capacity cache keeps every decode step's shapes equal (one set of pipelines);
+  // rounding it up lets later calls with similar lengths reuse them too.
+  const cache = useCache
+    ? new GpuKvCache(c, B, Math.ceil((L + opts.maxNewTokens) / 64) * 64)
+    : undefined;
+  /** Positions of the S columns ending at column `end` (clamped: finished rows may run on). */
+  const positions = (T: number, end: number) => {
+    const pos = new Int32Array(B * T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        pos[b * T + t] = Math.min(maxP - 1, Math.max(0, end - T + t - pad[b]));
+      }
+    }
+    return pos;
+  };
+  /** Record step s (0 = the prompts); returns the next ids (B) i32, owned by the caller. */
+  const step = (s: number, prev: Tensor | undefined): Tensor =>
+    rt.keep(rt.scope(() => {
+      const S = L + s; // columns after this step's input
+      let ids: Int32Array | Tensor, T: number;
+      if (cache) {
+        T = s === 0 ? L : 1;
+        ids = s === 0 ? Int32Array.from(seqs.flat()) : prev!;
+      } else {
+        T = S;
+        ids = Int32Array.from(seqs.flat());
+      }
+      const { logits } = model.forward(ids, {
+        batch: B,
+        lora: opts.lora,
+        kvCache: cache,
+        leftPad: cache && s > 0 ? undefined : pad,
+        positions: positions(T, S),
+        logits: "last",
+      });
+      return argmaxRows(logits!);
+    }));
+
+  let cur = step(0, undefined);
+  try {
+    for (let s = 1;; s++) {
+      const pending = rt.read(cur) as Promise<Int32Array>;
+      // With a cache the next step needs only `cur` (on the GPU): record it before waiting.
+      // Its work is wasted when this read ends the generation.
+      let next = cache && s < opts.maxNewTokens ? step(s, cur) : undefined;
+      const ids = await pending;
+      rows.forEach((r, b) => {
+        const t = r.stop ? 0 : ids[b];
+        seqs[b].push(t);
+        if (r.stop) return;
+        if (stops.has(t)) r.stop = "eos";
+        else {
+          r.out.push(t);
+          opts.onToken?.(b, t);
+        }
+      });
+      checkPositions();
+      if (s >= opts.maxNewTokens || rows.every((r) => r.stop)) {
+        next?.dispose();
+        break;
+      }
+      next ??= step(s, cur); // the uncached path recomputes from `seqs`
+      cur.dispose(); // its readers are recorded; the queue keeps the order
+      cur = next;
+    }
+  } finally {
+    cur.dispose();
+    cache?.dispose();
+  }
+  return finish(rows);
+}
+
+function finish(rows: Row[]): Generation[] {
+  return rows.map((r) => ({ tokens: r.out, stop: r.stop ?? "max_tokens" }));
+}
