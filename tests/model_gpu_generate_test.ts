@@ -12,6 +12,12 @@ import { readLlama2c } from "../pipeline/model/llama2c.ts";
 import { readLlama2cTokenizer } from "../pipeline/model/llama2c_tokenizer.ts";
 import { gpuLora, GpuModel, uploadLora } from "../pipeline/model/gpu_model.ts";
 import { generateGreedyGpu } from "../pipeline/model/gpu_generate.ts";
+import {
+  generateText,
+  generateTextGpu,
+  parseGenerateArgs,
+} from "../pipeline/model/generate_cli.ts";
+import { exportPeft } from "../pipeline/model/peft.ts";
 import { randn, sharedPath, testRuntime } from "./testing.ts";
 
 const rt = await testRuntime();
@@ -100,5 +106,37 @@ Deno.test({
     assert.equal(text.slice(0, GOLDEN.length), GOLDEN);
     assert.equal(text[GOLDEN.length], "\n");
     g.dispose();
+  },
+});
+
+Deno.test({
+  name: "gpu generate: the CLI's GPU path prints what --reference prints (with a PEFT adapter)",
+  ignore: !dir,
+  async fn() {
+    const bin = `${dir}/stories260K.bin`;
+    const model = readLlama2c(bin);
+    const adapter = Deno.makeTempDirSync();
+    const p = initLora(model.config, defaultLoraConfig(model.config, { rank: 4, seed: 1 }));
+    p.data.set(randn(p.data.length, 5, -0.4, 0.4));
+    exportPeft(adapter, model.config, p);
+    const args = parseGenerateArgs([
+      "--model",
+      bin,
+      "--prompt",
+      "Once upon a time",
+      "--max-tokens",
+      "24",
+      "--adapter",
+      adapter,
+    ]);
+    if (args === "help") throw new Error("unexpected --help");
+    assert.equal(args.reference, undefined);
+    const chunks: string[] = [];
+    const gpu = await generateTextGpu(args, (s) => chunks.push(s), rt);
+    assert.equal(gpu, generateText(args));
+    assert.equal(chunks.join(""), gpu);
+    const ref = parseGenerateArgs(["--model", bin, "--prompt", "x", "--reference"]);
+    assert.equal(ref !== "help" && ref.reference, true);
+    Deno.removeSync(adapter, { recursive: true });
   },
 });
