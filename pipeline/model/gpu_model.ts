@@ -311,7 +311,8 @@ export class GpuModel {
       const xd = o.dropoutSeed !== undefined && p > 0
         ? dropoutOp(x, p, mixSeed(o.dropoutSeed, k))
         : x;
-      return scale(matmul(matmul(xd, A), Bm), lora.scale);
+      // The scale rides on the rank-r intermediate (r columns instead of out).
+      return matmul(scale(matmul(xd, A), lora.scale), Bm);
     };
     const proj = (x: Tensor, l: number, m: string) => {
       const y = linear(x, `layers.${l}.${m}.weight`, `layers.${l}.${m}.bias`);

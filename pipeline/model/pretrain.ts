@@ -1,0 +1,382 @@
+/**
+ * Pretraining of the tiny default base model on the embedded corpus (gpu_pretrain_data.ts):
+ * next-token loss over `rows` windows of `seqLen` tokens per step, every weight trained
+ * through the GPU model, AdamW (kernels/optim/adamw.ts; weight decay on matrices only) with
+ * global-norm clipping and a cosine schedule after a linear warm-up.
+ *
+ * `pretrain(rt, options, onProgress)` is a plain function of a JSON-serialisable options
+ * object: deterministic from `seed` (init, batches and kernels are all seeded or exact), so
+ * the experiment system can cache it as a stage. With `checkpoint` it saves its state every
+ * few steps and resumes from it; a resumed run ends with the same weights as an
+ * uninterrupted one.
+ */
+import type { Runtime } from "../../kernels/runtime/runtime.ts";
+import type { Tensor } from "../../kernels/runtime/tensor.ts";
+import * as ew from "../../kernels/ops/elementwise.ts";
+import * as red from "../../kernels/ops/reduce.ts";
+import { concat } from "../../kernels/ops/strided.ts";
+import { adamwStep } from "../../kernels/optim/adamw.ts";
+import { grad } from "../../kernels/autodiff/transforms.ts";
+import type { AdamWHyper } from "../perk/adamw_math.ts";
+import { type ModelConfig, validateConfig } from "./config.ts";
+import { ModelError } from "./errors.ts";
+import { readSafetensors, writeSafetensors } from "./safetensors.ts";
+import { TINY_VOCAB, tinyConfig } from "./tiny.ts";
+import { initRandomWeights, type Weights } from "./weights.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import { GpuModel } from "./gpu_model.ts";
+import { pretrainData } from "./gpu_pretrain_data.ts";
+
+/** Model sizes: the tiny default base, a smaller one for slow CPUs, and one for tests. */
+export type PretrainProfile = "tiny" | "cpu" | "micro";
+
+export interface PretrainOptions {
+  readonly profile: PretrainProfile;
+  readonly steps: number;
+  /** Windows per step. */
+  readonly rows: number;
+  /** Tokens per window. */
+  readonly seqLen: number;
+  /** Peak learning rate (after warm-up), decayed by a cosine to minLrRatio·lr. */
+  readonly lr: number;
+  readonly minLrRatio: number;
+  readonly warmupSteps: number;
+  readonly weightDecay: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  /** Global gradient-norm clip (≤ 0: none). */
+  readonly clip: number;
+  /** Std of the N(0, std²) init; residual outputs (o, down) get std/√(2·layers). */
+  readonly initStd: number;
+  /** Fraction of windows from the generated task text (the rest: corpus prose). */
+  readonly taskFraction: number;
+  readonly corpus: string;
+  /** Windows in the held-out evaluation batch (scored at the start and the end). */
+  readonly evalRows: number;
+  readonly seed: number;
+  /** Save state to this directory every `every` steps and resume from it when present. */
+  readonly checkpoint?: { readonly dir: string; readonly every: number };
+}
+
+export const PRETRAIN_DEFAULTS: PretrainOptions = {
+  profile: "tiny",
+  steps: 300,
+  rows: 8,
+  seqLen: 128,
+  lr: 3e-3,
+  minLrRatio: 0.1,
+  warmupSteps: 20,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  clip: 1,
+  initStd: 0.02,
+  taskFraction: 0.5,
+  corpus: "sotu",
+  evalRows: 16,
+  seed: 0,
+};
+
+export interface PretrainProgress {
+  /** 1-based step just finished. */
+  readonly step: number;
+  readonly steps: number;
+  readonly loss: number;
+  readonly gradNorm: number;
+  readonly lr: number;
+  readonly tokens: number;
+  readonly seconds: number;
+  readonly tokensPerSecond: number;
+}
+
+export interface PretrainResult {
+  readonly config: ModelConfig;
+  /** Canonical layout (README.md), ready for saveHfModel. */
+  readonly weights: Weights;
+  /** Training loss of every step (mean NLL per token). */
+  readonly losses: number[];
+  readonly evalLossStart: number;
+  readonly evalLossEnd: number;
+  /** Tokens trained on (this run and any resumed part). */
+  readonly tokens: number;
+  /** Seconds of this process's training (a resumed part not included). */
+  readonly seconds: number;
+  readonly tokensPerSecond: number;
+}
+
+/** The model config of a profile over a compact vocabulary of `vocab` ids. */
+export function profileConfig(profile: PretrainProfile, vocab: number): ModelConfig {
+  const base = tinyConfig(vocab);
+  let c: ModelConfig;
+  switch (profile) {
+    case "tiny":
+      return base;
+    case "cpu":
+      // A third of tiny's FLOPs per token (dim 128, hd 32): see README.md "Pretraining".
+      c = { ...base, dim: 128, headDim: 32, hidden: 352 };
+      break;
+    case "micro":
+      c = { ...base, dim: 32, layers: 1, heads: 2, kvHeads: 2, headDim: 16, hidden: 64 };
+      break;
+    default:
+      throw new ModelError(`pretrain: profile "${profile}" is not one of tiny, cpu, micro`);
+  }
+  validateConfig(c, `pretrain profile ${profile}`);
+  return c;
+}
+
+/** Linear warm-up to lr, then cosine decay to minLrRatio·lr at the last step (0-based). */
+export function pretrainLr(o: PretrainOptions, step: number): number {
+  const warm = Math.max(0, Math.min(o.warmupSteps, o.steps - 1));
+  if (step < warm) return (o.lr * (step + 1)) / warm;
+  const p = Math.min(1, (step - warm) / Math.max(1, o.steps - 1 - warm));
+  return o.lr * (o.minLrRatio + (1 - o.minLrRatio) * 0.5 * (1 + Math.cos(Math.PI * p)));
+}
+
+function check(o: PretrainOptions): void {
+  const int = (k: keyof PretrainOptions, min: number) => {
+    const v = o[k] as number;
+    if (!Number.isInteger(v) || v < min) {
+      throw new ModelError(`pretrain: option ${k} must be an integer ≥ ${min}, got ${v}`);
+    }
+  };
+  int("steps", 1);
+  int("rows", 1);
+  int("seqLen", 2);
+  int("warmupSteps", 0);
+  int("evalRows", 1);
+  if (!(o.lr > 0)) throw new ModelError(`pretrain: lr must be > 0, got ${o.lr}`);
+  if (o.checkpoint && !(Number.isInteger(o.checkpoint.every) && o.checkpoint.every > 0)) {
+    throw new ModelError("pretrain: checkpoint.every must be a positive integer");
+  }
+}
+
+/** The initial weights: seeded N(0, std²), residual outputs scaled by 1/√(2·layers). */
+export function pretrainInit(c: ModelConfig, o: PretrainOptions): Weights {
+  const w = initRandomWeights(c, o.seed, { std: o.initStd });
+  const k = 1 / Math.sqrt(2 * c.layers);
+  for (const [name, t] of w) {
+    if (/\.(o|down|proj)\.weight$/.test(name)) t.data.forEach((x, i) => (t.data[i] = x * k));
+  }
+  return w;
+}
+
+interface State {
+  step: number;
+  losses: number[];
+  tokens: number;
+  evalLossStart: number;
+  p: Tensor[];
+  m: Tensor[];
+  v: Tensor[];
+}
+
+const STATE_FILE = "pretrain_state.safetensors";
+const META_FILE = "pretrain_state.json";
+
+/** Options that change the result (not the checkpoint location). */
+const identity = (o: PretrainOptions) => JSON.stringify({ ...o, checkpoint: undefined });
+
+function saveState(rt: Runtime, dir: string, o: PretrainOptions, names: string[], s: State) {
+  return Promise.all([...s.p, ...s.m, ...s.v].map((t) => rt.readF32(t))).then((data) => {
+    Deno.mkdirSync(dir, { recursive: true });
+    const n = names.length;
+    const entries: [string, { shape: readonly number[]; data: Float32Array }][] = [];
+    names.forEach((name, i) => {
+      const shape = s.p[i].shape;
+      entries.push([`p.${name}`, { shape, data: data[i] }]);
+      entries.push([`m.${name}`, { shape, data: data[n + i] }]);
+      entries.push([`v.${name}`, { shape, data: data[2 * n + i] }]);
+    });
+    writeSafetensors(`${dir}/${STATE_FILE}`, entries);
+    const meta = {
+      options: identity(o),
+      step: s.step,
+      losses: s.losses,
+      tokens: s.tokens,
+      evalLossStart: s.evalLossStart,
+    };
+    writeFileAtomic(`${dir}/${META_FILE}`, JSON.stringify(meta) + "\n");
+  });
+}
+
+function loadState(rt: Runtime, dir: string, o: PretrainOptions, names: string[]): State | null {
+  let meta;
+  try {
+    meta = JSON.parse(Deno.readTextFileSync(`${dir}/${META_FILE}`));
+  } catch {
+    return null; // no checkpoint yet
+  }
+  if (meta.options !== identity(o)) {
+    throw new ModelError(
+      `pretrain: the checkpoint in ${dir} was made with other options; remove it or use ` +
+        "another checkpoint directory",
+    );
+  }
+  const t = readSafetensors(`${dir}/${STATE_FILE}`);
+  const up = (k: string) =>
+    names.map((n) => {
+      const x = t.get(`${k}.${n}`);
+      if (!x) throw new ModelError(`pretrain: checkpoint ${dir} lacks tensor ${k}.${n}`);
+      return rt.keep(rt.tensor(x.data, x.shape));
+    });
+  return {
+    step: meta.step,
+    losses: meta.losses,
+    tokens: meta.tokens,
+    evalLossStart: meta.evalLossStart,
+    p: up("p"),
+    m: up("m"),
+    v: up("v"),
+  };
+}
+
+/** Pretrain from scratch (or resume a checkpoint) and return the weights and loss curve. */
+export async function pretrain(
+  rt: Runtime,
+  options: Partial<PretrainOptions> = {},
+  onProgress: (p: PretrainProgress) => void = () => {},
+): Promise<PretrainResult> {
+  const o: PretrainOptions = { ...PRETRAIN_DEFAULTS, ...options };
+  check(o);
+  const config = profileConfig(o.profile, TINY_VOCAB);
+  const data = pretrainData({
+    seqLen: o.seqLen,
+    taskFraction: o.taskFraction,
+    corpus: o.corpus,
+    heldOut: 0.05,
+  });
+  if (data.tok.vocabSize !== config.vocab) {
+    throw new ModelError(
+      `pretrain: fixtures/models/tiny/compact_vocab.json has ${data.tok.vocabSize} ids but ` +
+        `the tiny config expects ${config.vocab}; rebuild it (see pipeline/model/tiny.ts)`,
+    );
+  }
+  const init = pretrainInit(config, o);
+  const names = [...init.keys()];
+  // The GpuModel provides the forward; its frozen copies are only the starting values.
+  const model = GpuModel.upload(rt, { config, weights: init });
+  const hyper = (decay: boolean): AdamWHyper => ({
+    beta1: o.beta1,
+    beta2: o.beta2,
+    eps: o.eps,
+    weightDecay: decay ? o.weightDecay : 0,
+  });
+  const hypers = names.map((n) => hyper(init.get(n)!.shape.length === 2));
+  const lrT = rt.keep(rt.zeros([1]));
+  const evalIds = data.batch(o.seed, "eval", o.evalRows);
+  const evalLoss = async (p: readonly Tensor[]) =>
+    (await rt.readF32(rt.scope(() =>
+      model.loss(evalIds, {
+        batch: o.evalRows,
+        weights: new Map(names.map((n, i) => [n, p[i]])),
+      })
+    )))[0];
+
+  let s: State | null = o.checkpoint ? loadState(rt, o.checkpoint.dir, o, names) : null;
+  try {
+    if (!s) {
+      const p = names.map((n) => rt.keep(rt.tensor(init.get(n)!.data, init.get(n)!.shape)));
+      s = {
+        step: 0,
+        losses: [],
+        tokens: 0,
+        evalLossStart: await evalLoss(p),
+        p,
+        m: p.map((t) => rt.keep(rt.zeros(t.shape))),
+        v: p.map((t) => rt.keep(rt.zeros(t.shape))),
+      };
+    }
+    const st = s;
+    const t0 = performance.now();
+    const tokens0 = st.tokens;
+    const perStep = o.rows * o.seqLen;
+    while (st.step < o.steps) {
+      const ids = data.batch(o.seed, st.step, o.rows);
+      const lr = pretrainLr(o, st.step);
+      rt.write(lrT, new Float32Array([lr]));
+      const stats = rt.keep(rt.scope(() => {
+        const f = (...ws: Tensor[]) =>
+          model.loss(ids, {
+            batch: o.rows,
+            weights: new Map(names.map((n, i) => [n, ws[i]])),
+            denominator: o.rows * (o.seqLen - 1),
+          });
+        const { value, grads } = grad(f, st.p);
+        // Global norm and clip factor on the GPU: no readback inside the step.
+        let sq = red.sum(ew.mul(grads[0], grads[0]).view([grads[0].size]), 0, true);
+        for (const g of grads.slice(1)) {
+          sq = ew.add(sq, red.sum(ew.mul(g, g).view([g.size]), 0, true));
+        }
+        const norm = ew.mapN("sqrt(a)", [sq]);
+        const factor = o.clip > 0
+          ? ew.mapN("min(1.0, p.x / max(a, 1e-12))", [norm], { params: [o.clip] })
+          : undefined;
+        const next = grads.map((g, i) =>
+          adamwStep(
+            st.p[i],
+            st.m[i],
+            st.v[i],
+            factor ? ew.mul(g, factor) : g,
+            lrT,
+            0,
+            st.step + 1,
+            hypers[i],
+          )
+        );
+        // The old state's readers are recorded; the queue keeps the order.
+        for (const list of [st.p, st.m, st.v]) list.forEach((t) => t.dispose());
+        st.p = next.map((x) => rt.keep(x.p));
+        st.m = next.map((x) => rt.keep(x.m));
+        st.v = next.map((x) => rt.keep(x.v));
+        return concat([value.view([1]), norm.view([1])], 0); // one readback for both
+      }));
+      const [loss, gradNorm] = await rt.readF32(stats);
+      stats.dispose();
+      if (!Number.isFinite(loss)) {
+        throw new ModelError(
+          `pretrain: the loss became ${loss} at step ${st.step + 1}; lower lr (now ${o.lr})`,
+        );
+      }
+      st.step++;
+      st.losses.push(loss);
+      st.tokens += perStep;
+      const seconds = (performance.now() - t0) / 1000;
+      onProgress({
+        step: st.step,
+        steps: o.steps,
+        loss,
+        gradNorm,
+        lr,
+        tokens: st.tokens,
+        seconds,
+        tokensPerSecond: (st.tokens - tokens0) / seconds,
+      });
+      if (o.checkpoint && (st.step % o.checkpoint.every === 0 || st.step === o.steps)) {
+        await saveState(rt, o.checkpoint.dir, o, names, st);
+      }
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const evalLossEnd = await evalLoss(st.p);
+    const data32 = await Promise.all(st.p.map((t) => rt.readF32(t)));
+    const weights: Weights = new Map(
+      names.map((n, i) => [n, { shape: [...init.get(n)!.shape], data: data32[i] }]),
+    );
+    return {
+      config,
+      weights,
+      losses: st.losses,
+      evalLossStart: st.evalLossStart,
+      evalLossEnd,
+      tokens: st.tokens,
+      seconds,
+      tokensPerSecond: (st.tokens - tokens0) / Math.max(seconds, 1e-9),
+    };
+  } finally {
+    if (s) { for (const list of [s.p, s.m, s.v]) list.forEach((t) => t.dispose()); }
+    lrT.dispose();
+    model.dispose();
+  }
+}
