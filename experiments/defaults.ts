@@ -39,6 +39,12 @@ export const FIELDS = {
   accumulation: int(1, "gradient accumulation groups over the context's segments at inference"),
   max_new_tokens: int(1, "greedy decoding budget per answer"),
   ft_lr: positive("FT-ICR fine-tuning learning rate"),
+  base_profile: field(
+    Schema.Literals(["tiny", "cpu", "micro"]),
+    '"tiny", "cpu" or "micro"',
+    'size of the base pretrained here when model = "tiny" (pipeline/model/pretrain.ts)',
+  ),
+  base_steps: int(1, 'pretraining steps of the base when model = "tiny"'),
 };
 
 export type Fields = typeof FIELDS;
@@ -58,6 +64,8 @@ const shared: Config = {
   lora_alpha: 16,
   inner_lr: 5e-5,
   patience: 10,
+  base_profile: "cpu",
+  base_steps: 300,
   accumulation: 1,
 };
 

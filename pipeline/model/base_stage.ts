@@ -1,0 +1,133 @@
+/**
+ * The base model as an experiment input, shared by every method (PERK, FT-ICR, prompt-only):
+ * `model = "tiny"` is the tiny default base pretrained here (stage `pretrain-base`, cached by
+ * its parameters, checkpointed in the stage's scratch folder); anything else is a model path
+ * (Hugging Face directory or llama2.c .bin) loaded where it is used — not copied into the cache.
+ */
+import { Effect, Schema } from "effect";
+import { Gpu } from "../../kernels/runtime/gpu.ts";
+import { defineStage, type OutputCodec } from "../experiment/stage.ts";
+import { StageError } from "../experiment/errors.ts";
+import { type Node, node } from "../experiment/graph.ts";
+import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
+import { encodeSafetensors, SafetensorsReader } from "./safetensors.ts";
+import type { ModelConfig } from "./config.ts";
+import type { Model, Weights } from "./weights.ts";
+import { pretrain, PRETRAIN_DEFAULTS, type PretrainProfile } from "./pretrain.ts";
+import { CompactTokenizer } from "./compact_vocab.ts";
+import { tinyVocab } from "./gpu_pretrain_data.ts";
+import { loadModel, loadTokenizerFor } from "./load.ts";
+
+export const PretrainParams = Schema.Struct({
+  profile: Schema.Literals(["tiny", "cpu", "micro"]),
+  steps: Schema.Int,
+  seed: Schema.Int,
+});
+export type PretrainParams = typeof PretrainParams.Type;
+
+/** A pretrained model, or where to load one. */
+export type BaseModel = { readonly model: Model } | { readonly path: string };
+
+const modelCodec: OutputCodec<BaseModel> = {
+  encode: (b) => {
+    if ("path" in b) return { json: { path: b.path } };
+    return {
+      json: { config: b.model.config, names: [...b.model.weights.keys()] },
+      blobs: { "weights.safetensors": encodeSafetensors(b.model.weights) },
+    };
+  },
+  decode: (e) => {
+    const j = e.json as { path?: string; config?: ModelConfig; names?: string[] };
+    if (j.path) return { path: j.path };
+    const tmp = Deno.makeTempFileSync({ suffix: ".safetensors" });
+    try {
+      Deno.writeFileSync(tmp, e.blobs!["weights.safetensors"]);
+      const r = new SafetensorsReader(tmp);
+      const weights: Weights = new Map(j.names!.map((n) => [n, r.read(n)]));
+      r.close();
+      return { model: { config: j.config!, weights } };
+    } finally {
+      Deno.removeSync(tmp);
+    }
+  },
+};
+
+export const pretrainStage = defineStage({
+  name: "pretrain-base",
+  version: 1,
+  params: PretrainParams,
+  kernels: [
+    "pipeline/model/pretrain.ts",
+    "pipeline/model/gpu_model.ts",
+    "pipeline/model/gpu_pretrain_data.ts",
+    "kernels/autodiff/nn.ts",
+    "kernels/autodiff/basic.ts",
+  ],
+  codec: modelCodec,
+  run: (p, _inputs: Record<string, never>, ctx) =>
+    Effect.gen(function* () {
+      const rt = yield* Gpu;
+      return yield* Effect.tryPromise({
+        try: async (): Promise<BaseModel> => {
+          const r = await pretrain(rt, {
+            profile: p.profile as PretrainProfile,
+            steps: p.steps,
+            seed: p.seed,
+            checkpoint: { dir: `${ctx.scratch}/pretrain`, every: 25 },
+          }, (s) => {
+            ctx.progress(s.step, s.steps);
+            if (s.step % 10 === 0 || s.step === s.steps) {
+              ctx.metric({
+                stage: "pretrain-base",
+                step: s.step,
+                loss: s.loss,
+                tok_s: s.tokensPerSecond,
+              });
+            }
+          });
+          ctx.log(
+            `pretrain-base: eval loss ${r.evalLossStart.toFixed(3)} → ${
+              r.evalLossEnd.toFixed(3)
+            }, ` +
+              `${r.tokens} tokens, ${r.tokensPerSecond.toFixed(0)} tok/s`,
+          );
+          return { model: { config: r.config, weights: r.weights } };
+        },
+        catch: (e) =>
+          new StageError({
+            stage: "pretrain-base",
+            message: e instanceof Error ? e.message : String(e),
+          }),
+      });
+    }),
+});
+
+const pathStage = defineStage({
+  name: "base-path",
+  version: 1,
+  params: Schema.Struct({ path: Schema.String }),
+  codec: modelCodec,
+  run: (p) => Effect.succeed({ path: p.path } as BaseModel),
+});
+
+/** The base-model node for a `model` config value ("tiny" → pretraining; else a path). */
+export function baseNode(
+  model: string,
+  seed = 0,
+  profile: PretrainProfile = "cpu",
+  steps = PRETRAIN_DEFAULTS.steps,
+): Node<BaseModel> {
+  if (model === "tiny") return node(pretrainStage, { profile, steps, seed });
+  return node(pathStage, { path: model });
+}
+
+/** The model itself (loading a path now). */
+export function resolveBase(b: BaseModel): Model {
+  return "model" in b ? b.model : loadModel(b.path);
+}
+
+/** The tokenizer that goes with a base. */
+export function baseTokenizer(b: BaseModel, model: Model): TextTokenizer {
+  if ("path" in b) return loadTokenizerFor(b.path, model);
+  return new CompactTokenizer(tinyVocab());
+}
