@@ -1,4 +1,7 @@
-/** The model layer: configs, weights, loaders, float64 reference decoder, LoRA/PEFT, tiny model. */
+/**
+ * The model layer: configs, weights, loaders, float64 reference decoder, LoRA/PEFT, tiny
+ * model; the GPU model, batched generation and pretraining.
+ */
 export * from "./config.ts";
 export * from "./weights.ts";
 export { ModelError } from "./errors.ts";
@@ -18,3 +21,27 @@ export { exportPeft, importPeft, peftConfig } from "./peft.ts";
 export * from "./compact_vocab.ts";
 export { buildCompactVocab, taskText, TINY_VOCAB, tinyConfig, writeTinyFiles } from "./tiny.ts";
 export { isLlama2cPath, loadModel, loadTokenizerFor, promptIds } from "./load.ts";
+export {
+  type GpuForwardOptions,
+  type GpuForwardResult,
+  GpuKvCache,
+  type GpuLora,
+  gpuLora,
+  type GpuLossOptions,
+  GpuModel,
+  uploadLora,
+} from "./gpu_model.ts";
+export { generateGreedyGpu, type GpuGenerateOptions } from "./gpu_generate.ts";
+export { argmaxRows, embedding, frozenLinear, holdWith, ropeAt } from "./gpu_ops.ts";
+export { PretrainData, pretrainData, tinyVocab } from "./gpu_pretrain_data.ts";
+export {
+  pretrain,
+  PRETRAIN_DEFAULTS,
+  pretrainInit,
+  pretrainLr,
+  type PretrainOptions,
+  type PretrainProfile,
+  type PretrainProgress,
+  type PretrainResult,
+  profileConfig,
+} from "./pretrain.ts";

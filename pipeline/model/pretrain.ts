@@ -25,6 +25,8 @@ import { TINY_VOCAB, tinyConfig } from "./tiny.ts";
 import { initRandomWeights, type Weights } from "./weights.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { GpuModel } from "./gpu_model.ts";
+import { saveHfModel } from "./hf_loader.ts";
+import { createRuntime } from "../../kernels/runtime/device.ts";
 import { pretrainData } from "./gpu_pretrain_data.ts";
 
 /** Model sizes: the tiny default base, a smaller one for slow CPUs, and one for tests. */
@@ -380,3 +382,55 @@ export async function pretrain(
     model.dispose();
   }
 }
+
+/**
+ * `deno run -A pipeline/model/pretrain.ts OUT_DIR ['{"profile":"cpu",…}']`: pretrain and write
+ * a model directory (config.json, model.safetensors F32, compact_vocab.json) plus
+ * pretrain_log.json (options, loss curve, held-out losses, tokens/s).
+ */
+async function cli(args: string[]): Promise<number> {
+  const [out, json] = args;
+  if (!out) {
+    console.error("usage: pretrain.ts OUT_DIR [OPTIONS_JSON]   (options: PretrainOptions fields)");
+    return 2;
+  }
+  const opts = json ? JSON.parse(json) as Partial<PretrainOptions> : {};
+  const rt = await createRuntime();
+  try {
+    const r = await pretrain(rt, opts, (p) => {
+      if (p.step % 10 === 0 || p.step === p.steps || p.step === 1) {
+        console.log(
+          `step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} |g| ${p.gradNorm.toFixed(3)} ` +
+            `lr ${p.lr.toExponential(2)} ${p.tokensPerSecond.toFixed(0)} tok/s ${
+              p.seconds.toFixed(0)
+            } s`,
+        );
+      }
+    });
+    saveHfModel(out, { config: r.config, weights: r.weights });
+    Deno.copyFileSync(
+      new URL("../../fixtures/models/tiny/compact_vocab.json", import.meta.url),
+      `${out}/compact_vocab.json`,
+    );
+    const log = {
+      options: { ...PRETRAIN_DEFAULTS, ...opts },
+      losses: r.losses,
+      evalLossStart: r.evalLossStart,
+      evalLossEnd: r.evalLossEnd,
+      tokens: r.tokens,
+      seconds: r.seconds,
+      tokensPerSecond: r.tokensPerSecond,
+      adapter: rt.adapter.description,
+    };
+    writeFileAtomic(`${out}/pretrain_log.json`, JSON.stringify(log, null, 1) + "\n");
+    console.log(
+      `held-out loss ${r.evalLossStart.toFixed(4)} → ${r.evalLossEnd.toFixed(4)}; ` +
+        `${r.tokens} tokens in ${r.seconds.toFixed(0)} s; wrote ${out}`,
+    );
+    return 0;
+  } finally {
+    rt.destroy();
+  }
+}
+
+if (import.meta.main) Deno.exit(await cli(Deno.args));
