@@ -1,0 +1,197 @@
+/**
+ * PERK efficiency figures on the tiny default model (random weights: timing does not depend
+ * on what the weights learned), LoRA rank 16 on every linear, N = 4 inner steps:
+ *  - metatrain_1k_T{0..4}_ms / _peak_bytes: one meta-training step (inner loop, outer loss,
+ *    TGU meta-gradient) on a 1K-token BabiLong problem, median of 3;
+ *  - encode_{8k,32k,128k}_K{k}_ms / _peak_bytes: test-time encoding (N = 4 steps, K-way
+ *    gradient accumulation over the segments), one run;
+ *  - torch_metatrain_1k_T{2,4}_ms / _peak_bytes: the same meta-step in PyTorch (Debian's
+ *    python3-torch, one thread, bench/torch_metatrain.py), and the time ratios (ours ÷ torch).
+ *    Skipped with a message when /usr/bin/python3 has no torch. Peak bytes there are the
+ *    process's max RSS; ours are the GPU pool's peak above the resident model.
+ */
+import type { Runtime } from "../kernels/runtime/runtime.ts";
+import { generateProblems } from "../pipeline/data/problems.ts";
+import { CompactTokenizer } from "../pipeline/model/compact_vocab.ts";
+import { tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
+import { profileConfig } from "../pipeline/model/pretrain.ts";
+import { initRandomWeights } from "../pipeline/model/weights.ts";
+import { GpuModel } from "../pipeline/model/gpu_model.ts";
+import { defaultLoraConfig, initLora } from "../pipeline/model/lora.ts";
+import { encodeProblem, type IdProblem } from "../pipeline/perk/encode_problem.ts";
+import { perkLM } from "../pipeline/perk/lm_adapter.ts";
+import { encodeContext, type MetaParams, perkMetaGradient } from "../pipeline/perk/meta_step.ts";
+import { initWeighting, weightingShapes } from "../pipeline/perk/weighting.ts";
+import type { PerfCase } from "./perf_case.ts";
+
+const N = 4, RANK = 16;
+const results = new Map<string, number>();
+
+function setup(rt: Runtime) {
+  const vocab = tinyVocab();
+  const tok = new CompactTokenizer(vocab);
+  const config = profileConfig("tiny", vocab.size);
+  const model = GpuModel.upload(rt, { config, weights: initRandomWeights(config, 1) });
+  const lora = initLora(config, defaultLoraConfig(config, { rank: RANK, alpha: 16, seed: 1 }));
+  const lm = perkLM(model, lora.specs, lora.scale, 0.1);
+  const J = lora.specs.length;
+  const mp = (): MetaParams => ({
+    theta0: lora.specs.map((s) =>
+      rt.keep(rt.tensor(lora.data.slice(s.offset, s.offset + s.size), [...s.shape]))
+    ),
+    lr: rt.keep(rt.tensor(new Float32Array(N * J).fill(5e-5), [N * J])),
+    phi: initWeighting(config.dim, 3).map((x, i) =>
+      rt.keep(rt.tensor(x, weightingShapes(config.dim)[i]))
+    ),
+  });
+  const problem = (length: string): IdProblem => {
+    const [p] = generateProblems({
+      dataset: "babilong",
+      task: "qa1",
+      length,
+      split: "test",
+      n: 1,
+      seed: 7,
+    });
+    return encodeProblem(tok, p);
+  };
+  return { config, model, lm, mp, problem };
+}
+
+const free = (m: MetaParams) => [...m.theta0, m.lr, ...m.phi].forEach((t) => t.dispose());
+
+async function measureMeta(rt: Runtime): Promise<void> {
+  if (results.has("metatrain_1k_T0_ms")) return;
+  const s = setup(rt);
+  const p = s.problem("1k");
+  for (let T = 0; T <= N; T++) {
+    const times: number[] = [];
+    let peak = 0;
+    for (let r = 0; r < 4; r++) {
+      const mp = s.mp();
+      await rt.sync();
+      const before = rt.pool.inUse;
+      rt.pool.resetPeak();
+      const t0 = performance.now();
+      const g = await perkMetaGradient(s.lm, p, mp, { steps: N, retained: T, dropoutSeed: 1 });
+      await Promise.all([g.lr].map((t) => rt.readF32(t)));
+      if (r > 0) times.push(performance.now() - t0); // the first run compiles pipelines
+      peak = Math.max(peak, rt.pool.peak - before);
+      [...g.theta0, g.lr, ...g.phi].forEach((t) => t.dispose());
+      free(mp);
+    }
+    times.sort((a, b) => a - b);
+    results.set(`metatrain_1k_T${T}_ms`, times[1]);
+    results.set(`metatrain_1k_T${T}_peak_bytes`, peak);
+  }
+  s.model.dispose();
+}
+
+async function encodeCase(rt: Runtime, length: string, K: number): Promise<void> {
+  const s = setup(rt);
+  const p = s.problem(length);
+  const mp = s.mp();
+  await rt.sync();
+  const before = rt.pool.inUse;
+  rt.pool.resetPeak();
+  const t0 = performance.now();
+  const adapted = await encodeContext(s.lm, p, mp, { steps: N, groups: K });
+  await rt.readF32(adapted[0]);
+  results.set(`encode_${length}_K${K}_ms`, performance.now() - t0);
+  results.set(`encode_${length}_K${K}_peak_bytes`, rt.pool.peak - before);
+  adapted.forEach((t) => t.dispose());
+  free(mp);
+  s.model.dispose();
+}
+
+async function torchCase(T: number): Promise<void> {
+  if (results.has(`torch_metatrain_1k_T${T}_ms`)) return;
+  const probe = new Deno.Command("/usr/bin/python3", { args: ["-c", "import torch"] });
+  let ok = false;
+  try {
+    ok = (await probe.output()).success;
+  } catch { /* no python */ }
+  if (!ok) {
+    console.error(
+      "# torch cases skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)",
+    );
+    results.set(`torch_metatrain_1k_T${T}_ms`, NaN);
+    return;
+  }
+  const vocab = tinyVocab();
+  const c = profileConfig("tiny", vocab.size);
+  const cfg = {
+    vocab: c.vocab,
+    dim: c.dim,
+    layers: c.layers,
+    heads: c.heads,
+    kv_heads: c.kvHeads,
+    ffn: c.hidden,
+  };
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: [
+      new URL("./torch_metatrain.py", import.meta.url).pathname,
+      "--config",
+      JSON.stringify(cfg),
+      "--rank",
+      String(RANK),
+      "--steps",
+      String(N),
+      "--retained",
+      String(T),
+    ],
+    env: { OMP_NUM_THREADS: "1" },
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  for (const m of text.matchAll(/^PERF (\S+) (\S+) /gm)) results.set(m[1], Number(m[2]));
+}
+
+const meta = (name: string, unit: string): PerfCase => ({
+  name,
+  unit,
+  run: async (rt) => {
+    await measureMeta(rt);
+    return results.get(name)!;
+  },
+});
+const enc = (length: string, K: number, what: "ms" | "peak_bytes"): PerfCase => ({
+  name: `encode_${length}_K${K}_${what}`,
+  unit: what === "ms" ? "ms" : "bytes",
+  run: async (rt) => {
+    if (!results.has(`encode_${length}_K${K}_ms`)) await encodeCase(rt, length, K);
+    return results.get(`encode_${length}_K${K}_${what}`)!;
+  },
+});
+const torch = (T: number, what: "ms" | "peak_bytes"): PerfCase => ({
+  name: `torch_metatrain_1k_T${T}_${what}`,
+  unit: what === "ms" ? "ms" : "bytes",
+  run: async () => {
+    await torchCase(T);
+    return results.get(`torch_metatrain_1k_T${T}_${what}`) ?? NaN;
+  },
+});
+const ratio = (T: number): PerfCase => ({
+  name: `ratio_metatrain_T${T}_time_vs_torch`,
+  unit: "x",
+  run: async (rt) => {
+    await measureMeta(rt);
+    await torchCase(T);
+    return results.get(`metatrain_1k_T${T}_ms`)! /
+      (results.get(`torch_metatrain_1k_T${T}_ms`) ?? NaN);
+  },
+});
+
+export const cases: PerfCase[] = [
+  ...[0, 1, 2, 3, 4].flatMap((
+    T,
+  ) => [meta(`metatrain_1k_T${T}_ms`, "ms"), meta(`metatrain_1k_T${T}_peak_bytes`, "bytes")]),
+  ...([["8k", 1], ["8k", 16], ["32k", 4], ["128k", 16]] as const).flatMap((
+    [l, K],
+  ) => [enc(l, K, "ms"), enc(l, K, "peak_bytes")]),
+  torch(2, "ms"),
+  torch(2, "peak_bytes"),
+  torch(4, "ms"),
+  torch(4, "peak_bytes"),
+  ratio(2),
+  ratio(4),
+];
