@@ -136,7 +136,7 @@ for (const T of [N, 2, 1]) {
       await check("phi", mg.phi, 1e-3);
       const lrG = await rt.readF32(mg.lr);
       for (const index of [0, lm.lora.length * (N - 1) + 3]) {
-        const e = 2e-3;
+        const e = 6e-3; // 30% of the rate: the loss moves ~1e-5, well above fp32 noise
         const fd = ((await L(await perturbed(mp, "lr", { index }, e))) -
           (await L(await perturbed(mp, "lr", { index }, -e)))) / (2 * e);
         report.push(`lr[${index}]: ${lrG[index].toExponential(4)} vs fd ${fd.toExponential(4)}`);

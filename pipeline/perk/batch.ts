@@ -26,10 +26,22 @@ export interface TokenBatch {
   readonly count: number;
 }
 
+/**
+ * Row lengths are padded up to a multiple of this: kernels are specialised per shape, so
+ * bucketing keeps the number of distinct shapes (pipeline compiles, ~1 s each here) small
+ * across problems. Padding is masked (targets −1; causal attention never looks ahead).
+ */
+export const LENGTH_BUCKET = 32;
+const bucket = (n: number, b: number) => Math.ceil(n / b) * b;
+
 /** The inner batch of a problem's segments (optionally a subset, for K-way accumulation). */
-export function innerBatch(p: EncodedProblem, order?: readonly number[]): TokenBatch {
+export function innerBatch(
+  p: EncodedProblem,
+  order?: readonly number[],
+  lengthBucket = LENGTH_BUCKET,
+): TokenBatch {
   const idx = order ?? p.segments.map((_, i) => i);
-  const len = Math.max(2, ...idx.map((i) => p.segments[i].length));
+  const len = bucket(Math.max(2, ...idx.map((i) => p.segments[i].length)), lengthBucket);
   const rows = idx.length;
   const ids = new Int32Array(rows * len), targets = new Int32Array(rows * len).fill(-1);
   let count = 0;
@@ -45,13 +57,14 @@ export function innerBatch(p: EncodedProblem, order?: readonly number[]): TokenB
   return { rows, len, ids, targets, count };
 }
 
-/** The outer sequence: prompt ⧺ target, loss on the target tokens only. */
-export function outerBatch(p: EncodedProblem): TokenBatch {
-  const len = p.prompt.length + p.target.length;
+/** The outer sequence: prompt ⧺ target (right-padded), loss on the target tokens only. */
+export function outerBatch(p: EncodedProblem, lengthBucket = 16): TokenBatch {
+  const used = p.prompt.length + p.target.length;
+  const len = bucket(used, lengthBucket);
   const ids = new Int32Array(len);
   ids.set(p.prompt);
   ids.set(p.target, p.prompt.length);
   const targets = new Int32Array(len).fill(-1);
-  for (let t = p.prompt.length - 1; t + 1 < len; t++) targets[t] = ids[t + 1];
+  for (let t = p.prompt.length - 1; t + 1 < used; t++) targets[t] = ids[t + 1];
   return { rows: 1, len, ids, targets, count: p.target.length };
 }
