@@ -11,6 +11,7 @@ import { defaultLoraConfig, initLora, type LoraParams } from "../pipeline/model/
 import type { Model, Tensor as HostTensor } from "../pipeline/model/weights.ts";
 import { gpuLora, GpuModel, uploadLora } from "../pipeline/model/gpu_model.ts";
 import { grad, hvp } from "../kernels/autodiff/transforms.ts";
+import { matmul, reshape, softplus } from "../kernels/autodiff/basic.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
 import { randn, testRuntime } from "./testing.ts";
 
@@ -35,18 +36,27 @@ const f64Tensor = (shape: readonly number[], d: Float64Array): HostTensor => ({
   data: d as unknown as Float32Array,
 });
 
-function loss64(m: Model, lora?: ReferenceLora): number {
+/** Token weights from hidden states: softplus(h·φ) (a one-layer weighting model). */
+const weighting64 = (h: Float64Array, C: number, phi: Float64Array) =>
+  Array.from({ length: h.length / C }, (_, t) => {
+    let z = 0;
+    for (let i = 0; i < C; i++) z += h[t * C + i] * phi[i];
+    return Math.log1p(Math.exp(z));
+  });
+
+function loss64(m: Model, lora?: ReferenceLora, phi?: Float64Array): number {
   const V = m.config.vocab;
   let s = 0;
   rows.forEach((row, b) => {
-    const { logits } = forward(m, row, { lora });
+    const { logits, hidden } = forward(m, row, { lora });
+    const w = phi ? weighting64(hidden, m.config.dim, phi) : undefined;
     for (let t = 0; t < T; t++) {
       const y = targets[b * T + t];
       if (y < 0) continue;
       const z = logits.subarray(t * V, (t + 1) * V);
       const mx = z.reduce((a, v) => Math.max(a, v), -Infinity);
       const lse = mx + Math.log(z.reduce((a, v) => a + Math.exp(v - mx), 0));
-      s += weights[b * T + t] * (lse - z[y]);
+      s += (w ? w[t] : weights[b * T + t]) * (lse - z[y]);
     }
   });
   return s / denom;
@@ -167,3 +177,51 @@ for (const arch of ["gpt2", "llama"] as const) {
     g.dispose();
   });
 }
+
+Deno.test("gpu grad qwen2: token weights from the hidden states (weighting model) vs float64", async () => {
+  const m = fixture("qwen2");
+  const g = GpuModel.upload(rt, m);
+  const p = randomLora(m);
+  const C = m.config.dim;
+  const theta = p.specs.map((s) => Float64Array.from(p.data.subarray(s.offset, s.offset + s.size)));
+  const phi0 = Float64Array.from(randn(C, 77, -0.5, 0.5));
+  const u = p.specs.map((s, i) => Float64Array.from(randn(s.size, 4000 + i)));
+  const uPhi = Float64Array.from(randn(C, 4999));
+  const L = (a: number) =>
+    loss64(
+      m,
+      {
+        scale: p.scale,
+        tensors: new Map(p.specs.map((s, i) => [
+          s.name,
+          f64Tensor(s.shape, theta[i].map((x, j) => x + a * u[i][j])),
+        ])),
+      },
+      phi0.map((x, j) => x + a * uPhi[j]),
+    );
+  await rt.scopeAsync(async () => {
+    const leaves = [
+      ...uploadLora(rt, p).map((t) => rt.adopt(t)),
+      rt.tensor(Float32Array.from(phi0), [C, 1]),
+    ];
+    const f = (...xs: Tensor[]) => {
+      const phi = xs[xs.length - 1];
+      return g.loss(ids, {
+        batch: B,
+        lora: gpuLora(p.specs, xs.slice(0, -1), p.scale),
+        targets,
+        tokenWeights: (h) => reshape(softplus(matmul(h, phi)), [N]),
+      });
+    };
+    const r = grad(f, leaves);
+    const value = (await rt.readF32(r.value))[0];
+    if (relErr(value, L(0)) > 1e-5) throw new Error(`loss ${value} vs float64 ${L(0)}`);
+    const gs = await Promise.all(r.grads.map((t) => rt.readF32(t)));
+    const dirs = [...u, uPhi];
+    const h = 1e-4;
+    const e = relErr(gs.reduce((s, x, i) => s + dot(x, dirs[i]), 0), (L(h) - L(-h)) / (2 * h));
+    console.log(`  ⟨∇L,u⟩ (LoRA and φ), relative error ${e.toExponential(2)}`);
+    if (!(e <= 1e-3)) throw new Error(`relative error ${e}`);
+  });
+  g.dispose();
+});
