@@ -183,6 +183,19 @@ Deno.test("gpu forward: errors name the problem; nothing leaks", async () => {
     () => g.forward(Int32Array.from([1, 2]), { offset: 127 }),
     /position 128 is outside the model's 128 positions/,
   );
+  const cache = new GpuKvCache(m.config, 1);
+  rt.scope(() => {
+    g.forward(Int32Array.from([1, 2]), { kvCache: cache });
+  });
+  assert.throws(
+    () => g.forward(Int32Array.from([3]), { kvCache: cache, leftPad: [1] }),
+    /leftPad differs from the cache's/,
+  );
+  assert.throws(
+    () => g.forward(Int32Array.from([3]), { kvCache: cache, segIds: Int32Array.from([0]) }),
+    /segIds cannot be used with a KV cache/,
+  );
+  cache.dispose();
   g.dispose();
   await rt.sync();
   assert.equal(rt.pool.inUse, before, "pool bytes after dispose");

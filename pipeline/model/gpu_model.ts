@@ -276,7 +276,8 @@ export class GpuModel {
       if (lp.length !== B || lp.some((p) => p < 0 || p >= p0 + T)) {
         throw new ModelError(`forward: leftPad needs ${B} counts, each < the row length`);
       }
-      if (pad && pad.some((p, i) => p !== lp[i])) {
+      const fixed = cache && p0 > 0 ? pad ?? new Int32Array(B) : undefined;
+      if (fixed?.some((p, i) => p !== lp[i])) {
         throw new ModelError("forward: leftPad differs from the cache's (fixed at its first use)");
       }
       pad = lp;
