@@ -10,6 +10,8 @@ import * as ew from "../ops/elementwise.ts";
 import * as red from "../ops/reduce.ts";
 import * as K from "../ops/nn_kernels.ts";
 import { apply, apply1, type Rule } from "./tape.ts";
+import { matmul as mm } from "../matmul/matmul.ts";
+import { expand as ewExpand } from "../ops/strided.ts";
 import {
   add,
   expand,
@@ -138,12 +140,71 @@ export interface LoraWeights {
   /** Seeded dropout on the LoRA input (training only). */
   readonly dropout?: { p: number; seed: number };
 }
-/** y = x·W (+ b) + s·((dropout(x)·A)·B): the rank-r path adds two skinny matmuls. */
+interface LoraP {
+  readonly scale: number;
+  readonly hasBias: boolean;
+  readonly dropout?: { p: number; seed: number };
+}
+const dropX = (x: Tensor, p: LoraP) => p.dropout ? K.dropout(x, p.dropout.p, p.dropout.seed) : x;
+
+/**
+ * Fused LoRA linear: the rank-r product is accumulated into x·W's output by the matmul
+ * epilogue (alpha = s, accumulate), so the low-rank path costs two skinny matmuls and no
+ * separate pass over the (rows, out) result. x is (rows, in).
+ */
+const loraRule: Rule<LoraP> = {
+  name: "lora_linear",
+  forward: ([x, W, A, B, bias], p) => {
+    const y = mm(x, W, { bias: p.hasBias ? bias : undefined });
+    const u = mm(dropX(x, p), A); // (rows, r)
+    mm(u, B, { alpha: p.scale, accumulate: y, out: y });
+    return [y];
+  },
+  jvp: ([x, W, A, B], [dx, dW, dA, dB, db], [y], p) => {
+    let t: Tensor | undefined;
+    const acc = (a: Tensor, b: Tensor, alpha = 1) =>
+      t ? mm(a, b, { alpha, accumulate: t, out: t }) : (t = mm(a, b, { alpha }));
+    if (dx) acc(dx, W);
+    if (dW) acc(x, dW);
+    const xd = dropX(x, p);
+    if (dx) acc(mm(dropX(dx, p), A), B, p.scale);
+    if (dA) acc(mm(xd, dA), B, p.scale);
+    if (dB) acc(mm(xd, A), dB, p.scale);
+    if (db) t = t ? ew.add(t, db) : expandTo(db, y.shape);
+    return [t];
+  },
+  vjp: ([x, W, A, B, bias], _, [g], p) => {
+    const G = g!;
+    const xd = p.dropout ? dropout(x, p.dropout.p, p.dropout.seed) : x;
+    const gB_ = scale(matmul(G, B, { transB: true }), p.scale); // (rows, r): s·G·Bᵀ
+    const gxLow = matmul(gB_, A, { transB: true }); // (rows, in)
+    const gx = add(
+      matmul(G, W, { transB: true }),
+      p.dropout ? dropout(gxLow, p.dropout.p, p.dropout.seed) : gxLow,
+    );
+    return [
+      gx,
+      matmul(x, G, { transA: true }),
+      matmul(xd, gB_, { transA: true }),
+      scale(matmul(matmul(xd, A), G, { transA: true }), p.scale),
+      ...(p.hasBias ? [sum(G, 0)] : []),
+    ];
+  },
+};
+const expandTo = (t: Tensor, shape: readonly number[]) => ewExpand(t, shape);
+
+/** y = x·W (+ b) + s·((dropout(x)·A)·B), x (rows, in); fused as described above. */
 export function loraLinear(x: Tensor, W: Tensor, bias?: Tensor, lora?: LoraWeights): Tensor {
-  const y = matmul(x, W, { bias });
-  if (!lora) return y;
-  const xd = lora.dropout && lora.dropout.p > 0 ? dropout(x, lora.dropout.p, lora.dropout.seed) : x;
-  return add(y, scale(matmul(matmul(xd, lora.A), lora.B), lora.scale));
+  if (!lora) return matmul(x, W, { bias });
+  if (x.shape.length !== 2) {
+    throw new RangeError(`loraLinear: x must be (rows, in), got [${x.shape}] (reshape first)`);
+  }
+  const p: LoraP = {
+    scale: lora.scale,
+    hasBias: !!bias,
+    dropout: lora.dropout && lora.dropout.p > 0 ? lora.dropout : undefined,
+  };
+  return apply1(loraRule, bias ? [x, W, lora.A, lora.B, bias] : [x, W, lora.A, lora.B], p);
 }
 
 // ------------------------------------------------------------------ cross-entropy
