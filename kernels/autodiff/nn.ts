@@ -173,7 +173,7 @@ const loraRule: Rule<LoraP> = {
     if (db) t = t ? ew.add(t, db) : expandTo(db, y.shape);
     return [t];
   },
-  vjp: ([x, W, A, B, bias], _, [g], p) => {
+  vjp: ([x, W, A, B], _, [g], p) => {
     const G = g!;
     const xd = p.dropout ? dropout(x, p.dropout.p, p.dropout.seed) : x;
     const gB_ = scale(matmul(G, B, { transB: true }), p.scale); // (rows, r): s·G·Bᵀ
