@@ -2,7 +2,8 @@
  * PERK efficiency figures on the tiny default model (random weights: timing does not depend
  * on what the weights learned), LoRA rank 16 on every linear, N = 4 inner steps:
  *  - metatrain_1k_T{0..4}_ms / _peak_bytes: one meta-training step (inner loop, outer loss,
- *    TGU meta-gradient) on a 1K-token BabiLong problem, median of 3;
+ *    TGU meta-gradient) on a 1K-token BabiLong problem, median of PERK_PERF_RUNS (3) after
+ *    one untimed run that compiles the pipelines;
  *  - encode_{8k,32k,128k}_K{k}_ms / _peak_bytes: test-time encoding (N = 4 steps, K-way
  *    gradient accumulation over the segments), one run;
  *  - torch_metatrain_1k_T{2,4}_ms / _peak_bytes: the same meta-step in PyTorch (Debian's
@@ -60,14 +61,18 @@ function setup(rt: Runtime) {
 
 const free = (m: MetaParams) => [...m.theta0, m.lr, ...m.phi].forEach((t) => t.dispose());
 
-async function measureMeta(rt: Runtime): Promise<void> {
-  if (results.has("metatrain_1k_T0_ms")) return;
-  const s = setup(rt);
+/** Timed runs per meta-step case (after one untimed run that compiles); env PERK_PERF_RUNS. */
+const RUNS = Number(Deno.env.get("PERK_PERF_RUNS") ?? 3);
+let shared: ReturnType<typeof setup> | undefined;
+
+async function measureMeta(rt: Runtime, T: number): Promise<void> {
+  if (results.has(`metatrain_1k_T${T}_ms`)) return;
+  const s = shared ??= setup(rt);
   const p = s.problem("1k");
-  for (let T = 0; T <= N; T++) {
+  {
     const times: number[] = [];
     let peak = 0;
-    for (let r = 0; r < 4; r++) {
+    for (let r = 0; r <= RUNS; r++) {
       const mp = s.mp();
       await rt.sync();
       const before = rt.pool.inUse;
@@ -81,14 +86,13 @@ async function measureMeta(rt: Runtime): Promise<void> {
       free(mp);
     }
     times.sort((a, b) => a - b);
-    results.set(`metatrain_1k_T${T}_ms`, times[1]);
+    results.set(`metatrain_1k_T${T}_ms`, times[Math.floor(times.length / 2)]);
     results.set(`metatrain_1k_T${T}_peak_bytes`, peak);
   }
-  s.model.dispose();
 }
 
 async function encodeCase(rt: Runtime, length: string, K: number): Promise<void> {
-  const s = setup(rt);
+  const s = shared ??= setup(rt);
   const p = s.problem(length);
   const mp = s.mp();
   await rt.sync();
@@ -101,7 +105,6 @@ async function encodeCase(rt: Runtime, length: string, K: number): Promise<void>
   results.set(`encode_${length}_K${K}_peak_bytes`, rt.pool.peak - before);
   adapted.forEach((t) => t.dispose());
   free(mp);
-  s.model.dispose();
 }
 
 async function torchCase(T: number): Promise<void> {
@@ -146,12 +149,12 @@ async function torchCase(T: number): Promise<void> {
   for (const m of text.matchAll(/^PERF (\S+) (\S+) /gm)) results.set(m[1], Number(m[2]));
 }
 
-const meta = (name: string, unit: string): PerfCase => ({
-  name,
-  unit,
+const meta = (T: number, what: "ms" | "peak_bytes"): PerfCase => ({
+  name: `metatrain_1k_T${T}_${what}`,
+  unit: what === "ms" ? "ms" : "bytes",
   run: async (rt) => {
-    await measureMeta(rt);
-    return results.get(name)!;
+    await measureMeta(rt, T);
+    return results.get(`metatrain_1k_T${T}_${what}`)!;
   },
 });
 const enc = (length: string, K: number, what: "ms" | "peak_bytes"): PerfCase => ({
@@ -174,7 +177,7 @@ const ratio = (T: number): PerfCase => ({
   name: `ratio_metatrain_T${T}_time_vs_torch`,
   unit: "x",
   run: async (rt) => {
-    await measureMeta(rt);
+    await measureMeta(rt, T);
     await torchCase(T);
     return results.get(`metatrain_1k_T${T}_ms`)! /
       (results.get(`torch_metatrain_1k_T${T}_ms`) ?? NaN);
@@ -182,9 +185,7 @@ const ratio = (T: number): PerfCase => ({
 });
 
 export const cases: PerfCase[] = [
-  ...[0, 1, 2, 3, 4].flatMap((
-    T,
-  ) => [meta(`metatrain_1k_T${T}_ms`, "ms"), meta(`metatrain_1k_T${T}_peak_bytes`, "bytes")]),
+  ...[0, 1, 2, 3, 4].flatMap((T) => [meta(T, "ms"), meta(T, "peak_bytes")]),
   ...([["8k", 1], ["8k", 16], ["32k", 4], ["128k", 16]] as const).flatMap((
     [l, K],
   ) => [enc(l, K, "ms"), enc(l, K, "peak_bytes")]),
