@@ -16,6 +16,9 @@ import type { Generation } from "./reference.ts";
 import { GpuKvCache, type GpuLora, type GpuModel } from "./gpu_model.ts";
 import { argmaxRows } from "./gpu_ops.ts";
 
+/** Budget of one prefill chunk's attention scores (bytes). */
+export const PREFILL_SCORE_BYTES = 64 * 1024 * 1024;
+
 export interface GpuGenerateOptions {
   /** New tokens at most. */
   readonly maxNewTokens: number;
@@ -24,6 +27,8 @@ export interface GpuGenerateOptions {
   /** false: recompute the whole padded batch every step (the cache's oracle). Default true. */
   readonly useCache?: boolean;
   readonly lora?: GpuLora;
+  /** Prefill chunk budget for the attention scores (default PREFILL_SCORE_BYTES). */
+  readonly prefillScoreBytes?: number;
   /** Called with each new token as it is chosen (streaming output). */
   readonly onToken?: (row: number, token: number) => void;
 }
@@ -75,9 +80,43 @@ export async function generateGreedyGpu(
     }
     return pos;
   };
+  /**
+   * Long prompts are prefilled into the cache in chunks of columns, so the attention scores
+   * (B, H, chunk, capacity) stay within PREFILL_SCORE_BYTES instead of growing with the square
+   * of the prompt (an 8K prompt's full score matrix would be 1 GiB per layer).
+   */
+  const prefillChunk = cache
+    ? Math.max(
+      1,
+      Math.floor(
+        (opts.prefillScoreBytes ?? PREFILL_SCORE_BYTES) / (4 * B * c.heads * cache.capacity!),
+      ),
+    )
+    : L;
+  // Column boundaries of the chunks; the first holds every row's left padding and a token
+  // (the cache fixes the padding with its first write).
+  const bounds = [0];
+  for (let e = Math.max(prefillChunk, Math.max(...pad) + 1); e < L; e += prefillChunk) {
+    bounds.push(e);
+  }
+  bounds.push(L);
+  const prefillPart = (k: number, logits: "none" | "last") =>
+    model.forward(Int32Array.from(seqs.flatMap((r) => r.slice(bounds[k], bounds[k + 1]))), {
+      batch: B,
+      lora: opts.lora,
+      kvCache: cache,
+      leftPad: k === 0 ? pad : undefined,
+      positions: positions(bounds[k + 1] - bounds[k], bounds[k + 1]),
+      logits,
+    });
   /** Record step s (0 = the prompts); returns the next ids (B) i32, owned by the caller. */
   const step = (s: number, prev: Tensor | undefined): Tensor =>
     rt.keep(rt.scope(() => {
+      if (cache && s === 0 && bounds.length > 2) {
+        for (let k = 0; k + 2 < bounds.length; k++) rt.scope(() => void prefillPart(k, "none"));
+        const { logits } = prefillPart(bounds.length - 2, "last");
+        return argmaxRows(logits!);
+      }
       const S = L + s; // columns after this step's input
       let ids: Int32Array | Tensor, T: number;
       if (cache) {
