@@ -1,0 +1,76 @@
+/**
+ * Greedy answers with the whole context in the prompt, one problem at a time so that each
+ * prediction carries its own cost: wall time (prompt prefill + decoding) and the peak GPU
+ * pool bytes above what was resident before it started (weights and adapter excluded, as
+ * PERK's answer stage counts), which is what the efficiency experiment plots against length.
+ *
+ * Memory: our attention (GpuModel.forward → kernels/autodiff/nn.ts softmax over q·kᵀ)
+ * materialises the full score matrix, B·H·T·S floats per layer — T query rows by S key
+ * slots. Prefilling a T-token prompt therefore costs O(H·T²) bytes (8K tokens × 14 heads ×
+ * 4 B ≈ 3.8 GB per layer for Qwen2.5-0.5B), the naive-attention growth the paper's
+ * Figure 6 shows for FT-ICR; decoding afterwards is O(H·T) per token (KV cache). There is
+ * no flash/chunked attention kernel yet.
+ */
+import type { Problem } from "../data/problems.ts";
+import type { Prediction } from "../experiment/methods.ts";
+import { generateGreedyGpu } from "../model/gpu_generate.ts";
+import type { GpuLora, GpuModel } from "../model/gpu_model.ts";
+import { promptIds } from "../model/load.ts";
+import type { Model } from "../model/weights.ts";
+import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
+import { icrPromptText } from "./in_context.ts";
+
+export interface AnswerOptions {
+  readonly maxNewTokens: number;
+  readonly lora?: GpuLora;
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Prompt ids of every problem, with `examples` worked examples (prompt-only: 4; FT-ICR: as
+ * trained). The caller extends the model's positions to fit them first.
+ */
+export function promptsOf(
+  model: Model,
+  tok: TextTokenizer,
+  problems: readonly Problem[],
+  examples: number,
+): number[][] {
+  return problems.map((p) => promptIds(model, tok, icrPromptText(p, examples)));
+}
+
+export async function answerInContext(
+  gpu: GpuModel,
+  tok: TextTokenizer,
+  problems: readonly Problem[],
+  prompts: readonly number[][],
+  o: AnswerOptions,
+): Promise<Prediction[]> {
+  const rt = gpu.rt;
+  const out: Prediction[] = [];
+  for (const [i, p] of problems.entries()) {
+    await rt.sync();
+    const t0 = performance.now();
+    const before = rt.pool.inUse;
+    rt.pool.resetPeak();
+    const [gen] = await generateGreedyGpu(gpu, [prompts[i]], {
+      maxNewTokens: o.maxNewTokens,
+      lora: o.lora,
+    });
+    if (gen.stop === "max_positions") {
+      throw new Error(
+        `problem ${p.id}: prompt (${prompts[i].length} tokens) and answer reached the model's ` +
+          `${gpu.config.maxPositions} positions; extend them first (positions.ts)`,
+      );
+    }
+    const peakBytes = rt.pool.peak - before;
+    out.push({
+      id: p.id,
+      prediction: tok.decode(gen.tokens),
+      ms: performance.now() - t0,
+      peakBytes,
+    });
+    o.onProgress?.(i + 1, problems.length);
+  }
+  return out;
+}

@@ -1,0 +1,58 @@
+/**
+ * The prompt-only baseline's stage `prompt-eval`: the base model, untouched, answers each
+ * test problem greedily with BabiLong's instruction, `examples` worked examples (BabiLong
+ * uses 4 in its few-shot setting), the whole context and the question in the prompt.
+ */
+import { Effect, Schema } from "effect";
+import { Gpu } from "../../../kernels/runtime/gpu.ts";
+import type { Problem } from "../../data/problems.ts";
+import { StageError } from "../../experiment/errors.ts";
+import type { Prediction } from "../../experiment/methods.ts";
+import { defineStage } from "../../experiment/stage.ts";
+import { type BaseModel, baseTokenizer, resolveBase } from "../../model/base_stage.ts";
+import { GpuModel } from "../../model/gpu_model.ts";
+import { answerInContext, promptsOf } from "../answer.ts";
+import { BASELINE_SOURCES } from "../kernels.ts";
+import { extendPositions, parseRopeChoice } from "../positions.ts";
+
+export const PromptEvalParams = Schema.Struct({
+  model: Schema.String,
+  max_new_tokens: Schema.Int,
+  examples: Schema.Int,
+  rope_scaling: Schema.String,
+});
+
+export const promptEvalStage = defineStage({
+  name: "prompt-eval",
+  version: 1,
+  params: PromptEvalParams,
+  kernels: BASELINE_SOURCES,
+  run: (p, inputs: { base: BaseModel; test: Problem[] }, ctx) =>
+    Effect.gen(function* () {
+      const rt = yield* Gpu;
+      return yield* Effect.tryPromise({
+        try: async (): Promise<Prediction[]> => {
+          const base = resolveBase(inputs.base);
+          const tok = baseTokenizer(inputs.base, base);
+          const prompts = promptsOf(base, tok, inputs.test, p.examples);
+          const needed = Math.max(0, ...prompts.map((x) => x.length)) + p.max_new_tokens;
+          const ext = extendPositions(base, needed, parseRopeChoice(p.rope_scaling), "prompt-eval");
+          if (ext.note) ctx.log(ext.note);
+          const gpu = GpuModel.upload(rt, ext.model);
+          try {
+            return await answerInContext(gpu, tok, inputs.test, prompts, {
+              maxNewTokens: p.max_new_tokens,
+              onProgress: (d, n) => ctx.progress(d, n),
+            });
+          } finally {
+            gpu.dispose();
+          }
+        },
+        catch: (e) =>
+          new StageError({
+            stage: "prompt-eval",
+            message: e instanceof Error ? e.message : String(e),
+          }),
+      });
+    }),
+});

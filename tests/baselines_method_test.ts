@@ -1,0 +1,149 @@
+/**
+ * The baselines as experiment methods: they register by existing at the module paths
+ * experiments/methods.ts names, read only config keys the experiments define, plan with
+ * FT-ICR's training shared across test lengths, and run a whole experiment session on a
+ * small random model (training, answering with per-problem time and peak bytes, scoring).
+ */
+import assert from "node:assert/strict";
+import { Effect, Exit } from "effect";
+import { Gpu } from "../kernels/runtime/gpu.ts";
+import { DEFAULTS, FIELDS } from "../experiments/defaults.ts";
+import { METHOD_SOURCES } from "../experiments/methods.ts";
+import { StageCache } from "../pipeline/experiment/cache.ts";
+import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+import { type Node, node, plan } from "../pipeline/experiment/graph.ts";
+import {
+  type AnyMethod,
+  type Cell,
+  methodParams,
+  MethodRegistry,
+} from "../pipeline/experiment/methods.ts";
+import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
+import { problemsStage } from "../pipeline/experiment/data_stages.ts";
+import { runSession } from "../pipeline/experiment/session.ts";
+import { saveHfModel } from "../pipeline/model/hf_loader.ts";
+import { tinyConfig } from "../pipeline/model/tiny.ts";
+import { initRandomWeights } from "../pipeline/model/weights.ts";
+import { testRuntime } from "./testing.ts";
+
+const registry = new MethodRegistry(METHOD_SOURCES);
+const resolve = (name: string) => Effect.runPromise(registry.resolve(name));
+
+Deno.test("baselines register at their module paths and read defined config keys", async () => {
+  for (const name of ["ft-icr", "prompt-only"]) {
+    const m = await resolve(name);
+    assert.equal(m.name, name);
+    const source = METHOD_SOURCES.find((s) => s.name === name)!;
+    assert.match(source.module, /^pipeline\/baselines\//);
+    for (const k of m.configKeys) assert.ok(k in FIELDS, `${name} reads undefined key ${k}`);
+    for (const profile of ["cpu", "paper"] as const) {
+      await Effect.runPromise(methodParams(m, DEFAULTS[profile]));
+    }
+  }
+});
+
+const spec = (length: string, split: "train" | "validation" | "test") =>
+  node(problemsStage, { dataset: "babilong", task: "qa1", length, split, n: 2, seed: 0 });
+const cell = (testLength: string): Cell => ({
+  dataset: "babilong",
+  task: "qa1",
+  trainLength: "1k",
+  testLength,
+  trainPosition: "rnd",
+  testPosition: "rnd",
+  train: spec("1k", "train"),
+  validation: spec("1k", "validation"),
+  test: spec(testLength, "test"),
+});
+
+Deno.test("FT-ICR plans one training per train length, shared by every test length", async () => {
+  const m: AnyMethod = await resolve("ft-icr");
+  const params = await Effect.runPromise(methodParams(m, DEFAULTS.cpu)) as Record<
+    string,
+    unknown
+  >;
+  const targets: Record<string, Node> = {
+    a: m.predictions(cell("1k"), params),
+    b: m.predictions(cell("2k"), params),
+  };
+  const p = await Effect.runPromise(plan(targets));
+  const count = (stage: string) => p.order.filter((n) => n.node.stage.name === stage).length;
+  assert.equal(count("pretrain-base"), 1);
+  assert.equal(count("ft-icr-train"), 1);
+  assert.equal(count("ft-icr-eval"), 2);
+  const train = p.order.find((n) => n.node.stage.name === "ft-icr-train")!;
+  assert.equal((train.params as { full: boolean }).full, false);
+  assert.equal((train.params as { rank: number }).rank, DEFAULTS.cpu.rank);
+
+  const po: AnyMethod = await resolve("prompt-only");
+  const pp = await Effect.runPromise(plan({
+    a: po.predictions(cell("1k"), await Effect.runPromise(methodParams(po, DEFAULTS.cpu))),
+  }));
+  assert.deepEqual(pp.order.map((n) => n.node.stage.name).filter((s) => !/problems/.test(s)), [
+    "pretrain-base",
+    "prompt-eval",
+  ]);
+  assert.throws(
+    () => m.predictions(cell("1k"), { ...params, rope_scaling: "linear" }),
+    /rope_scaling "linear": use "none", "linear:F" or "yarn:F"/,
+  );
+});
+
+Deno.test("experiment session: FT-ICR and prompt-only train, answer and score on a small model", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "baselines-" });
+  // A 1-layer random model over the tiny model's compact vocabulary.
+  const config = {
+    ...tinyConfig(),
+    dim: 16,
+    layers: 1,
+    heads: 1,
+    kvHeads: 1,
+    headDim: 16,
+    hidden: 32,
+  };
+  saveHfModel(`${dir}/model`, { config, weights: initRandomWeights(config, 3) });
+  Deno.copyFileSync(
+    new URL("../fixtures/models/tiny/compact_vocab.json", import.meta.url),
+    `${dir}/model/compact_vocab.json`,
+  );
+  const base = {
+    ...DEFAULTS.cpu,
+    model: `${dir}/model`,
+    methods: ["ft-icr", "prompt-only"],
+    metric: "babilong",
+    n_train: 2,
+    n_validation: 1,
+    n_test: 2,
+    epochs: 1,
+    max_new_tokens: 4,
+  };
+  const lines: string[] = [];
+  const rt = await testRuntime();
+  const exit = await Effect.runPromiseExit(
+    runSession({
+      experiment: defineExperiment({ name: "baselines-test", title: "t", description: "t" }),
+      fields: FIELDS,
+      defaults: { cpu: base, paper: base },
+      registry,
+      request: { profile: "cpu" },
+      cache: new StageCache(`${dir}/cache`),
+      runsRoot: `${dir}/runs`,
+      adapter: { line: "adapter: test", record: null, isCpu: true },
+      out: (l) => lines.push(l),
+      warn: () => {},
+    }).pipe(Effect.provideService(Progress, memoryProgress()), Effect.provideService(Gpu, rt)),
+  );
+  assert.ok(Exit.isSuccess(exit), `${exit}\n${lines.join("\n")}`);
+  const result = exit.value;
+  assert.equal(result.kind, "done");
+  if (result.kind !== "done") return;
+  const rows = result.rows;
+  assert.deepEqual(rows.map((r) => r.method).sort(), ["ft-icr", "prompt-only"]);
+  for (const r of rows) {
+    assert.equal(r.n, 2);
+    assert.ok(r.ms_per_problem > 0 && r.peak_bytes > 0, JSON.stringify(r));
+  }
+  const metrics = Deno.readTextFileSync(`${result.runDir}/metrics.jsonl`);
+  assert.match(metrics, /"stage":"ft-icr-train"/);
+  await Deno.remove(dir, { recursive: true });
+});
