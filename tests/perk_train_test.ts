@@ -36,11 +36,15 @@ Deno.test("meta-training lowers the outer loss", async () => {
   const r = await metaTrain(lm, init, shapes, train, val, {
     steps: N,
     retained: N,
-    epochs: 4,
+    epochs: 6,
     patience: 100,
     seed: 1,
-    outer: { lr: 3e-2, warmupFraction: 0 },
+    outer: { lr: 1e-2, warmupFraction: 0 },
   });
+  const byEpoch = [0, 1, 2, 3, 4, 5].map((e) =>
+    (r.history.filter((h) => h.epoch === e).reduce((s, h) => s + h.loss, 0) / 4).toFixed(3)
+  );
+  console.log(`  mean outer loss per epoch: ${byEpoch.join(" → ")}`);
   const first = r.history.slice(0, 4).reduce((s, h) => s + h.loss, 0) / 4;
   const last = r.history.slice(-4).reduce((s, h) => s + h.loss, 0) / 4;
   console.log(
