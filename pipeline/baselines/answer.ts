@@ -4,12 +4,10 @@
  * pool bytes above what was resident before it started (weights and adapter excluded, as
  * PERK's answer stage counts), which is what the efficiency experiment plots against length.
  *
- * Memory: our attention (GpuModel.forward → kernels/autodiff/nn.ts softmax over q·kᵀ)
- * materialises the full score matrix, B·H·T·S floats per layer — T query rows by S key
- * slots. Prefilling a T-token prompt therefore costs O(H·T²) bytes (8K tokens × 14 heads ×
- * 4 B ≈ 3.8 GB per layer for Qwen2.5-0.5B), the naive-attention growth the paper's
- * Figure 6 shows for FT-ICR; decoding afterwards is O(H·T) per token (KV cache). There is
- * no flash/chunked attention kernel yet.
+ * Memory: our attention (GpuModel.forward) materialises the B·H·T·S score matrix per layer;
+ * generateGreedyGpu prefills long prompts in chunks whose scores stay within 64 MiB, so the
+ * answer's peak is the KV cache (linear in T) plus one bounded chunk. Training keeps every
+ * layer's full T×T scores for the backward pass (README.md, "Cost per problem and memory").
  */
 import type { Problem } from "../data/problems.ts";
 import type { Prediction } from "../experiment/methods.ts";
