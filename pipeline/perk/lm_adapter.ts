@@ -13,6 +13,7 @@ export function perkLM(
   return {
     rt: model.rt,
     dim: model.config.dim,
+    vocab: model.config.vocab,
     forward(batch, lora: readonly Tensor[], o = {}) {
       const r = model.forward(batch.ids, {
         batch: batch.rows,

@@ -11,6 +11,9 @@ import type { AdamWHyper } from "./adamw_math.ts";
 import { type EncodedProblem, innerBatch, outerBatch } from "./batch.ts";
 import { innerObjective, outerObjective, type PerkLM, uploadTargets } from "./objectives.ts";
 
+/** Largest logits tensor one accumulation group may produce (bytes). */
+export const LOGITS_BUDGET = 96 * 1024 * 1024;
+
 export interface MetaParams {
   readonly theta0: readonly Tensor[];
   /** (steps · tensors) learning rates, row-major by step. */
@@ -97,8 +100,13 @@ export async function encodeContext(
   o: { steps: number; groups?: number; dropoutSeed?: number },
 ): Promise<Tensor[]> {
   const rt = lm.rt;
-  const n = problem.segments.length, K = Math.max(1, Math.min(o.groups ?? 1, n));
+  const n = problem.segments.length;
   const full = innerBatch(problem);
+  // A group's logits (rows·len, vocab) must fit one storage binding (128 MiB on lavapipe):
+  // raise K when needed — accumulation keeps the gradient exact.
+  const budget = Math.min(LOGITS_BUDGET, rt.maxBindingBytes);
+  const minK = lm.vocab ? Math.ceil((full.rows * full.len * lm.vocab * 4) / budget) : 1;
+  const K = Math.max(1, Math.min(Math.max(o.groups ?? 1, minK), n));
   // Each group's loss is normalised by the full batch's rows·(len−1), so the sum is exact.
   const groups = Array.from({ length: K }, (_, g) => {
     const order = [...Array(n).keys()].filter((i) => i % K === g);

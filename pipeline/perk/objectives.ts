@@ -20,6 +20,8 @@ import { tokenWeights } from "./weighting.ts";
 export interface PerkLM {
   readonly rt: Runtime;
   readonly dim: number;
+  /** Vocabulary size (logits width), to size batches under the binding limit. */
+  readonly vocab?: number;
   forward(
     batch: TokenBatch,
     lora: readonly Tensor[],
