@@ -65,7 +65,7 @@ const shared: Config = {
   inner_lr: 5e-5,
   patience: 10,
   base_profile: "cpu",
-  base_steps: 300,
+  base_steps: 150,
   accumulation: 1,
 };
 
