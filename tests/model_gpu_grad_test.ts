@@ -13,7 +13,8 @@ import { gpuLora, GpuModel, uploadLora } from "../pipeline/model/gpu_model.ts";
 import { grad, hvp } from "../kernels/autodiff/transforms.ts";
 import { matmul, reshape, softplus } from "../kernels/autodiff/basic.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
-import { randn, testRuntime } from "./testing.ts";
+import assert from "node:assert/strict";
+import { assertClose, randn, testRuntime } from "./testing.ts";
 
 const rt = await testRuntime();
 const fixture = (arch: string): Model =>
@@ -222,6 +223,39 @@ Deno.test("gpu grad qwen2: token weights from the hidden states (weighting model
     const e = relErr(gs.reduce((s, x, i) => s + dot(x, dirs[i]), 0), (L(h) - L(-h)) / (2 * h));
     console.log(`  ⟨∇L,u⟩ (LoRA and φ), relative error ${e.toExponential(2)}`);
     if (!(e <= 1e-3)) throw new Error(`relative error ${e}`);
+  });
+  g.dispose();
+});
+
+Deno.test("gpu nll: the head in row chunks gives the same NLL and gradient", async () => {
+  const m = fixture("llama");
+  const g = GpuModel.upload(rt, m);
+  const p = randomLora(m);
+  await rt.scopeAsync(async () => {
+    const loraT = uploadLora(rt, p).map((t) => rt.adopt(t));
+    const run = async (headRows?: number) => {
+      const nll = await rt.readF32(
+        rt.scope(() =>
+          g.nll(ids, { batch: B, targets, lora: gpuLora(p.specs, loraT, p.scale) }).nll
+        ),
+      );
+      const f = (...th: Tensor[]) =>
+        g.loss(ids, { batch: B, lora: gpuLora(p.specs, th, p.scale), targets, headRows });
+      const gs = await Promise.all(grad(f, loraT).grads.map((t) => rt.readF32(t)));
+      return { nll, gs };
+    };
+    const whole = await run(), chunked = await run(5); // 16 rows → chunks of 4
+    assert.deepEqual(chunked.nll, whole.nll);
+    chunked.gs.forEach((x, i) =>
+      assertClose(x, whole.gs[i], { rtol: 1e-5, atol: 1e-7, label: `grad ${i}` })
+    );
+    const tgT = rt.tensor(targets, [N], "i32");
+    const viaTensor = await rt.readF32(
+      rt.scope(() => g.nll(ids, { batch: B, targets: tgT, headRows: 3 }).nll),
+    );
+    const plain = await rt.readF32(rt.scope(() => g.nll(ids, { batch: B, targets }).nll));
+    assertClose(viaTensor, plain, { rtol: 1e-6, atol: 1e-7, label: "tensor targets, chunks of 3" });
+    assert.ok(targets.every((y, i) => (y < 0) === (plain[i] === 0)), "ignored targets give 0");
   });
   g.dispose();
 });

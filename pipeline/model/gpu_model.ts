@@ -40,7 +40,7 @@ import type { LoraParams } from "./lora.ts";
 import { ropeTables } from "./rope.ts";
 import { type Model, validateWeights } from "./weights.ts";
 import { sliceInto } from "../../kernels/ops/strided.ts";
-import { embedding, frozenLinear, holdWith, ropeAt } from "./gpu_ops.ts";
+import { embedding, frozenLinear, holdWith, ropeAt, sliceI32 } from "./gpu_ops.ts";
 
 /** LoRA tensors for the GPU forward. */
 export interface GpuLora {
@@ -144,6 +144,8 @@ export interface GpuLossOptions extends GpuForwardOptions {
   readonly tokenWeights?: Float32Array | Tensor | ((hidden: Tensor) => Tensor);
   /** Σ w·NLL is divided by this (default B·(T−1): PERK averages over all positions). */
   readonly denominator?: number;
+  /** Rows per head + cross-entropy chunk (default: as many as one bindable buffer holds). */
+  readonly headRows?: number;
 }
 
 const MASKED = -1e9;
@@ -286,20 +288,10 @@ export class GpuModel {
     const padded = pad?.some((p) => p > 0) ?? false;
     const pos = this.#positions(B, T, o.offset ?? p0, o, padded ? pad : undefined);
 
-    const W = (name: string): Tensor => {
-      const t = o.weights?.get(name) ?? this.weights.get(name);
-      if (!t) throw new ModelError(`forward: weight "${name}" is missing`);
-      return t;
-    };
+    const W = (name: string) => this.#weight(name, o.weights);
     const opt = (name: string) => o.weights?.get(name) ?? this.weights.get(name);
-    const trained = (name: string) => o.weights?.has(name) ?? false;
-    /** x·W (+ b), or x·Wᵀ (the tied head): frozen unless the caller passed W or b. */
-    const linear = (x: Tensor, weight: string, bias?: string, transB = false) => {
-      const w = W(weight), b = bias ? opt(bias) : undefined;
-      return trained(weight) || (bias && trained(bias))
-        ? matmul(x, w, { bias: b, transB })
-        : frozenLinear(x, w, b, transB);
-    };
+    const linear = (x: Tensor, weight: string, bias?: string) =>
+      this.#linear(x, weight, bias, false, o.weights);
     const lora = o.lora;
     let linearIndex = 0;
     const loraDelta = (x: Tensor, l: number, m: string): Tensor | undefined => {
@@ -415,23 +407,57 @@ export class GpuModel {
     if (cache) cache.length = p0 + T;
     const hidden = norm(x, "norm_f");
     if (o.logits === "none") return { logits: undefined, hidden };
+    if (o.logits !== "last" && N * c.vocab * 4 > rt.maxBindingBytes) {
+      throw new ModelError(
+        `forward: logits of ${N} tokens × ${c.vocab} exceed this adapter's largest bindable ` +
+          `buffer (${rt.maxBindingBytes} bytes); use nll() or loss() (they chunk the head), ` +
+          `logits: "last", or fewer tokens per call`,
+      );
+    }
     const from = o.logits === "last"
       ? reshape(slice(reshape(hidden, [B, T, c.dim]), 1, T - 1, 1), [B, c.dim])
       : hidden;
-    const logits = c.tiedEmbeddings
-      ? linear(from, "embed", undefined, true)
-      : linear(from, "lm_head.weight");
-    return { logits, hidden };
+    return { logits: this.#head(from, o.weights), hidden };
+  }
+
+  #weight(name: string, over?: ReadonlyMap<string, Tensor>): Tensor {
+    const t = over?.get(name) ?? this.weights.get(name);
+    if (!t) throw new ModelError(`forward: weight "${name}" is missing`);
+    return t;
+  }
+
+  /** x·W (+ b), or x·Wᵀ (the tied head): frozen unless the caller passed W or b. */
+  #linear(
+    x: Tensor,
+    weight: string,
+    bias: string | undefined,
+    transB: boolean,
+    over?: ReadonlyMap<string, Tensor>,
+  ): Tensor {
+    const w = this.#weight(weight, over);
+    const b = bias ? over?.get(bias) ?? this.weights.get(bias) : undefined;
+    return over?.has(weight) || (bias && over?.has(bias))
+      ? matmul(x, w, { bias: b, transB })
+      : frozenLinear(x, w, b, transB);
+  }
+
+  /** Logits (rows, V) of final hidden states (rows, C). */
+  #head(h: Tensor, over?: ReadonlyMap<string, Tensor>): Tensor {
+    return this.config.tiedEmbeddings
+      ? this.#linear(h, "embed", undefined, true, over)
+      : this.#linear(h, "lm_head.weight", undefined, false, over);
   }
 
   /**
-   * Weighted causal-LM loss Σ_i w_i·NLL_i / denominator (scalar [1]) — a function of the
-   * tensors in `lora` / `weights`, for grad and hvp.
+   * Per-token NLL (B·T; 0 where the target is −1) and the hidden states. The head and the
+   * cross-entropy run in row chunks whose logits fit the adapter's largest bindable buffer
+   * (lavapipe: 128 MiB = 5,461 rows of a 6,144-entry vocabulary), so any batch works.
+   * Targets default to each row's next token (the last position: −1).
    */
-  loss(ids: Int32Array | Tensor, o: GpuLossOptions = {}): Tensor {
-    const rt = this.rt, B = o.batch ?? 1;
+  nll(ids: Int32Array | Tensor, o: GpuLossOptions = {}): { nll: Tensor; hidden: Tensor } {
+    const rt = this.rt, B = o.batch ?? 1, V = this.config.vocab;
     const N = ids instanceof Int32Array ? ids.length : ids.size, T = N / B;
-    const { logits, hidden } = this.forward(ids, { ...o, logits: "all" });
+    const { hidden } = this.forward(ids, { ...o, logits: "none" });
     let targets: Tensor;
     if (o.targets instanceof Int32Array || o.targets === undefined) {
       let t = o.targets;
@@ -446,14 +472,38 @@ export class GpuModel {
       }
       if (t.length !== N) throw new ModelError(`loss: targets has ${t.length} entries; need ${N}`);
       for (const y of t) {
-        if (!(y >= -1 && y < this.config.vocab)) {
+        if (!(y >= -1 && y < V)) {
           throw new ModelError(`loss: target ${y} is outside the vocabulary (−1 = ignore)`);
         }
       }
       targets = rt.tensor(t, [N], "i32");
-    } else targets = o.targets;
-    // The cross-entropy's backward reads the targets after this call has returned.
-    const nll = crossEntropyRows(holdWith(logits!, [targets]), targets);
+    } else {
+      targets = o.targets;
+      if (targets.size !== N || targets.dtype !== "i32") {
+        throw new ModelError(`loss: targets ${targets} must be i32 with ${N} entries`);
+      }
+    }
+    const maxRows = Math.max(1, o.headRows ?? Math.floor(rt.maxBindingBytes / (4 * V)));
+    const chunks = Math.ceil(N / maxRows), rows = Math.ceil(N / chunks);
+    const parts: Tensor[] = [];
+    for (let at = 0; at < N; at += rows) {
+      const len = Math.min(rows, N - at);
+      const h = chunks === 1 ? hidden : slice(hidden, 0, at, len);
+      const tg = chunks === 1 ? targets : sliceI32(targets, at, len);
+      // The cross-entropy's backward reads its targets after this call has returned.
+      parts.push(crossEntropyRows(holdWith(this.#head(h, o.weights), [tg]), tg));
+    }
+    return { nll: parts.length === 1 ? parts[0] : concat(parts, 0), hidden };
+  }
+
+  /**
+   * Weighted causal-LM loss Σ_i w_i·NLL_i / denominator (scalar [1]) — a function of the
+   * tensors in `lora` / `weights`, for grad and hvp.
+   */
+  loss(ids: Int32Array | Tensor, o: GpuLossOptions = {}): Tensor {
+    const rt = this.rt, B = o.batch ?? 1;
+    const N = ids instanceof Int32Array ? ids.length : ids.size, T = N / B;
+    const { nll, hidden } = this.nll(ids, o);
     const w = o.tokenWeights;
     const wT = w === undefined
       ? undefined

@@ -6,7 +6,8 @@
  *    generation), differentiable w.r.t. the table through the core's scatter-add;
  *  - `ropeAt`: rotary embedding at per-token positions (left-padded rows have different
  *    positions), on the (tokens, heads·hd) layout the projections produce;
- *  - `argmaxRows`: greedy decoding's per-row argmax, so only B ids are read back per step.
+ *  - `argmaxRows`: greedy decoding's per-row argmax, so only B ids are read back per step;
+ *  - `sliceI32`: a range of an i32 tensor (target chunks; the strided copy moves f32).
  */
 import type { Runtime } from "../../kernels/runtime/runtime.ts";
 import type { Tensor } from "../../kernels/runtime/tensor.ts";
@@ -238,5 +239,32 @@ export function argmaxRows(x: Tensor): Tensor {
   const V = x.shape.at(-1)!, rows = x.size / V;
   const y = x.rt.empty([rows], "i32");
   run(x.rt, ARGMAX, [x, y, x.rt.uniform(u32s(rows, V))], rows);
+  return y;
+}
+
+// ------------------------------------------------------------------ i32 slice
+
+const SLICE_I32: KernelSpec = {
+  name: "slice_i32",
+  bindings: ["read", "read_write", "uniform"],
+  code: /* wgsl */ `
+struct U { start: u32, n: u32 }
+@group(0) @binding(0) var<storage, read> X: array<i32>;
+@group(0) @binding(1) var<storage, read_write> Y: array<i32>;
+@group(0) @binding(2) var<uniform> u: U;
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.n) { return; }
+  Y[id] = X[u.start + id];
+}`,
+};
+/** x[start : start + len] of a 1-D i32 tensor (a copy). */
+export function sliceI32(x: Tensor, start: number, len: number): Tensor {
+  if (x.dtype !== "i32" || start < 0 || start + len > x.size) {
+    throw new RangeError(`sliceI32: [${start}, ${start + len}) of ${x}`);
+  }
+  const y = x.rt.empty([len], "i32");
+  run(x.rt, SLICE_I32, [x, y, x.rt.uniform(u32s(start, len))], len);
   return y;
 }
