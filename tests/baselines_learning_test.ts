@@ -1,0 +1,104 @@
+/**
+ * FT-ICR learns to use the context: a small model fine-tuned for a few hundred steps on
+ * QA1-1K in-context prompts beats the majority-label rate on held-out problems (greedy
+ * answers, BabiLong's scorer).
+ *
+ * Opt-in (PERK_SLOW_TESTS=1): on this repository's CPU adapter (lavapipe, 2 shared cores) one
+ * step at 1K tokens takes seconds, and the retrieval this needs does not appear within the
+ * ~20 steps a two-minute budget allows. Measured here at 128-token contexts: a random dim-64
+ * model after 150 steps × 8 problems, and the cpu-profile base pretrained 150 steps then fully
+ * fine-tuned 30 steps × 8, both answer one constant location (22.9% vs majority 22.9%; 17.2% vs
+ * 18.8%). Knobs: PERK_TEST_BASE (a model directory; default: pretrain the cpu profile for
+ * PERK_TEST_BASE_STEPS = 300 steps), PERK_TEST_LENGTH (1k), PERK_TEST_STEPS (300), PERK_TEST_N (64 test problems).
+ */
+import assert from "node:assert/strict";
+import { generateProblems, type Problem } from "../pipeline/data/problems.ts";
+import { babilongCorrect } from "../pipeline/data/scorers.ts";
+import { answerInContext, promptsOf } from "../pipeline/baselines/answer.ts";
+import { encodeIcr } from "../pipeline/baselines/in_context.ts";
+import { ftIcrTrain } from "../pipeline/baselines/ft_icr/train.ts";
+import { trainable } from "../pipeline/baselines/ft_icr/trainable.ts";
+import { CompactTokenizer } from "../pipeline/model/compact_vocab.ts";
+import { tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
+import { GpuModel } from "../pipeline/model/gpu_model.ts";
+import { loadModel, loadTokenizerFor } from "../pipeline/model/load.ts";
+import { pretrain } from "../pipeline/model/pretrain.ts";
+import type { Model } from "../pipeline/model/weights.ts";
+import type { TextTokenizer } from "../pipeline/tokenizer/tokenizer.ts";
+import { testRuntime } from "./testing.ts";
+
+const SLOW = Deno.env.get("PERK_SLOW_TESTS") === "1";
+if (!SLOW) {
+  console.log(
+    "skip: FT-ICR QA1-1K learning test is opt-in (PERK_SLOW_TESTS=1; minutes on a real GPU, " +
+      "hours on lavapipe)",
+  );
+}
+const env = (k: string, d: string) => Deno.env.get(k) ?? d;
+
+Deno.test({
+  name: "FT-ICR on QA1-1K in-context beats the majority-label rate on held-out problems",
+  ignore: !SLOW,
+  fn: async () => {
+    const rt = await testRuntime();
+    let base: Model, tok: TextTokenizer;
+    const dir = Deno.env.get("PERK_TEST_BASE");
+    if (dir) {
+      base = loadModel(dir);
+      tok = loadTokenizerFor(dir, base);
+    } else {
+      const r = await pretrain(rt, {
+        profile: "cpu",
+        steps: Number(env("PERK_TEST_BASE_STEPS", "300")),
+      });
+      base = { config: r.config, weights: r.weights };
+      tok = new CompactTokenizer(tinyVocab());
+    }
+    const length = env("PERK_TEST_LENGTH", "1k"), steps = Number(env("PERK_TEST_STEPS", "300"));
+    const batch = 4;
+    const spec = { dataset: "babilong" as const, task: "qa1" as const, length, seed: 0 };
+    const train = generateProblems({ ...spec, split: "train", n: steps * batch });
+    const val = generateProblems({ ...spec, split: "validation", n: 16 });
+    const test = generateProblems({ ...spec, split: "test", n: Number(env("PERK_TEST_N", "64")) });
+    const enc = (ps: Problem[]) => ps.map((p) => encodeIcr(base, tok, p, 0));
+    const t = trainable(base, { kind: "full" });
+    const model = GpuModel.upload(rt, base);
+    const t0 = performance.now();
+    const r = await ftIcrTrain(model, t, enc(train), enc(val), {
+      lr: 1e-3,
+      epochs: 1,
+      patience: 10,
+      seed: 0,
+      batch,
+      evalsPerEpoch: 4,
+    });
+    const trainSeconds = (performance.now() - t0) / 1000;
+    model.dispose();
+    const tuned = GpuModel.upload(rt, {
+      config: base.config,
+      weights: new Map(t.names.map((n, i) => [n, { shape: t.shapes[i], data: r.best[i] }])),
+    });
+    const preds = await answerInContext(tuned, tok, test, promptsOf(base, tok, test, 0), {
+      maxNewTokens: 24,
+    });
+    tuned.dispose();
+    const correct = test.filter((p, i) =>
+      babilongCorrect(preds[i].prediction, p.answer, p.question)
+    );
+    const counts = new Map<string, number>();
+    for (const p of train) counts.set(p.answer, (counts.get(p.answer) ?? 0) + 1);
+    const majority = [...counts].sort((a, b) => b[1] - a[1])[0][0];
+    const majorityRate = test.filter((p) => p.answer === majority).length / test.length;
+    const accuracy = correct.length / test.length;
+    const ms = preds.reduce((a, p) => a + p.ms, 0) / preds.length;
+    const peak = Math.max(...preds.map((p) => p.peakBytes));
+    console.log(
+      `QA1-${length}: accuracy ${accuracy.toFixed(3)} vs majority (${majority}) ` +
+        `${majorityRate.toFixed(3)}; ${r.stepsDone} steps in ${trainSeconds.toFixed(0)} s, ` +
+        `best validation loss ${r.bestValLoss.toFixed(3)} at step ${r.bestStep}; ` +
+        `${ms.toFixed(0)} ms and ${(peak / 2 ** 20).toFixed(0)} MiB per problem; ` +
+        `e.g. ${JSON.stringify(preds[0].prediction)}`,
+    );
+    assert.ok(accuracy > majorityRate, `accuracy ${accuracy} ≤ majority rate ${majorityRate}`);
+  },
+});
