@@ -45,6 +45,17 @@ export const FIELDS = {
     'size of the base pretrained here when model = "tiny" (pipeline/model/pretrain.ts)',
   ),
   base_steps: int(1, 'pretraining steps of the base when model = "tiny"'),
+  ft_full: field(
+    Schema.Boolean,
+    "true or false",
+    "FT-ICR trains every base weight instead of a LoRA adapter",
+  ),
+  ft_batch: int(1, "FT-ICR problems per optimizer step"),
+  rope_scaling: field(
+    Schema.String.check(Schema.isPattern(/^(none|linear:\d+(\.\d+)?|yarn:\d+(\.\d+)?)$/)),
+    '"none", "linear:F" or "yarn:F"',
+    "RoPE scaling for baseline contexts longer than the model's positions",
+  ),
 };
 
 export type Fields = typeof FIELDS;
@@ -66,6 +77,9 @@ const shared: Config = {
   patience: 10,
   base_profile: "cpu",
   base_steps: 150,
+  ft_full: false,
+  ft_batch: 1,
+  rope_scaling: "none",
   accumulation: 1,
 };
 
