@@ -131,11 +131,13 @@ async function torchCase(T: number): Promise<void> {
     kv_heads: c.kvHeads,
     ffn: c.hidden,
   };
+  const cfgFile = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(cfgFile, JSON.stringify(cfg));
   const out = await new Deno.Command("/usr/bin/python3", {
     args: [
       new URL("./torch_metatrain.py", import.meta.url).pathname,
       "--config",
-      JSON.stringify(cfg),
+      cfgFile,
       "--rank",
       String(RANK),
       "--steps",
@@ -145,7 +147,13 @@ async function torchCase(T: number): Promise<void> {
     ],
     env: { OMP_NUM_THREADS: "1" },
   }).output();
+  await Deno.remove(cfgFile);
   const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    console.error(
+      `# torch_metatrain.py failed: ${new TextDecoder().decode(out.stderr).slice(-400)}`,
+    );
+  }
   for (const m of text.matchAll(/^PERF (\S+) (\S+) /gm)) results.set(m[1], Number(m[2]));
 }
 
