@@ -63,12 +63,12 @@ export interface PretrainOptions {
 
 /**
  * Defaults sized for this project's 2-core lavapipe machine (README.md "Pretraining"): the
- * `cpu` profile (the tiny profile costs 2.9× more per token), 150 steps of 4 × 256 tokens
- * (≈ 154K tokens, PERK's segment length) — about 12 minutes on an idle machine.
+ * `cpu` profile (the tiny profile costs 2.9× more per token), 100 steps of 4 × 256 tokens
+ * (102,400 tokens at PERK's segment length) — 8 to 16 minutes there.
  */
 export const PRETRAIN_DEFAULTS: PretrainOptions = {
   profile: "cpu",
-  steps: 150,
+  steps: 100,
   rows: 4,
   seqLen: 256,
   lr: 3e-3,
