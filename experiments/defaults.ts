@@ -76,7 +76,7 @@ const shared: Config = {
   inner_lr: 5e-5,
   patience: 10,
   base_profile: "cpu",
-  base_steps: 150,
+  base_steps: 100,
   ft_full: false,
   ft_batch: 1,
   rope_scaling: "none",
