@@ -129,7 +129,7 @@ const GATHER: KernelSpec = {
   name: "gather_rows",
   bindings: ["read", "read", "read_write", "uniform"],
   code: /* wgsl */ `
-struct U { n: u32, C: u32 }
+struct U { n: u32, C: u32, rows: u32 }
 @group(0) @binding(0) var<storage, read> W: array<f32>;
 @group(0) @binding(1) var<storage, read> I: array<i32>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
@@ -138,16 +138,22 @@ struct U { n: u32, C: u32 }
 fn main(${ARGS}) {
   ${ID}
   if (id >= u.n * u.C) { return; }
-  let c = id % u.C;
-  Y[id] = W[u32(I[id / u.C]) * u.C + c];
+  // Host ids are range-checked; clamp anyway so ids produced on the GPU (generation) can
+  // never index outside the table.
+  let r = u32(clamp(I[id / u.C], 0, i32(u.rows) - 1));
+  Y[id] = W[r * u.C + id % u.C];
 }`,
 };
+/** table (V, C), ids (N) i32 tensor (may live only on the GPU) → (N, C). */
+export function gatherRowsById(table: Tensor, ids: Tensor): Tensor {
+  const [rows, C] = [table.shape[0], table.shape.at(-1)!], n = ids.size;
+  const y = table.rt.empty([n, C]);
+  run(table.rt, GATHER, [table, ids, y, table.rt.uniform(words(n, C, rows))], n * C);
+  return y;
+}
 /** table (V, C), idx (N) → (N, C). */
 export function gatherRows(table: Tensor, idx: RowIndex): Tensor {
-  const C = table.shape.at(-1)!, n = idx.host.length;
-  const y = table.rt.empty([n, C]);
-  run(table.rt, GATHER, [table, idx.ids, y, table.rt.uniform(words(n, C))], n * C);
-  return y;
+  return gatherRowsById(table, idx.ids);
 }
 
 const SCATTER: KernelSpec = {

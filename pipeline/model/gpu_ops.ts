@@ -17,6 +17,7 @@ import { permute } from "../../kernels/ops/strided.ts";
 import { apply1, type Rule } from "../../kernels/autodiff/tape.ts";
 import { matmul } from "../../kernels/autodiff/basic.ts";
 import { RowIndex, scatterAdd } from "../../kernels/autodiff/nn.ts";
+import { gatherRowsById } from "../../kernels/ops/nn_kernels.ts";
 
 const WG = 64;
 const ARGS =
@@ -68,32 +69,7 @@ export function frozenLinear(x: Tensor, W: Tensor, bias?: Tensor, transB = false
 
 // ------------------------------------------------------------------ embedding
 
-const GATHER: KernelSpec = {
-  name: "model_gather_rows",
-  bindings: ["read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `
-struct U { n: u32, C: u32, rows: u32 }
-@group(0) @binding(0) var<storage, read> W: array<f32>;
-@group(0) @binding(1) var<storage, read> I: array<i32>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(3) var<uniform> u: U;
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.n * u.C) { return; }
-  // Ids were range-checked on the host when they came from there; clamp anyway so a bad id
-  // read from the GPU can never index outside the table.
-  let r = u32(clamp(I[id / u.C], 0, i32(u.rows) - 1));
-  Y[id] = W[r * u.C + id % u.C];
-}`,
-};
-
-function gatherIds(table: Tensor, ids: Tensor): Tensor {
-  const [rows, C] = table.shape, n = ids.size;
-  const y = table.rt.empty([n, C]);
-  run(table.rt, GATHER, [table, ids, y, table.rt.uniform(u32s(n, C, rows))], n * C);
-  return y;
-}
+const gatherIds = gatherRowsById;
 
 interface EmbP {
   readonly ids: Tensor;
