@@ -8,6 +8,7 @@ import type { PerfCase } from "./perf_case.ts";
 // Each module exports `cases: PerfCase[]`; add new families here.
 const modules = [
   "./matmul_perf.ts",
+  "./host_perf.ts",
   "./ops_perf.ts",
   "./block_perf.ts",
   "./data_perf.ts",
