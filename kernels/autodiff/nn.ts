@@ -2,14 +2,16 @@
  * Differentiable neural-network ops: embedding gather / scatter-add, masked softmax, norms,
  * rotary embedding, causal self-attention (grouped-query, segment masks), LoRA linear,
  * weighted cross-entropy and dropout. Fused kernels carry their own JVP rules (softmax,
- * cross-entropy gradient: the "second-order backward" kernels); norms, attention and LoRA
- * are compositions of differentiable ops, so their VJPs and tangents come from the parts.
+ * attention (attention.ts), cross-entropy gradient: the "second-order backward" kernels);
+ * norms and LoRA are compositions of differentiable ops, so their VJPs and tangents come
+ * from the parts.
  */
 import type { Tensor } from "../runtime/tensor.ts";
 import * as ew from "../ops/elementwise.ts";
 import * as red from "../ops/reduce.ts";
 import * as K from "../ops/nn_kernels.ts";
 import { apply, apply1, type Rule } from "./tape.ts";
+import { fusedAttention } from "./attention.ts";
 import { matmul as mm } from "../matmul/matmul.ts";
 import { expand as ewExpand } from "../ops/strided.ts";
 import {
@@ -108,13 +110,35 @@ export interface AttentionOptions {
   readonly causal?: boolean;
   /** (B, T) i32: tokens attend only within their segment (packed documents). */
   readonly segIds?: Tensor;
+  /** Score scale; default 1/√D. */
+  readonly scale?: number;
 }
 /**
  * Scaled dot-product self-attention. q (B, H, T, D), k/v (B, Hkv, S, D) with H a multiple
- * of Hkv (grouped-query heads share k/v). Composed: scores = q·kᵀ/√D → masked softmax → ·v.
- * The T×S score matrix is materialised (B·H·T·S floats).
+ * of Hkv (grouped-query heads share k/v). Fused ("flash") kernels: streaming over keys with
+ * a per-row log-sum-exp, fused backward and tangent kernels for both (see attention.ts);
+ * nothing of size T×S is allocated. → (B, H, T, D).
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
+  const D = q.shape.at(-1)!;
+  return fusedAttention(q, k, v, {
+    causal: !!o.causal,
+    segIds: o.segIds,
+    scale: o.scale ?? 1 / Math.sqrt(D),
+  })[0];
+}
+
+/**
+ * The composed attention: scores = q·kᵀ·scale → masked softmax → ·v, each a differentiable
+ * op. The T×S score matrix is materialised (B·H·T·S floats); kept as the oracle the fused
+ * kernels are tested against (and for third-order uses).
+ */
+export function attentionComposed(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  o: AttentionOptions = {},
+): Tensor {
   const [B, H, _T, D] = q.shape;
   const Hkv = k.shape[1], S = k.shape[2];
   if (H % Hkv) throw new RangeError(`attention: ${H} query heads are not a multiple of ${Hkv}`);
@@ -127,7 +151,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions =
       D,
     ]);
   const scores = matmul(q, widen(k), { transB: true }); // (B, H, T, S)
-  const p = softmax(scale(scores, 1 / Math.sqrt(D)), { heads: H, ...o });
+  const mask = { heads: H, causal: o.causal, segIds: o.segIds };
+  const p = softmax(scale(scores, o.scale ?? 1 / Math.sqrt(D)), mask);
   return matmul(p, widen(v)); // (B, H, T, D)
 }
 

@@ -1,0 +1,316 @@
+/**
+ * Fused attention (kernels/ops/attention_kernels.ts, kernels/autodiff/attention.ts):
+ *  - each kernel (forward, forward tangent, backward, backward tangent) against its float64
+ *    reference, on odd shapes, causal / not, segments, grouped-query heads, S ≠ T;
+ *  - the float64 references against float64 central differences (so the kernels' maths is
+ *    checked independently of the GPU);
+ *  - nn.attention through the autodiff harness (forward, JVP, VJP, gradient and HVP vs
+ *    differences of the float64 composed reference), including a cotangent on L;
+ *  - equality with nn.attentionComposed (forward, gradient, HVP);
+ *  - peak pool bytes of a fused gradient at T = S = 256 far below the T×S score matrix.
+ */
+import * as AK from "../kernels/ops/attention_kernels.ts";
+import * as nn from "../kernels/autodiff/nn.ts";
+import { fusedAttention } from "../kernels/autodiff/attention.ts";
+import { concat, mul, reshape, square, sumAll } from "../kernels/autodiff/basic.ts";
+import { grad, hvp } from "../kernels/autodiff/transforms.ts";
+import type { Tensor } from "../kernels/runtime/tensor.ts";
+import { checkOp } from "./autodiff_harness.ts";
+import { type A, attention64, dot, f64 } from "./ref64.ts";
+import { assertClose, randn, relErr, testRuntime } from "./testing.ts";
+
+const rt = await testRuntime();
+
+interface Cfg {
+  readonly name: string;
+  readonly B: number;
+  readonly H: number;
+  readonly Hkv: number;
+  readonly T: number;
+  readonly S: number;
+  readonly D: number;
+  readonly causal: boolean;
+  readonly seg?: Int32Array;
+}
+const seg27 = new Int32Array([0, 0, 1, 1, 1, 2, 2, 0, 0, 0, 0, 3, 3, 3]);
+const seg26 = new Int32Array([5, 5, 5, 6, 6, 6, 0, 1, 1, 1, 1, 1]);
+const cfgs: Cfg[] = [
+  { name: "D5 GQA causal+seg", B: 2, H: 4, Hkv: 2, T: 7, S: 7, D: 5, causal: true, seg: seg27 },
+  { name: "D5 GQA non-causal", B: 2, H: 4, Hkv: 2, T: 7, S: 7, D: 5, causal: false },
+  { name: "D8 MQA causal S>T", B: 1, H: 3, Hkv: 1, T: 5, S: 9, D: 8, causal: true },
+  { name: "D4 seg non-causal", B: 2, H: 2, Hkv: 2, T: 6, S: 6, D: 4, causal: false, seg: seg26 },
+  { name: "D3 causal S<T (empty rows)", B: 1, H: 2, Hkv: 1, T: 6, S: 3, D: 3, causal: true },
+  { name: "D64 T33 GQA causal", B: 1, H: 4, Hkv: 2, T: 33, S: 33, D: 64, causal: true },
+];
+
+const ref = (c: Cfg): AK.Ref64 => ({
+  dims: c,
+  causal: c.causal,
+  seg: c.seg,
+  scale: 1 / Math.sqrt(c.D),
+});
+const sizes = (c: Cfg) => ({
+  nq: c.B * c.H * c.T * c.D,
+  nk: c.B * c.Hkv * c.S * c.D,
+  rows: c.B * c.H * c.T,
+});
+/** f32-rounded uniform values in [lo, hi) as float64. */
+const r32 = (n: number, seed: number, lo = -1, hi = 1): A => f64(randn(n, seed, lo, hi));
+const axpy = (x: A, h: number, d: A): A => x.map((v, i) => v + h * d[i]);
+
+/** All inputs and tangents of the backward for a config (fixed seed). */
+function data(c: Cfg, seed: number) {
+  const { nq, nk, rows } = sizes(c);
+  const q = r32(nq, seed, -2, 2), k = r32(nk, seed + 1, -2, 2), v = r32(nk, seed + 2);
+  const [O, L] = AK.attentionForward64(ref(c), q, k, v);
+  const x = { q, k, v, O, L, gO: r32(nq, seed + 3), gL: r32(rows, seed + 4) };
+  const t = {
+    dq: r32(nq, seed + 5),
+    dk: r32(nk, seed + 6),
+    dv: r32(nk, seed + 7),
+    dO: r32(nq, seed + 8),
+    dL: r32(rows, seed + 9),
+    dgO: r32(nq, seed + 10),
+    dgL: r32(rows, seed + 11),
+  };
+  return { x, t };
+}
+
+const close = (got: ArrayLike<number>, want: A, label: string, tol = 2e-4) => {
+  const mag = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  assertClose(got, want, { rtol: tol, atol: tol * Math.max(mag, 1e-3), label });
+};
+
+for (const [ci, c] of cfgs.entries()) {
+  Deno.test(`fused attention kernels vs float64 reference: ${c.name}`, async () => {
+    const { x, t } = data(c, 10 + ci * 20);
+    const R = ref(c);
+    await rt.scopeAsync(async () => {
+      const up = (a: A, shape: number[]) => rt.tensor(Float32Array.from(a), shape);
+      const qs = [c.B, c.H, c.T, c.D], ks = [c.B, c.Hkv, c.S, c.D], ls = [c.B, c.H, c.T];
+      const q = up(x.q, qs), k = up(x.k, ks), v = up(x.v, ks);
+      const m: AK.AttnMask = {
+        causal: c.causal,
+        segIds: c.seg && rt.tensor(c.seg, [c.B, c.T], "i32"),
+        scale: R.scale,
+      };
+      const [O, L] = AK.attentionForward(q, k, v, m);
+      close(await rt.readF32(O), x.O, "forward O");
+      close(await rt.readF32(L), x.L, "forward L");
+      // Forward tangent.
+      const [od, ld] = AK.attentionForwardTangent(q, k, v, O, L, {
+        dq: up(t.dq, qs),
+        dk: up(t.dk, ks),
+        dv: up(t.dv, ks),
+      }, m);
+      const [rOd, rLd] = AK.attentionForwardTangent64(R, x.q, x.k, x.v, t.dq, t.dk, t.dv);
+      close(await rt.readF32(od), rOd, "forward tangent Ȯ");
+      close(await rt.readF32(ld), rLd, "forward tangent L̇");
+      // Backward (with a cotangent on L too) — O and L from the GPU forward.
+      const gO = up(x.gO, qs), gL = up(x.gL, ls);
+      const xs = { ...x, O: f64(await rt.readF32(O)), L: f64(await rt.readF32(L)) };
+      const [gq, gk, gv] = AK.attentionBackward(q, k, v, O, L, gO, gL, m);
+      const [rgq, rgk, rgv] = AK.attentionBackward64(R, xs);
+      close(await rt.readF32(gq), rgq, "backward gQ");
+      close(await rt.readF32(gk), rgk, "backward gK");
+      close(await rt.readF32(gv), rgv, "backward gV");
+      const noGL = AK.attentionBackward64(R, { ...xs, gL: new Float64Array(L.size) });
+      close(
+        await rt.readF32(AK.attentionBackward(q, k, v, O, L, gO, undefined, m)[1]),
+        noGL[1],
+        "gK, no gL",
+      );
+      // Backward tangent: all tangents, then a subset (absent = zero).
+      const T = {
+        dq: up(t.dq, qs),
+        dk: up(t.dk, ks),
+        dv: up(t.dv, ks),
+        dO: up(t.dO, qs),
+        dL: up(t.dL, ls),
+        dgO: up(t.dgO, qs),
+        dgL: up(t.dgL, ls),
+      };
+      const all = AK.attentionBackwardTangent(q, k, v, O, L, gO, gL, T, m)!;
+      const rAll = AK.attentionBackwardTangent64(R, xs, t);
+      for (const [i, n] of ["ġQ", "ġK", "ġV"].entries()) {
+        close(await rt.readF32(all[i]), rAll[i], `backward tangent ${n}`, 5e-4);
+      }
+      const z = (a: A) => new Float64Array(a.length);
+      const part = AK.attentionBackwardTangent(q, k, v, O, L, gO, undefined, {
+        dk: T.dk,
+        dO: T.dO,
+        dgO: T.dgO,
+      }, m)!;
+      const rPart = AK.attentionBackwardTangent64(R, { ...xs, gL: z(x.gL) }, {
+        ...t,
+        dq: z(t.dq),
+        dv: z(t.dv),
+        dL: z(t.dL),
+        dgL: z(t.dgL),
+      });
+      for (const [i, n] of ["ġQ", "ġK", "ġV"].entries()) {
+        close(await rt.readF32(part[i]), rPart[i], `backward tangent (dk, dO, dgO) ${n}`, 5e-4);
+      }
+    });
+  });
+
+  Deno.test(`fused attention float64 references vs central differences: ${c.name}`, () => {
+    const { x, t } = data(c, 500 + ci * 20);
+    const R = ref(c), h = 1e-6;
+    // Forward tangent = d/dε forward(q + εq̇, k + εk̇, v + εv̇).
+    const fw = (e: number) =>
+      AK.attentionForward64(R, axpy(x.q, e, t.dq), axpy(x.k, e, t.dk), axpy(x.v, e, t.dv));
+    const [Op, Lp] = fw(h), [Om, Lm] = fw(-h);
+    const fdO = Op.map((v, i) => (v - Om[i]) / (2 * h)),
+      fdL = Lp.map((v, i) => (v - Lm[i]) / (2 * h));
+    const [tO, tL] = AK.attentionForwardTangent64(R, x.q, x.k, x.v, t.dq, t.dk, t.dv);
+    if (relErr(tO, fdO) > 1e-6 || relErr(tL, fdL) > 1e-6) {
+      throw new Error(`forward tangent vs FD: ${relErr(tO, fdO)}, ${relErr(tL, fdL)}`);
+    }
+    // Backward by the adjoint identity ⟨(gQ, gK, gV), (q̇, k̇, v̇)⟩ = ⟨gO, Ȯ⟩ + ⟨gL, L̇⟩.
+    const [gq, gk, gv] = AK.attentionBackward64(R, x);
+    const lhs = dot(gq, t.dq) + dot(gk, t.dk) + dot(gv, t.dv);
+    const rhs = dot(x.gO, fdO) + dot(x.gL, fdL);
+    if (Math.abs(lhs - rhs) > 1e-6 * Math.max(1, Math.abs(rhs))) {
+      throw new Error(`backward adjoint: ${lhs} vs ${rhs}`);
+    }
+    // Backward tangent = d/dε backward(all seven inputs moved along their tangents).
+    const bw = (e: number) =>
+      AK.attentionBackward64(R, {
+        q: axpy(x.q, e, t.dq),
+        k: axpy(x.k, e, t.dk),
+        v: axpy(x.v, e, t.dv),
+        O: axpy(x.O, e, t.dO),
+        L: axpy(x.L, e, t.dL),
+        gO: axpy(x.gO, e, t.dgO),
+        gL: axpy(x.gL, e, t.dgL),
+      });
+    const bp = bw(h), bm = bw(-h);
+    const tb = AK.attentionBackwardTangent64(R, x, t);
+    for (let i = 0; i < 3; i++) {
+      const fd = bp[i].map((v, j) => (v - bm[i][j]) / (2 * h));
+      const e = relErr(tb[i], fd);
+      if (e > 1e-6) throw new Error(`backward tangent output ${i} vs FD: relative error ${e}`);
+    }
+  });
+}
+
+// ------------------------------------------------------------------ autodiff harness
+
+for (const c of cfgs.filter((c) => c.S === c.T || !c.seg)) {
+  Deno.test(`fused nn.attention: forward, JVP, VJP, HVP vs differences: ${c.name}`, async () => {
+    const seg = c.seg && rt.keep(rt.tensor(c.seg, [c.B, c.T], "i32"));
+    try {
+      await checkOp(rt, {
+        name: `attention ${c.name}`,
+        shapes: [[c.B, c.H, c.T, c.D], [c.B, c.Hkv, c.S, c.D], [c.B, c.Hkv, c.S, c.D]],
+        gpu: (q, k, v) => nn.attention(q, k, v, { causal: c.causal, segIds: seg }),
+        ref: (q, k, v) => attention64(q, k, v, [c.B, c.H, c.T, c.D], c.Hkv, c.S, c.causal, c.seg),
+        tol: c.D === 64 ? 4e-3 : 2e-3,
+      }, 3);
+    } finally {
+      seg?.dispose();
+    }
+  });
+}
+
+Deno.test("fused attention: the log-sum-exp output is differentiable (cotangent on L)", async () => {
+  const c = cfgs[0];
+  const seg = rt.keep(rt.tensor(c.seg!, [c.B, c.T], "i32"));
+  const R = ref(c);
+  try {
+    await checkOp(rt, {
+      name: "attention [O, L]",
+      shapes: [[c.B, c.H, c.T, c.D], [c.B, c.Hkv, c.S, c.D], [c.B, c.Hkv, c.S, c.D]],
+      gpu: (q, k, v) => {
+        const [O, L] = fusedAttention(q, k, v, { causal: c.causal, segIds: seg, scale: R.scale });
+        return concat([reshape(O, [O.size]), reshape(L, [L.size])], 0);
+      },
+      ref: (q, k, v) => {
+        const [O, L] = AK.attentionForward64(R, q, k, v);
+        return f64([...O, ...L]);
+      },
+    }, 4);
+  } finally {
+    seg.dispose();
+  }
+});
+
+// ------------------------------------------------------------------ fused = composed
+
+Deno.test("fused attention equals attentionComposed: forward, gradient, HVP", async () => {
+  const c = cfgs[0];
+  await rt.scopeAsync(async () => {
+    const seg = rt.tensor(c.seg!, [c.B, c.T], "i32");
+    const { nq, nk } = sizes(c);
+    const X = [
+      rt.tensor(randn(nq, 1, -2, 2), [c.B, c.H, c.T, c.D]),
+      rt.tensor(randn(nk, 2, -2, 2), [c.B, c.Hkv, c.S, c.D]),
+      rt.tensor(randn(nk, 3), [c.B, c.Hkv, c.S, c.D]),
+    ];
+    const Vs = X.map((x, i) => rt.tensor(randn(x.size, 10 + i), x.shape));
+    const w = rt.tensor(randn(nq, 20), [c.B, c.H, c.T, c.D]);
+    const loss = (att: typeof nn.attention) => (...a: Tensor[]) =>
+      sumAll(mul(square(att(a[0], a[1], a[2], { causal: true, segIds: seg })), w));
+    close(
+      await rt.readF32(nn.attention(X[0], X[1], X[2], { causal: true, segIds: seg })),
+      f64(await rt.readF32(nn.attentionComposed(X[0], X[1], X[2], { causal: true, segIds: seg }))),
+      "forward",
+    );
+    const hf = hvp(loss(nn.attention), X, Vs), hc = hvp(loss(nn.attentionComposed), X, Vs);
+    for (let i = 0; i < 3; i++) {
+      close(await rt.readF32(hf.grads[i]), f64(await rt.readF32(hc.grads[i])), `grad ${i}`, 1e-3);
+      close(await rt.readF32(hf.hvps[i]), f64(await rt.readF32(hc.hvps[i])), `hvp ${i}`, 1e-3);
+    }
+    const gf = grad(loss(nn.attention), X);
+    close(
+      await rt.readF32(gf.grads[1]),
+      f64(await rt.readF32(hc.grads[1])),
+      "grad (no tangents)",
+      1e-3,
+    );
+  });
+});
+
+// ------------------------------------------------------------------ memory
+
+Deno.test("fused attention: grad / HVP peak bytes at T = S = 256 far below the score matrix", async () => {
+  const B = 2, H = 4, Hkv = 2, T = 256, D = 8;
+  const scoreBytes = B * H * T * T * 4;
+  await rt.scopeAsync(async () => {
+    const X = [
+      rt.tensor(randn(B * H * T * D, 1), [B, H, T, D]),
+      rt.tensor(randn(B * Hkv * T * D, 2), [B, Hkv, T, D]),
+      rt.tensor(randn(B * Hkv * T * D, 3), [B, Hkv, T, D]),
+    ];
+    const Vs = X.map((x, i) => rt.tensor(randn(x.size, 10 + i), x.shape));
+    const f = (att: typeof nn.attention) => (...a: Tensor[]) =>
+      sumAll(square(att(a[0], a[1], a[2], { causal: true })));
+    const peak = async (fn: () => void) => {
+      await rt.sync();
+      const base = rt.pool.inUse;
+      rt.pool.resetPeak();
+      rt.scope(fn);
+      await rt.sync();
+      return rt.pool.peak - base;
+    };
+    const gFused = await peak(() => void grad(f(nn.attention), X));
+    const hFused = await peak(() => void hvp(f(nn.attention), X, Vs));
+    const gComp = await peak(() => void grad(f(nn.attentionComposed), X));
+    const hComp = await peak(() => void hvp(f(nn.attentionComposed), X, Vs));
+    console.log(
+      `peak bytes (B ${B}, H ${H}, Hkv ${Hkv}, T=S ${T}, D ${D}; score matrix ${scoreBytes}): ` +
+        `fused grad ${gFused}, fused hvp ${hFused} (${(hFused / gFused).toFixed(2)}× grad); ` +
+        `composed grad ${gComp}, composed hvp ${hComp}`,
+    );
+    // Everything the fused grad holds is O(T·D) per head: q, k, v, O, L, gO and the grads.
+    if (!(gFused < scoreBytes / 4 && gFused < gComp / 8)) {
+      throw new Error(
+        `fused grad peak ${gFused} B is not far below the score matrix ${scoreBytes} B`,
+      );
+    }
+    if (!(hFused <= 2.5 * gFused)) {
+      throw new Error(`fused hvp peak ${hFused} B is over 2.5× the grad peak ${gFused} B`);
+    }
+  });
+});
