@@ -108,24 +108,41 @@ ${seg ? SEG_OK : ""}`;
 const ARGS =
   `@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32`;
 const MAIN = `@compute @workgroup_size(${WG})
+fn main(${ARGS}) {`;
+/**
+ * Row-kernel prologue. A workgroup covers WG consecutive query rows of ONE (b, h), so the
+ * key index and the key-row address are the same for every lane: lavapipe then loads each
+ * key once per workgroup instead of gathering it per lane. The key loop runs to the last
+ * row's end (uniform); each lane masks the keys it does not see (vis) instead of branching.
+ */
+const ROW = `
+  let bh = wid.y + wid.z * nwg.y;
+  let t0 = wid.x * ${WG}u;
+  let live = t0 + lid < u.T && bh < u.n;
+  let t = min(t0 + lid, u.T - 1u);
+  let id = min(bh, u.n - 1u) * u.T + t;
+  let b = id / (u.T * u.H);
+  let kb = (b * u.Hkv + (id / u.T) % u.H / u.grp) * u.S;
+  let qr = id * NV;
+  let myEnd = keyEnd(t);
+  let jEnd = keyEnd(min(t0 + ${WG - 1}u, u.T - 1u));`;
+/** Column-kernel prologue: as ROW with the roles swapped (WG key rows of one (b, kv head)). */
+const COL = `
+  let bk = wid.y + wid.z * nwg.y;
+  let j0 = wid.x * ${WG}u;
+  let live = j0 + lid < u.S && bk < u.n;
+  let j = min(j0 + lid, u.S - 1u);
+  let id = min(bk, u.n - 1u) * u.S + j;
+  let b = id / (u.S * u.Hkv);
+  let h0 = (id / u.S) % u.Hkv * u.grp;
+  let kr = id * NV;
+  let myStart = queryStart(j);
+  let i0 = queryStart(j0);`;
+/** Per-lane (not per-row) kernels: one lane per item, ids past the end return. */
+const MAIN_LANE = `@compute @workgroup_size(${WG})
 fn main(${ARGS}) {
   let id = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
   if (id >= u.n) { return; }`;
-/** Row-kernel prologue: query row id → (b, h, t) and the first key row of its kv head. */
-const ROW = `
-  let t = id % u.T;
-  let bh = id / u.T;
-  let b = bh / u.H;
-  let kb = (b * u.Hkv + (bh % u.H) / u.grp) * u.S;
-  let qr = id * NV;`;
-/** Column-kernel prologue: key row id → (b, kv head, j) and its first query-row index. */
-const COL = `
-  let j = id % u.S;
-  let bk = id / u.S;
-  let b = bk / u.Hkv;
-  let h0 = (bk % u.Hkv) * u.grp;
-  let kr = id * NV;
-  let i0 = queryStart(j);`;
 const bind = (i: number, name: string, type: string, rw = false) =>
   `@group(0) @binding(${i}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<${type}>;`;
 /** Bindings from a list of [name, type, rw?]; the uniform comes last. */
@@ -158,6 +175,12 @@ function uniformWords(d: Dims, n: number, flags: number, scale: number): Uint32A
   new Float32Array(u.buffer)[7] = scale;
   return u;
 }
+/** Row kernels: (row block, b·h); column kernels: (key block, b·kv head). u.n = the heads. */
+function headGrid(len: number, heads: number): [number, number, number] {
+  const y = Math.min(heads, 65535);
+  return [cdiv(len, WG), y, cdiv(heads, y)];
+}
+const laneGrid = (lanes: number) => grid1d(cdiv(lanes, WG));
 function maskFlags(m: AttnMask): number {
   return (m.causal ? F.causal : 0) | (m.segIds ? F.seg : 0);
 }
@@ -182,8 +205,8 @@ class Binder {
     this.temps.push(p);
     return p;
   }
-  run(s: KernelSpec, bs: (Tensor | GPUBuffer)[], lanes: number) {
-    this.rt.dispatch(s, bs, grid1d(cdiv(lanes, WG)));
+  run(s: KernelSpec, bs: (Tensor | GPUBuffer)[], grid: [number, number, number]) {
+    this.rt.dispatch(s, bs, grid);
     // Placeholders may go back to the pool now: later users are ordered after this dispatch.
     for (const t of this.temps.splice(0)) t.dispose();
   }
@@ -216,20 +239,20 @@ ${MAIN}${ROW}
   ${forD("q[d] = Q[qr + d] * u.scale; acc[d] = VT(0.0);")}
   var m: f32 = -3.4028235e38;
   var l: f32 = 0.0;
-  let jEnd = keyEnd(t);
   for (var j = 0u; j < jEnd; j++) {
-    if (!segOk(b, t, j)) { continue; }
+    let vis = j < myEnd && segOk(b, t, j);
     let kr = (kb + j) * NV;
     var s: f32 = 0.0;
     ${dotInto("s", "q[d]", "K[kr + d]")}
-    let mn = max(m, s);
+    let mn = select(m, max(m, s), vis);
     let cr = exp(m - mn);
-    let p = exp(s - mn);
+    let p = select(0.0, exp(s - mn), vis);
     l = l * cr + p;
     ${forD("acc[d] = acc[d] * cr + p * Vv[kr + d];")}
     m = mn;
   }
   let inv = select(0.0, 1.0 / l, l > 0.0);
+  if (!live) { return; }
   ${forD("O[qr + d] = acc[d] * inv;")}
   L[id] = select(0.0, m + log(l), l > 0.0);
 }`,
@@ -240,7 +263,6 @@ ${MAIN}${ROW}
 /** O (B, H, T, D) and the per-row log-sum-exp L (B, H, T). */
 export function attentionForward(q: Tensor, k: Tensor, v: Tensor, m: AttnMask): [Tensor, Tensor] {
   const d = dims(q, k, v, m), rt = q.rt;
-  const rows = d.B * d.H * d.T;
   const o = rt.empty(q.shape), L = rt.empty([d.B, d.H, d.T]);
   const bd = new Binder(rt);
   const seg = bd.seg(m);
@@ -251,8 +273,8 @@ export function attentionForward(q: Tensor, k: Tensor, v: Tensor, m: AttnMask): 
     seg,
     o,
     L,
-    rt.uniform(uniformWords(d, rows, maskFlags(m), m.scale)),
-  ], rows);
+    rt.uniform(uniformWords(d, d.B * d.H, maskFlags(m), m.scale)),
+  ], headGrid(d.T, d.B * d.H));
   return [o, L];
 }
 
@@ -346,13 +368,12 @@ ${MAIN}${ROW}
   if (hq) { ${forD("dq[d] = dQ[qr + d] * u.scale;")} }
   let Li = L[id];
   var c: f32 = 0.0;
-  let jEnd = keyEnd(t);
   for (var j = 0u; j < jEnd; j++) {
-    if (!segOk(b, t, j)) { continue; }
+    let vis = j < myEnd && segOk(b, t, j);
     let kr = (kb + j) * NV;
     var s: f32 = 0.0;
     ${dotInto("s", "q[d]", "K[kr + d]")}
-    let p = exp(s - Li);
+    let p = select(0.0, exp(s - Li), vis);
     var sd: f32 = 0.0;
     if (hq) { ${dotInto("sd", "dq[d]", "K[kr + d]")} }
     if (hk) { ${dotInto("sd", "q[d]", "dK[kr + d]")} }
@@ -361,6 +382,7 @@ ${MAIN}${ROW}
     ${forD("acc[d] += ps * Vv[kr + d];")}
     if (hv) { ${forD("acc[d] += p * dV[kr + d];")} }
   }
+  if (!live) { return; }
   ${forD("OD[qr + d] = acc[d] - c * O[qr + d];")}
   LD[id] = c;
 }`,
@@ -385,7 +407,6 @@ export function attentionForwardTangent(
   m: AttnMask,
 ): [Tensor, Tensor] {
   const d = dims(q, k, v, m), rt = q.rt;
-  const rows = d.B * d.H * d.T;
   const od = rt.empty(q.shape), ld = rt.empty(L.shape);
   const bd = new Binder(rt);
   const bs = [
@@ -401,8 +422,8 @@ export function attentionForwardTangent(
     od,
     ld,
   ];
-  const u = rt.uniform(uniformWords(d, rows, maskFlags(m) | bd.flags, m.scale));
-  bd.run(fwdTanSpec(d.D), [...bs, u], rows);
+  const u = rt.uniform(uniformWords(d, d.B * d.H, maskFlags(m) | bd.flags, m.scale));
+  bd.run(fwdTanSpec(d.D), [...bs, u], headGrid(d.T, d.B * d.H));
   return [od, ld];
 }
 
@@ -456,7 +477,7 @@ function statsSpec(D: number): KernelSpec {
       bindings: b.kinds,
       code: /* wgsl */ `${HEAD(D, false)}
 ${b.wgsl}
-${MAIN}
+${MAIN_LANE}
   let qr = id * NV;
   var dl: f32 = 0.0;
   ${dotInto("dl", "GO[qr + d]", "O[qr + d]")}
@@ -500,7 +521,7 @@ function rowStats(
     bd.opt(t.dgL, F.dgL),
     st,
   ];
-  bd.run(statsSpec(d.D), [...bs, rt.uniform(uniformWords(d, rows, bd.flags, 0))], rows);
+  bd.run(statsSpec(d.D), [...bs, rt.uniform(uniformWords(d, rows, bd.flags, 0))], laneGrid(rows));
   return st;
 }
 
@@ -531,16 +552,16 @@ ${MAIN}${ROW}
   var acc: array<VT, NV>;
   ${forD("q[d] = Q[qr + d] * u.scale; go[d] = GO[qr + d]; acc[d] = VT(0.0);")}
   let st = ST[id];
-  let jEnd = keyEnd(t);
   for (var j = 0u; j < jEnd; j++) {
-    if (!segOk(b, t, j)) { continue; }
+    let vis = j < myEnd && segOk(b, t, j);
     let kr = (kb + j) * NV;
     var s: f32 = 0.0;
     var dp: f32 = 0.0;
     ${forD("s += vdot(q[d], K[kr + d]); dp += vdot(go[d], Vv[kr + d]);")}
-    let ds = exp(s - st.x) * (dp - st.y);
+    let ds = select(0.0, exp(s - st.x), vis) * (dp - st.y);
     ${forD("acc[d] += ds * K[kr + d];")}
   }
+  if (!live) { return; }
   ${forD("GQ[qr + d] = acc[d] * u.scale;")}
 }`,
     };
@@ -577,18 +598,19 @@ ${MAIN}${COL}
   for (var h = h0; h < h0 + u.grp; h++) {
     let rb = (b * u.H + h) * u.T;
     for (var i = i0; i < u.T; i++) {
-      if (!segOk(b, i, j)) { continue; }
+      let vis = i >= myStart && segOk(b, i, j);
       let r = rb + i;
       let qr = r * NV;
       let st = ST[r];
       var s: f32 = 0.0;
       var dp: f32 = 0.0;
       ${forD("s += vdot(Q[qr + d], k[d]); dp += vdot(GO[qr + d], v[d]);")}
-      let p = exp(s - st.x);
+      let p = select(0.0, exp(s - st.x), vis);
       let ds = p * (dp - st.y);
       ${forD("ak[d] += ds * Q[qr + d]; av[d] += p * GO[qr + d];")}
     }
   }
+  if (!live) { return; }
   ${forD("GK[kr + d] = ak[d] * u.scale; GV[kr + d] = av[d];")}
 }`,
     };
@@ -607,7 +629,6 @@ export function attentionBackward(
   m: AttnMask,
 ): [Tensor, Tensor, Tensor] {
   const d = dims(q, k, v, m), rt = q.rt;
-  const rows = d.B * d.H * d.T, cols = d.B * d.Hkv * d.S;
   const st = rowStats(d, O, L, gO, gL, {});
   const gq = rt.empty(q.shape), gk = rt.empty(k.shape), gv = rt.empty(v.shape);
   const bd = new Binder(rt);
@@ -615,13 +636,13 @@ export function attentionBackward(
   const fl = maskFlags(m);
   rt.dispatch(
     bwdRowSpec(d.D),
-    [q, k, v, gO, st, seg, gq, rt.uniform(uniformWords(d, rows, fl, m.scale))],
-    grid1d(cdiv(rows, WG)),
+    [q, k, v, gO, st, seg, gq, rt.uniform(uniformWords(d, d.B * d.H, fl, m.scale))],
+    headGrid(d.T, d.B * d.H),
   );
   bd.run(
     bwdColSpec(d.D),
-    [q, k, v, gO, st, seg, gk, gv, rt.uniform(uniformWords(d, cols, fl, m.scale))],
-    cols,
+    [q, k, v, gO, st, seg, gk, gv, rt.uniform(uniformWords(d, d.B * d.Hkv, fl, m.scale))],
+    headGrid(d.S, d.B * d.Hkv),
   );
   st.dispose();
   return [gq, gk, gv];
@@ -675,7 +696,7 @@ function pairTangent(
     var dpd: f32 = 0.0;
     if (hg) { ${dotInto("dpd", dgoa, va)} }
     if (hv) { ${dotInto("dpd", goa, dva)} }
-    let p = exp(s - st.x);
+    let p = select(0.0, exp(s - st.x), vis);
     let pd = p * (sd - st.z);
     let ds = p * (dp - st.y);
     let dsd = pd * (dp - st.y) + p * (dpd - st.w);`;
@@ -717,9 +738,8 @@ ${MAIN}${ROW}${FLAGS_LET}
   if (hq) { ${forD("dq[d] = dQ[qr + d] * u.scale;")} }
   if (hg) { ${forD("dgo[d] = dGO[qr + d];")} }
   let st = ST[id];
-  let jEnd = keyEnd(t);
   for (var j = 0u; j < jEnd; j++) {
-    if (!segOk(b, t, j)) { continue; }
+    let vis = j < myEnd && segOk(b, t, j);
     let kr = (kb + j) * NV;
     ${
         pairTangent(
@@ -736,6 +756,7 @@ ${MAIN}${ROW}${FLAGS_LET}
     ${forD("acc[d] += dsd * K[kr + d];")}
     if (hk) { ${forD("acc[d] += ds * dK[kr + d];")} }
   }
+  if (!live) { return; }
   ${forD("OUT[qr + d] = acc[d] * u.scale;")}
 }`,
     };
@@ -779,7 +800,7 @@ ${MAIN}${COL}${FLAGS_LET}
   for (var h = h0; h < h0 + u.grp; h++) {
     let rb = (b * u.H + h) * u.T;
     for (var i = i0; i < u.T; i++) {
-      if (!segOk(b, i, j)) { continue; }
+      let vis = i >= myStart && segOk(b, i, j);
       let r = rb + i;
       let qr = r * NV;
       let st = ST[r];
@@ -800,6 +821,7 @@ ${MAIN}${COL}${FLAGS_LET}
       if (hg) { ${forD("av[d] += p * dGO[qr + d];")} }
     }
   }
+  if (!live) { return; }
   ${forD("OK[kr + d] = ak[d] * u.scale; OV[kr + d] = av[d];")}
 }`,
     };
@@ -824,7 +846,6 @@ export function attentionBackwardTangent(
 ): [Tensor, Tensor, Tensor] | undefined {
   if (!t.dq && !t.dk && !t.dv && !t.dO && !t.dL && !t.dgO && !t.dgL) return undefined;
   const d = dims(q, k, v, m), rt = q.rt;
-  const rows = d.B * d.H * d.T, cols = d.B * d.Hkv * d.S;
   const st = rowStats(d, O, L, gO, gL, t);
   const oq = rt.empty(q.shape), ok = rt.empty(k.shape), ov = rt.empty(v.shape);
   const bd = new Binder(rt);
@@ -843,13 +864,13 @@ export function attentionBackwardTangent(
   const fl = maskFlags(m) | bd.flags;
   rt.dispatch(
     bwdTanRowSpec(d.D),
-    [...ins, oq, rt.uniform(uniformWords(d, rows, fl, m.scale))],
-    grid1d(cdiv(rows, WG)),
+    [...ins, oq, rt.uniform(uniformWords(d, d.B * d.H, fl, m.scale))],
+    headGrid(d.T, d.B * d.H),
   );
   bd.run(
     bwdTanColSpec(d.D),
-    [...ins, ok, ov, rt.uniform(uniformWords(d, cols, fl, m.scale))],
-    cols,
+    [...ins, ok, ov, rt.uniform(uniformWords(d, d.B * d.Hkv, fl, m.scale))],
+    headGrid(d.S, d.B * d.Hkv),
   );
   st.dispose();
   return [oq, ok, ov];
