@@ -81,8 +81,32 @@ const close = (got: ArrayLike<number>, want: A, label: string, tol = 2e-4) => {
   assertClose(got, want, { rtol: tol, atol: tol * Math.max(mag, 1e-3), label });
 };
 
+const sgOk = rt.hasSubgroups && rt.subgroupSize === 8;
+const families = ["plain", "subgroup"] as const;
+
 for (const [ci, c] of cfgs.entries()) {
-  Deno.test(`fused attention kernels vs float64 reference: ${c.name}`, async () => {
+  for (const fam of families) {
+    Deno.test({
+      name: `fused attention ${fam} kernels vs float64 reference: ${c.name}`,
+      ignore: fam === "subgroup" && !sgOk,
+      fn: () => withFamily(fam, () => kernelsVsRef(c, ci)),
+    });
+  }
+}
+
+/** Run with the kernel family forced (restored afterwards). */
+async function withFamily(fam: "plain" | "subgroup", fn: () => Promise<void>) {
+  const before = AK.attentionKernelConfig.family;
+  AK.attentionKernelConfig.family = fam;
+  try {
+    await fn();
+  } finally {
+    AK.attentionKernelConfig.family = before;
+  }
+}
+
+async function kernelsVsRef(c: Cfg, ci: number) {
+  {
     const { x, t } = data(c, 10 + ci * 20);
     const R = ref(c);
     await rt.scopeAsync(async () => {
@@ -152,8 +176,10 @@ for (const [ci, c] of cfgs.entries()) {
         close(await rt.readF32(part[i]), rPart[i], `backward tangent (dk, dO, dgO) ${n}`, 5e-4);
       }
     });
-  });
+  }
+}
 
+for (const [ci, c] of cfgs.entries()) {
   Deno.test(`fused attention float64 references vs central differences: ${c.name}`, () => {
     const { x, t } = data(c, 500 + ci * 20);
     const R = ref(c), h = 1e-6;

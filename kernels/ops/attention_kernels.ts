@@ -266,7 +266,7 @@ export function attentionForward(q: Tensor, k: Tensor, v: Tensor, m: AttnMask): 
   const o = rt.empty(q.shape), L = rt.empty([d.B, d.H, d.T]);
   const bd = new Binder(rt);
   const seg = bd.seg(m);
-  bd.run(fwdSpec(d.D), [
+  bd.run((useSg(rt) ? fwdSgSpec : fwdSpec)(d.D), [
     q,
     k,
     v,
@@ -423,7 +423,7 @@ export function attentionForwardTangent(
     ld,
   ];
   const u = rt.uniform(uniformWords(d, d.B * d.H, maskFlags(m) | bd.flags, m.scale));
-  bd.run(fwdTanSpec(d.D), [...bs, u], headGrid(d.T, d.B * d.H));
+  bd.run((useSg(rt) ? fwdTanSgSpec : fwdTanSpec)(d.D), [...bs, u], headGrid(d.T, d.B * d.H));
   return [od, ld];
 }
 
@@ -635,12 +635,12 @@ export function attentionBackward(
   const seg = bd.seg(m);
   const fl = maskFlags(m);
   rt.dispatch(
-    bwdRowSpec(d.D),
+    (useSg(rt) ? bwdRowSgSpec : bwdRowSpec)(d.D),
     [q, k, v, gO, st, seg, gq, rt.uniform(uniformWords(d, d.B * d.H, fl, m.scale))],
     headGrid(d.T, d.B * d.H),
   );
   bd.run(
-    bwdColSpec(d.D),
+    (useSg(rt) ? bwdColSgSpec : bwdColSpec)(d.D),
     [q, k, v, gO, st, seg, gk, gv, rt.uniform(uniformWords(d, d.B * d.Hkv, fl, m.scale))],
     headGrid(d.S, d.B * d.Hkv),
   );
@@ -863,12 +863,12 @@ export function attentionBackwardTangent(
   ];
   const fl = maskFlags(m) | bd.flags;
   rt.dispatch(
-    bwdTanRowSpec(d.D),
+    (useSg(rt) ? bwdTanRowSgSpec : bwdTanRowSpec)(d.D),
     [...ins, oq, rt.uniform(uniformWords(d, d.B * d.H, fl, m.scale))],
     headGrid(d.T, d.B * d.H),
   );
   bd.run(
-    bwdTanColSpec(d.D),
+    (useSg(rt) ? bwdTanColSgSpec : bwdTanColSpec)(d.D),
     [...ins, ok, ov, rt.uniform(uniformWords(d, d.B * d.Hkv, fl, m.scale))],
     headGrid(d.S, d.B * d.Hkv),
   );
@@ -907,4 +907,442 @@ export function attentionBackwardTangent64(
     }
   });
   return [oq, ok, ov];
+}
+
+// ------------------------------------------------------------------ 8-lane subgroup variants
+
+/**
+ * On 8-lane subgroup CPU adapters (lavapipe) a per-lane load of a key row that every lane
+ * of the subgroup needs is an 8-way gather of one address. The subgroup variants instead
+ * stream the other side in blocks of 8 rows: lane l loads row (block + l) — 8 distinct
+ * rows per gather — and the pair terms take each row from its lane with subgroupBroadcast
+ * (a register permute). Same maths and masks as the plain kernels above; the block loop is
+ * workgroup-uniform (as subgroup operations need) and invisible pairs get P = 0.
+ */
+export const attentionKernelConfig = {
+  /** "auto": subgroup variants where the adapter has 8-lane subgroups; tests force either. */
+  family: "auto" as "auto" | "plain" | "subgroup",
+};
+function useSg(rt: Runtime): boolean {
+  const f = attentionKernelConfig.family;
+  const ok = rt.hasSubgroups && rt.subgroupSize === 8;
+  if (f === "subgroup" && !ok) {
+    throw new Error("attention: the subgroup kernels need an adapter with 8-lane subgroups");
+  }
+  return f === "subgroup" || (f === "auto" && ok);
+}
+
+const SG_MAIN = `@compute @workgroup_size(${WG})
+fn main(${ARGS}, @builtin(subgroup_invocation_id) lane: u32) {`;
+const J8 = [0, 1, 2, 3, 4, 5, 6, 7];
+
+/** A per-lane load of the other side's row chunk c (only when `cond`, a uniform test). */
+interface SgLoad {
+  readonly v: string;
+  readonly arr: string;
+  readonly cond?: string;
+}
+/** out_jj += vdot(own, other broadcast from lane jj). */
+interface SgDot {
+  readonly out: string;
+  readonly own: string;
+  readonly other: string;
+  readonly cond?: string;
+}
+/** acc[c] += coef_jj · (other broadcast from lane jj). */
+interface SgAcc {
+  readonly acc: string;
+  readonly other: string;
+  readonly coef: string;
+  readonly cond?: string;
+}
+const iff = (cond: string | undefined, code: string) => (cond ? `if (${cond}) { ${code} }` : code);
+
+/**
+ * One block of 8 pairs: phase 1 loads the other side's chunks and forms the dot products
+ * for the 8 pairs; `scal(jj)` turns them into per-pair coefficients (names suffixed jj);
+ * `mid` runs once per block; phase 3 reloads chunks and accumulates (acc scaled by
+ * `accScale` first when given). `idx` = element offset of this lane's chunk c.
+ */
+function sgBlock(o: {
+  idx: string;
+  loads1: SgLoad[];
+  dots: SgDot[];
+  scal: (jj: number) => string;
+  mid?: string;
+  loads2: SgLoad[];
+  accs: SgAcc[];
+  accScale?: string;
+}): string {
+  const outs = [...new Set(o.dots.map((d) => d.out))];
+  const decl = outs.map((n) => J8.map((j) => `var ${n}${j}: f32 = 0.0;`).join(" ")).join("\n");
+  const load = (l: SgLoad) =>
+    `var ${l.v}: VT = VT(0.0);${l.cond ? ` if (${l.cond}) {` : ""} ${l.v} = ${l.arr}[${o.idx}];${
+      l.cond ? " }" : ""
+    }`;
+  const ph1 = o.dots.map((d) =>
+    iff(
+      d.cond,
+      `let ${d.out}_o = ${d.own};\n` +
+        J8.map((j) => `${d.out}${j} += vdot(${d.out}_o, subgroupBroadcast(${d.other}, ${j}u));`)
+          .join("\n"),
+    )
+  ).join("\n");
+  const byAcc = new Map<string, SgAcc[]>();
+  for (const a of o.accs) byAcc.set(a.acc, [...(byAcc.get(a.acc) ?? []), a]);
+  const ph3 = [...byAcc.entries()].map(([acc, list]) => {
+    const first = `var ${acc}_n = ${o.accScale ? `${acc}[c] * ${o.accScale}` : `${acc}[c]`};`;
+    const terms = list.map((a) =>
+      iff(
+        a.cond,
+        J8.map((j) => `${acc}_n += ${a.coef}${j} * subgroupBroadcast(${a.other}, ${j}u);`).join(
+          "\n",
+        ),
+      )
+    ).join("\n");
+    return `${first}\n${terms}\n${acc}[c] = ${acc}_n;`;
+  }).join("\n");
+  return `
+    ${decl}
+    for (var c = 0u; c < NV; c++) {
+      ${o.loads1.map(load).join("\n")}
+      ${ph1}
+    }
+    ${J8.map(o.scal).join("\n")}
+    ${o.mid ?? ""}
+    for (var c = 0u; c < NV; c++) {
+      ${o.loads2.map(load).join("\n")}
+      ${ph3}
+    }`;
+}
+
+/** Row kernels: blocks of 8 keys; pair jj is key j0 + jj. */
+const SG_ROW_LOOP = (body: string) => `
+  let segT = select(0, SEG[b * u.T + t], has(${F.seg}u));
+  for (var j0 = 0u; j0 < jEnd; j0 += 8u) {
+    let jl = min(j0 + lane, u.S - 1u);
+    let segL = select(0, SEG[b * u.S + jl], has(${F.seg}u));
+    ${body}
+  }`;
+const sgRowVis = (jj: number) =>
+  `let vis${jj} = j0 + ${jj}u < myEnd && segT == subgroupBroadcast(segL, ${jj}u);`;
+/** Column kernels: per query head of the group, blocks of 8 queries; pair jj is i0b + jj. */
+const SG_COL_LOOP = (body: string) => `
+  let segJ = select(0, SEG[b * u.S + j], has(${F.seg}u));
+  for (var h = h0; h < h0 + u.grp; h++) {
+    let rb = (b * u.H + h) * u.T;
+    for (var i0b = i0; i0b < u.T; i0b += 8u) {
+      let il = min(i0b + lane, u.T - 1u);
+      let r = rb + il;
+      let segL = select(0, SEG[b * u.T + il], has(${F.seg}u));
+      let stL = ST[r];
+      ${body}
+    }
+  }`;
+const sgColVis = (jj: number) =>
+  `let i${jj} = i0b + ${jj}u;
+  let vis${jj} = i${jj} < u.T && i${jj} >= myStart && segJ == subgroupBroadcast(segL, ${jj}u);
+  let st${jj} = subgroupBroadcast(stL, ${jj}u);`;
+
+function sgSpec(name: string, D: number, list: [string, string, boolean?][], body: string) {
+  return spec(`${name}_sg`, D, () => {
+    const b = bindings(list);
+    return { name: `${name}_sg`, bindings: b.kinds, code: `${HEAD(D)}\n${b.wgsl}\n${body}` };
+  });
+}
+
+function fwdSgSpec(D: number): KernelSpec {
+  return sgSpec(
+    "attn_fwd",
+    D,
+    [["Q", "VT"], ["K", "VT"], ["Vv", "VT"], ["SEG", "i32"], ["O", "VT", true], ["L", "f32", true]],
+    /* wgsl */ `${SG_MAIN}${ROW}
+  var q: array<VT, NV>;
+  var acc: array<VT, NV>;
+  ${forD("q[d] = Q[qr + d] * u.scale; acc[d] = VT(0.0);")}
+  var m: f32 = -3.4028235e38;
+  var l: f32 = 0.0;
+  ${
+      SG_ROW_LOOP(sgBlock({
+        idx: "(kb + jl) * NV + c",
+        loads1: [{ v: "kc", arr: "K" }],
+        dots: [{ out: "s", own: "q[c]", other: "kc" }],
+        scal: (j) => `${sgRowVis(j)}\nlet sv${j} = select(-3.4028235e38, s${j}, vis${j});`,
+        mid: `
+    let mn = max(m, max(max(max(sv0, sv1), max(sv2, sv3)), max(max(sv4, sv5), max(sv6, sv7))));
+    let cr = exp(m - mn);
+    ${J8.map((j) => `let p${j} = select(0.0, exp(s${j} - mn), vis${j});`).join("\n")}
+    l = l * cr + ${J8.map((j) => `p${j}`).join(" + ")};
+    m = mn;`,
+        loads2: [{ v: "vc", arr: "Vv" }],
+        accs: [{ acc: "acc", other: "vc", coef: "p" }],
+        accScale: "cr",
+      }))
+    }
+  let inv = select(0.0, 1.0 / l, l > 0.0);
+  if (!live) { return; }
+  ${forD("O[qr + d] = acc[d] * inv;")}
+  L[id] = select(0.0, m + log(l), l > 0.0);
+}`,
+  );
+}
+
+function fwdTanSgSpec(D: number): KernelSpec {
+  return sgSpec(
+    "attn_fwd_tangent",
+    D,
+    [
+      ["Q", "VT"],
+      ["K", "VT"],
+      ["Vv", "VT"],
+      ["O", "VT"],
+      ["L", "f32"],
+      ["dQ", "VT"],
+      ["dK", "VT"],
+      ["dV", "VT"],
+      ["SEG", "i32"],
+      ["OD", "VT", true],
+      ["LD", "f32", true],
+    ],
+    /* wgsl */ `${SG_MAIN}${ROW}${FLAGS_LET}
+  var q: array<VT, NV>;
+  var dq: array<VT, NV>;
+  var acc: array<VT, NV>;
+  ${forD("q[d] = Q[qr + d] * u.scale; acc[d] = VT(0.0);")}
+  if (hq) { ${forD("dq[d] = dQ[qr + d] * u.scale;")} }
+  let Li = L[id];
+  var cs: f32 = 0.0;
+  ${
+      SG_ROW_LOOP(sgBlock({
+        idx: "(kb + jl) * NV + c",
+        loads1: [{ v: "kc", arr: "K" }, { v: "dkc", arr: "dK", cond: "hk" }],
+        dots: [
+          { out: "s", own: "q[c]", other: "kc" },
+          { out: "sd", own: "dq[c]", other: "kc", cond: "hq" },
+          { out: "sd", own: "q[c]", other: "dkc", cond: "hk" },
+        ],
+        scal: (j) =>
+          `${sgRowVis(j)}
+  let p${j} = select(0.0, exp(s${j} - Li), vis${j});
+  let ps${j} = p${j} * sd${j};
+  cs += ps${j};`,
+        loads2: [{ v: "vc", arr: "Vv" }, { v: "dvc", arr: "dV", cond: "hv" }],
+        accs: [
+          { acc: "acc", other: "vc", coef: "ps" },
+          { acc: "acc", other: "dvc", coef: "p", cond: "hv" },
+        ],
+      }))
+    }
+  if (!live) { return; }
+  ${forD("OD[qr + d] = acc[d] - cs * O[qr + d];")}
+  LD[id] = cs;
+}`,
+  );
+}
+
+function bwdRowSgSpec(D: number): KernelSpec {
+  return sgSpec(
+    "attn_bwd_row",
+    D,
+    [
+      ["Q", "VT"],
+      ["K", "VT"],
+      ["Vv", "VT"],
+      ["GO", "VT"],
+      ["ST", "vec4f"],
+      ["SEG", "i32"],
+      ["GQ", "VT", true],
+    ],
+    /* wgsl */ `${SG_MAIN}${ROW}
+  var q: array<VT, NV>;
+  var go: array<VT, NV>;
+  var acc: array<VT, NV>;
+  ${forD("q[d] = Q[qr + d] * u.scale; go[d] = GO[qr + d]; acc[d] = VT(0.0);")}
+  let st = ST[id];
+  ${
+      SG_ROW_LOOP(sgBlock({
+        idx: "(kb + jl) * NV + c",
+        loads1: [{ v: "kc", arr: "K" }, { v: "vc", arr: "Vv" }],
+        dots: [{ out: "s", own: "q[c]", other: "kc" }, { out: "dp", own: "go[c]", other: "vc" }],
+        scal: (j) =>
+          `${sgRowVis(j)}
+  let ds${j} = select(0.0, exp(s${j} - st.x), vis${j}) * (dp${j} - st.y);`,
+        loads2: [{ v: "kc", arr: "K" }],
+        accs: [{ acc: "acc", other: "kc", coef: "ds" }],
+      }))
+    }
+  if (!live) { return; }
+  ${forD("GQ[qr + d] = acc[d] * u.scale;")}
+}`,
+  );
+}
+
+function bwdColSgSpec(D: number): KernelSpec {
+  return sgSpec(
+    "attn_bwd_col",
+    D,
+    [
+      ["Q", "VT"],
+      ["K", "VT"],
+      ["Vv", "VT"],
+      ["GO", "VT"],
+      ["ST", "vec4f"],
+      ["SEG", "i32"],
+      ["GK", "VT", true],
+      ["GV", "VT", true],
+    ],
+    /* wgsl */ `${SG_MAIN}${COL}
+  var k: array<VT, NV>;
+  var v: array<VT, NV>;
+  var ak: array<VT, NV>;
+  var av: array<VT, NV>;
+  ${forD("k[d] = K[kr + d] * u.scale; v[d] = Vv[kr + d]; ak[d] = VT(0.0); av[d] = VT(0.0);")}
+  ${
+      SG_COL_LOOP(sgBlock({
+        idx: "r * NV + c",
+        loads1: [{ v: "qc", arr: "Q" }, { v: "gc", arr: "GO" }],
+        dots: [{ out: "s", own: "k[c]", other: "qc" }, { out: "dp", own: "v[c]", other: "gc" }],
+        scal: (j) =>
+          `${sgColVis(j)}
+  let p${j} = select(0.0, exp(s${j} - st${j}.x), vis${j});
+  let ds${j} = p${j} * (dp${j} - st${j}.y);`,
+        loads2: [{ v: "qc", arr: "Q" }, { v: "gc", arr: "GO" }],
+        accs: [{ acc: "ak", other: "qc", coef: "ds" }, { acc: "av", other: "gc", coef: "p" }],
+      }))
+    }
+  if (!live) { return; }
+  ${forD("GK[kr + d] = ak[d] * u.scale; GV[kr + d] = av[d];")}
+}`,
+  );
+}
+
+/** Per-pair tangent coefficients (see pairTangent), for pair jj with stats `st`. */
+const sgTanScal = (j: number, st: string) => `
+  let p${j} = select(0.0, exp(s${j} - ${st}.x), vis${j});
+  let pd${j} = p${j} * (sd${j} - ${st}.z);
+  let ds${j} = p${j} * (dp${j} - ${st}.y);
+  let dsd${j} = pd${j} * (dp${j} - ${st}.y) + p${j} * (dpd${j} - ${st}.w);`;
+
+function bwdTanRowSgSpec(D: number): KernelSpec {
+  return sgSpec(
+    "attn_bwd_tangent_row",
+    D,
+    [
+      ["Q", "VT"],
+      ["K", "VT"],
+      ["Vv", "VT"],
+      ["GO", "VT"],
+      ["ST", "vec4f"],
+      ["dQ", "VT"],
+      ["dK", "VT"],
+      ["dV", "VT"],
+      ["dGO", "VT"],
+      ["SEG", "i32"],
+      ["OUT", "VT", true],
+    ],
+    /* wgsl */ `${SG_MAIN}${ROW}${FLAGS_LET}
+  var q: array<VT, NV>;
+  var go: array<VT, NV>;
+  var dq: array<VT, NV>;
+  var dgo: array<VT, NV>;
+  var acc: array<VT, NV>;
+  ${forD("q[d] = Q[qr + d] * u.scale; go[d] = GO[qr + d]; acc[d] = VT(0.0);")}
+  if (hq) { ${forD("dq[d] = dQ[qr + d] * u.scale;")} }
+  if (hg) { ${forD("dgo[d] = dGO[qr + d];")} }
+  let st = ST[id];
+  ${
+      SG_ROW_LOOP(sgBlock({
+        idx: "(kb + jl) * NV + c",
+        loads1: [
+          { v: "kc", arr: "K" },
+          { v: "vc", arr: "Vv" },
+          { v: "dkc", arr: "dK", cond: "hk" },
+          { v: "dvc", arr: "dV", cond: "hv" },
+        ],
+        dots: [
+          { out: "s", own: "q[c]", other: "kc" },
+          { out: "dp", own: "go[c]", other: "vc" },
+          { out: "sd", own: "dq[c]", other: "kc", cond: "hq" },
+          { out: "sd", own: "q[c]", other: "dkc", cond: "hk" },
+          { out: "dpd", own: "dgo[c]", other: "vc", cond: "hg" },
+          { out: "dpd", own: "go[c]", other: "dvc", cond: "hv" },
+        ],
+        scal: (j) => `${sgRowVis(j)}${sgTanScal(j, "st")}`,
+        loads2: [{ v: "kc", arr: "K" }, { v: "dkc", arr: "dK", cond: "hk" }],
+        accs: [
+          { acc: "acc", other: "kc", coef: "dsd" },
+          { acc: "acc", other: "dkc", coef: "ds", cond: "hk" },
+        ],
+      }))
+    }
+  if (!live) { return; }
+  ${forD("OUT[qr + d] = acc[d] * u.scale;")}
+}`,
+  );
+}
+
+function bwdTanColSgSpec(D: number): KernelSpec {
+  return sgSpec(
+    "attn_bwd_tangent_col",
+    D,
+    [
+      ["Q", "VT"],
+      ["K", "VT"],
+      ["Vv", "VT"],
+      ["GO", "VT"],
+      ["ST", "vec4f"],
+      ["dQ", "VT"],
+      ["dK", "VT"],
+      ["dV", "VT"],
+      ["dGO", "VT"],
+      ["SEG", "i32"],
+      ["OK", "VT", true],
+      ["OV", "VT", true],
+    ],
+    /* wgsl */ `${SG_MAIN}${COL}${FLAGS_LET}
+  var k: array<VT, NV>;
+  var v: array<VT, NV>;
+  var dk: array<VT, NV>;
+  var dv: array<VT, NV>;
+  var ak: array<VT, NV>;
+  var av: array<VT, NV>;
+  ${forD("k[d] = K[kr + d] * u.scale; v[d] = Vv[kr + d]; ak[d] = VT(0.0); av[d] = VT(0.0);")}
+  if (hk) { ${forD("dk[d] = dK[kr + d] * u.scale;")} }
+  if (hv) { ${forD("dv[d] = dV[kr + d];")} }
+  ${
+      SG_COL_LOOP(sgBlock({
+        idx: "r * NV + c",
+        loads1: [
+          { v: "qc", arr: "Q" },
+          { v: "gc", arr: "GO" },
+          { v: "dqc", arr: "dQ", cond: "hq" },
+          { v: "dgc", arr: "dGO", cond: "hg" },
+        ],
+        dots: [
+          { out: "s", own: "k[c]", other: "qc" },
+          { out: "dp", own: "v[c]", other: "gc" },
+          { out: "sd", own: "k[c]", other: "dqc", cond: "hq" },
+          { out: "sd", own: "dk[c]", other: "qc", cond: "hk" },
+          { out: "dpd", own: "v[c]", other: "dgc", cond: "hg" },
+          { out: "dpd", own: "dv[c]", other: "gc", cond: "hv" },
+        ],
+        scal: (j) => `${sgColVis(j)}${sgTanScal(j, `st${j}`)}`,
+        loads2: [
+          { v: "qc", arr: "Q" },
+          { v: "gc", arr: "GO" },
+          { v: "dqc", arr: "dQ", cond: "hq" },
+          { v: "dgc", arr: "dGO", cond: "hg" },
+        ],
+        accs: [
+          { acc: "ak", other: "qc", coef: "dsd" },
+          { acc: "ak", other: "dqc", coef: "ds", cond: "hq" },
+          { acc: "av", other: "gc", coef: "pd" },
+          { acc: "av", other: "dgc", coef: "p", cond: "hg" },
+        ],
+      }))
+    }
+  if (!live) { return; }
+  ${forD("OK[kr + d] = ak[d] * u.scale; OV[kr + d] = av[d];")}
+}`,
+  );
 }
