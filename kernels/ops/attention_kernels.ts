@@ -12,10 +12,13 @@
  * segment ids (B, T) i32 (needs S = T) hide keys of another segment. A fully masked row
  * gives O = 0 and L = 0 (the composed softmax gives an all-zero row too).
  *
- * Pipelines are specialised per (kernel, D) only — sizes, masks and which tangents are
- * present travel in a uniform — because pipeline creation costs up to ~1 s on lavapipe.
- * D % 4 = 0 uses vec4 loads; other D a scalar path. Each kernel has a float64 reference
- * (plain loops) below it; tests compare both.
+ * Pipelines are specialised per (kernel, D, family) only — sizes, masks and which tangents
+ * are present travel in a uniform — because pipeline creation costs up to ~1 s on lavapipe.
+ * D % 4 = 0 uses vec4 loads; other D a scalar path. Each workgroup covers rows of one
+ * (b, head), so its key (or query) loop is uniform. Two families: plain (any adapter) and,
+ * on 8-lane subgroup adapters (lavapipe), variants that stream the other side in blocks of
+ * 8 rows shared by subgroupBroadcast (end of file; ~6× faster there). Each kernel has a
+ * float64 reference (plain loops) beside it; tests compare both families with them.
  */
 import type { Runtime } from "../runtime/runtime.ts";
 import type { Tensor } from "../runtime/tensor.ts";
