@@ -28,6 +28,7 @@ import {
   sumAll,
 } from "../../kernels/autodiff/basic.ts";
 import {
+  attention,
   crossEntropyRows,
   dropout as dropoutOp,
   layerNorm,
@@ -388,14 +389,21 @@ export class GpuModel {
         pk?.dispose();
         pv?.dispose();
       }
-      // Grouped-query attention without copying k/v: view q (B, H, T, hd) as
-      // (B, Hkv, grp·T, hd) — head a = kvHead·grp + g, as HF's repeat_kv — and the scores
-      // back as (B, H, T, S) for the masked softmax.
-      const qh = reshape(heads(q, H), [B, Hkv, grp * T, hd]);
-      let s = reshape(matmul(qh, kh, { transB: true }), [B, H, T, S]);
-      if (mask) s = add(s, mask);
-      const p = softmax(s, { heads: H, causal: cap === undefined, segIds: segT });
-      const att = reshape(matmul(reshape(p, [B, Hkv, grp * T, S]), vh), [B, H, T, hd]);
+      let att: Tensor; // (B, H, T, hd)
+      if (!mask && (!segT || S === T)) {
+        // Fused (flash) attention, causal with the S − T offset of a growing cache: no
+        // (B, H, T, S) score matrix, forward, backward and their tangents (q is pre-scaled).
+        att = attention(heads(q, H), kh, vh, { causal: true, segIds: segT, scale: 1 });
+      } else {
+        // Padded rows or a fixed-capacity cache need an additive mask: composed attention.
+        // Grouped-query without copying k/v: view q (B, H, T, hd) as (B, Hkv, grp·T, hd) —
+        // head a = kvHead·grp + g, as HF's repeat_kv — and the scores back as (B, H, T, S).
+        const qh = reshape(heads(q, H), [B, Hkv, grp * T, hd]);
+        let s = reshape(matmul(qh, kh, { transB: true }), [B, H, T, S]);
+        if (mask) s = add(s, mask);
+        const p = softmax(s, { heads: H, causal: cap === undefined, segIds: segT });
+        att = reshape(matmul(reshape(p, [B, Hkv, grp * T, S]), vh), [B, H, T, hd]);
+      }
       const merged = reshape(permute(att, [0, 2, 1, 3]), [N, qw]);
       x = add(x, proj(merged, l, "o"));
       const h2 = norm(x, `layers.${l}.norm2`);
