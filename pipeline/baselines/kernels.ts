@@ -6,6 +6,8 @@ export const BASELINE_SOURCES: readonly string[] = [
   "kernels/autodiff/tape.ts",
   "kernels/autodiff/basic.ts",
   "kernels/autodiff/nn.ts",
+  "kernels/autodiff/attention.ts",
+  "kernels/ops/attention_kernels.ts",
   "kernels/autodiff/transforms.ts",
   "kernels/ops/elementwise.ts",
   "kernels/ops/nn_kernels.ts",

@@ -61,6 +61,8 @@ export const pretrainStage = defineStage({
     "pipeline/model/gpu_model.ts",
     "pipeline/model/gpu_pretrain_data.ts",
     "kernels/autodiff/nn.ts",
+    "kernels/autodiff/attention.ts",
+    "kernels/ops/attention_kernels.ts",
     "kernels/autodiff/basic.ts",
   ],
   codec: modelCodec,

@@ -87,6 +87,8 @@ const KERNELS = [
   "kernels/autodiff/tape.ts",
   "kernels/autodiff/basic.ts",
   "kernels/autodiff/nn.ts",
+  "kernels/autodiff/attention.ts",
+  "kernels/ops/attention_kernels.ts",
   "kernels/ops/elementwise.ts",
   "kernels/ops/nn_kernels.ts",
   "kernels/ops/reduce.ts",
