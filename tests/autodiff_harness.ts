@@ -1,8 +1,10 @@
 /**
  * Checks one differentiable op (or composition) four ways against a float64 reference:
  * forward values; JVP against central differences; VJP by the adjoint identity
- * ⟨vjp(g), v⟩ = ⟨g, J·v⟩ (J·v by differences); HVP of L = Σ c ⊙ f(x)² as ⟨H·v, u⟩ against the
+ * ⟨vjp(g), v⟩ = ⟨g, J·v⟩ (J·v by differences); HVP of L = Σ c ⊙ f(x)³ as ⟨H·v, u⟩ against the
  * mixed central difference ∂²L/∂a∂b (x + a·u + b·v), plus ⟨∇L, u⟩ against differences.
+ * A cube, not a square: for f = sqrt, Σ c ⊙ f(x)² is linear in x, its Hessian is exactly zero and
+ * the check compared float32 noise with zero (it failed on an NVIDIA H200, passed on lavapipe).
  */
 import type { Runtime } from "../kernels/runtime/runtime.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
@@ -52,7 +54,7 @@ export async function checkOp(rt: Runtime, c: OpCase, seed = 1): Promise<void> {
   })();
   const L = (ys: A) => {
     let s = 0;
-    for (let i = 0; i < ys.length; i++) s += cW[i] * ys[i] * ys[i];
+    for (let i = 0; i < ys.length; i++) s += cW[i] * ys[i] * ys[i] * ys[i];
     return s;
   };
   const Lat = (a: number, b: number) =>
@@ -86,11 +88,12 @@ export async function checkOp(rt: Runtime, c: OpCase, seed = 1): Promise<void> {
     }
     close(`${c.name} VJP ⟨vjp(g), v⟩`, lhs, dot(gOut, refJv), mag, tol);
     if (c.noHvp) return;
-    // gradient and HVP of L = Σ c ⊙ f(x)²
+    // gradient and HVP of L = Σ c ⊙ f(x)³
     const Ct = rt.tensor(Float32Array.from(cW), [y0.length]);
     const loss = (...a: Tensor[]) => {
       const out = c.gpu(...a);
-      return sumAll(mul(square(reshape(out, [out.size])), Ct));
+      const flat = reshape(out, [out.size]);
+      return sumAll(mul(mul(square(flat), flat), Ct));
     };
     const g1 = grad(loss, X);
     let gu = 0, gmag = 0;
