@@ -10,8 +10,10 @@ export default defineExperiment({
   description: "Needles in a haystack, QA1, long test contexts (paper Table 5).",
   overrides: {
     all: { tasks: ["qa1"], methods: ["perk", "ft-icr"] },
-    cpu: { train_lengths: ["1k"], test_lengths: ["8k"], n_test: 100 },
-    paper: { train_lengths: ["8k"], test_lengths: ["8k", "32k"] },
+    // FT-ICR reads the whole context: 8K prompts (~9.9K tiny-vocabulary tokens) exceed the tiny
+    // base's 4096 positions and 32K ones Qwen2.5's 32768, so RoPE is scaled (YaRN) for them.
+    cpu: { train_lengths: ["1k"], test_lengths: ["8k"], n_test: 100, rope_scaling: "yarn:4" },
+    paper: { train_lengths: ["8k"], test_lengths: ["8k", "32k"], rope_scaling: "yarn:2" },
   },
   note: "With the cpu profile the training contexts are 1K (train column); tests are 8K.",
 });

@@ -20,8 +20,12 @@ export default defineExperiment({
       n_validation: 8,
       n_test: 20,
       epochs: 1,
+      // FT-ICR reads the whole context: 8K prompts (~9.9K tiny-vocabulary tokens) exceed the
+      // tiny base's 4096 positions, so RoPE is scaled (YaRN ×4 covers 16K).
+      rope_scaling: "yarn:4",
     },
-    paper: { train_lengths: ["8k"], test_lengths: ["8k", "32k"] },
+    // 32K prompts exceed Qwen2.5's 32768 positions.
+    paper: { train_lengths: ["8k"], test_lengths: ["8k", "32k"], rope_scaling: "yarn:2" },
   },
   note: "With the cpu profile the training contexts are 1K (train column); tests are 8K.",
 });

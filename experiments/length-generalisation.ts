@@ -7,10 +7,18 @@ export default defineExperiment({
   description: "PERK and FT-ICR trained at each train length, tested at each test length.",
   overrides: {
     all: { tasks: ["qa1"], methods: ["perk", "ft-icr"] },
-    cpu: { train_lengths: ["1k", "2k"], test_lengths: ["1k", "2k", "4k", "8k"], n_test: 50 },
+    // FT-ICR reads the whole context: prompts beyond the base's positions (4096 for the tiny
+    // base, 32768 for Qwen2.5) need scaled RoPE; YaRN leaves shorter prompts as they were.
+    cpu: {
+      train_lengths: ["1k", "2k"],
+      test_lengths: ["1k", "2k", "4k", "8k"],
+      n_test: 50,
+      rope_scaling: "yarn:4",
+    },
     paper: {
       train_lengths: ["1k", "2k", "4k", "8k"],
       test_lengths: ["1k", "2k", "4k", "8k", "16k", "32k"],
+      rope_scaling: "yarn:2",
     },
   },
   note: "The cpu profile uses 50 test problems per cell: read the intervals.",
