@@ -8,6 +8,7 @@ import { Effect, Schema } from "effect";
 import { Gpu } from "../../kernels/runtime/gpu.ts";
 import { defineStage, type OutputCodec } from "../experiment/stage.ts";
 import { StageError } from "../experiment/errors.ts";
+import { stageSources } from "../experiment/sources.ts";
 import { type Node, node } from "../experiment/graph.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { encodeSafetensors, SafetensorsReader } from "./safetensors.ts";
@@ -56,15 +57,7 @@ export const pretrainStage = defineStage({
   name: "pretrain-base",
   version: 1,
   params: PretrainParams,
-  kernels: [
-    "pipeline/model/pretrain.ts",
-    "pipeline/model/gpu_model.ts",
-    "pipeline/model/gpu_pretrain_data.ts",
-    "kernels/autodiff/nn.ts",
-    "kernels/autodiff/attention.ts",
-    "kernels/ops/attention_kernels.ts",
-    "kernels/autodiff/basic.ts",
-  ],
+  kernels: stageSources(import.meta.url),
   codec: modelCodec,
   run: (p, _inputs: Record<string, never>, ctx) =>
     Effect.gen(function* () {

@@ -11,6 +11,7 @@ import type { Problem } from "../data/problems.ts";
 import type { Prediction } from "../experiment/methods.ts";
 import { defineStage, type OutputCodec } from "../experiment/stage.ts";
 import { StageError } from "../experiment/errors.ts";
+import { stageSources } from "../experiment/sources.ts";
 import { encodeSafetensors, SafetensorsReader } from "../model/safetensors.ts";
 import { gpuLora, GpuModel } from "../model/gpu_model.ts";
 import { generateGreedyGpu } from "../model/gpu_generate.ts";
@@ -83,25 +84,8 @@ const metaCodec: OutputCodec<MetaTrained> = {
   },
 };
 
-const KERNELS = [
-  "kernels/autodiff/tape.ts",
-  "kernels/autodiff/basic.ts",
-  "kernels/autodiff/nn.ts",
-  "kernels/autodiff/attention.ts",
-  "kernels/ops/attention_kernels.ts",
-  "kernels/ops/elementwise.ts",
-  "kernels/ops/nn_kernels.ts",
-  "kernels/ops/reduce.ts",
-  "kernels/ops/strided.ts",
-  "kernels/matmul/matmul.ts",
-  "kernels/matmul/matmul_subgroup.ts",
-  "kernels/optim/adamw.ts",
-  "pipeline/perk/metagrad.ts",
-  "pipeline/perk/meta_step.ts",
-  "pipeline/perk/objectives.ts",
-  "pipeline/perk/train.ts",
-  "pipeline/model/gpu_model.ts",
-];
+// Every source these stages run (kernels, autodiff, model, PERK), from the import graph.
+const KERNELS = stageSources(import.meta.url);
 
 const fail = (stage: string) => (e: unknown) =>
   new StageError({ stage, message: e instanceof Error ? e.message : String(e) });

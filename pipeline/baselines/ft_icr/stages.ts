@@ -10,6 +10,7 @@ import { Gpu } from "../../../kernels/runtime/gpu.ts";
 import type { Runtime } from "../../../kernels/runtime/runtime.ts";
 import type { Problem } from "../../data/problems.ts";
 import { StageError } from "../../experiment/errors.ts";
+import { stageSources } from "../../experiment/sources.ts";
 import type { Prediction } from "../../experiment/methods.ts";
 import { defineStage, type OutputCodec } from "../../experiment/stage.ts";
 import { type BaseModel, baseTokenizer, resolveBase } from "../../model/base_stage.ts";
@@ -19,10 +20,12 @@ import { encodeSafetensors, parseHeader, toFloat32 } from "../../model/safetenso
 import type { Model } from "../../model/weights.ts";
 import { answerInContext, promptsOf } from "../answer.ts";
 import { encodeIcr, type IcrExample } from "../in_context.ts";
-import { FT_ICR_SOURCES } from "../kernels.ts";
 import { extendPositions, parseRopeChoice } from "../positions.ts";
 import { ftIcrTrain, type TrainRecord } from "./train.ts";
 import { trainable } from "./trainable.ts";
+
+/** Every source the FT-ICR stages run, from the import graph (hashed into their keys). */
+const FT_ICR_SOURCES = stageSources(import.meta.url);
 
 export const FtIcrTrainParams = Schema.Struct({
   model: Schema.String,

@@ -7,12 +7,12 @@ import { Effect, Schema } from "effect";
 import { Gpu } from "../../../kernels/runtime/gpu.ts";
 import type { Problem } from "../../data/problems.ts";
 import { StageError } from "../../experiment/errors.ts";
+import { stageSources } from "../../experiment/sources.ts";
 import type { Prediction } from "../../experiment/methods.ts";
 import { defineStage } from "../../experiment/stage.ts";
 import { type BaseModel, baseTokenizer, resolveBase } from "../../model/base_stage.ts";
 import { GpuModel } from "../../model/gpu_model.ts";
 import { answerInContext, promptsOf } from "../answer.ts";
-import { BASELINE_SOURCES } from "../kernels.ts";
 import { extendPositions, parseRopeChoice } from "../positions.ts";
 
 export const PromptEvalParams = Schema.Struct({
@@ -26,7 +26,7 @@ export const promptEvalStage = defineStage({
   name: "prompt-eval",
   version: 1,
   params: PromptEvalParams,
-  kernels: BASELINE_SOURCES,
+  kernels: stageSources(import.meta.url),
   run: (p, inputs: { base: BaseModel; test: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
