@@ -14,17 +14,13 @@ const repoRoot = new URL("../../", import.meta.url);
 
 // `import x from "…"`, `import {a} from "…"`, `export * from "…"`, `import "…"`; the `type`
 // forms are matched separately and skipped.
-const STATIC = /^\s*(import|export)\s+(type\s+)?([^"';]*?\sfrom\s*)?["']([^"']+)["']/gm;
+const STATIC = /^\s*(?:import|export)\s+(type\s+)?(?:[^"';]*?\sfrom\s*)?["']([^"']+)["']/gm;
 const DYNAMIC = /\bimport\(\s*["']([^"']+)["']\s*\)/g;
 
 /** Repository-relative specifiers a module's text imports at run time (relative ones only). */
 export function runtimeImports(text: string): string[] {
   const out: string[] = [];
-  for (const m of text.matchAll(STATIC)) {
-    const [, kw, typeOnly, from, spec] = m;
-    if (typeOnly || (kw === "export" && !from)) continue;
-    out.push(spec);
-  }
+  for (const [, typeOnly, spec] of text.matchAll(STATIC)) if (!typeOnly) out.push(spec);
   for (const m of text.matchAll(DYNAMIC)) out.push(m[1]);
   return out.filter((s) => s.startsWith("./") || s.startsWith("../"));
 }
