@@ -1,6 +1,9 @@
 /**
- * Chunked prefill: a long prompt is fed to the KV cache in column chunks (bounded attention
- * scores); the generated tokens equal the float64 reference's, for every architecture.
+ * Chunked prefill: a long prompt is fed to the KV cache in column chunks; the generated
+ * tokens equal the float64 reference's, for every architecture, on each attention path of
+ * GpuModel.forward: the fused first chunk (left padding as segment 0), fused later chunks
+ * of unpadded rows (keys copied from the cache's filled prefix), and masked later chunks of
+ * padded rows (composed attention, bounded scores).
  */
 import assert from "node:assert/strict";
 import { parseHfConfig } from "../pipeline/model/config.ts";
@@ -26,11 +29,22 @@ for (const arch of ["gpt2", "qwen2", "llama"] as const) {
     const g = GpuModel.upload(rt, m);
     try {
       const opts = { maxNewTokens: 5, stopIds: [] as number[] };
-      const want = generateGreedyBatch(m, prompts, opts);
-      // capacity = 64 slots here: 3 columns of scores for 2 rows × H heads.
+      // Padded rows: a fused first chunk of 5 columns (4 pads + 1 token), then masked chunks
+      // of 3 (capacity = 64 slots: 3 columns of scores for 2 rows × H heads).
       const budget = 4 * prompts.length * m.config.heads * 64 * 3;
-      const got = await generateGreedyGpu(g, prompts, { ...opts, prefillScoreBytes: budget });
-      assert.deepEqual(got, want);
+      assert.deepEqual(
+        await generateGreedyGpu(g, prompts, {
+          ...opts,
+          prefillTokens: 3,
+          prefillScoreBytes: budget,
+        }),
+        generateGreedyBatch(m, prompts, opts),
+      );
+      // One unpadded prompt: fused chunks of 3, each reading the cache's filled prefix.
+      assert.deepEqual(
+        await generateGreedyGpu(g, [prompts[0]], { ...opts, prefillTokens: 3 }),
+        generateGreedyBatch(m, [prompts[0]], opts),
+      );
     } finally {
       g.dispose();
     }

@@ -4,10 +4,10 @@
  * pool bytes above what was resident before it started (weights and adapter excluded, as
  * PERK's answer stage counts), which is what the efficiency experiment plots against length.
  *
- * Memory: our attention (GpuModel.forward) materialises the B·H·T·S score matrix per layer;
- * generateGreedyGpu prefills long prompts in chunks whose scores stay within 64 MiB, so the
- * answer's peak is the KV cache (linear in T) plus one bounded chunk. Training keeps every
- * layer's full T×T scores for the backward pass (README.md, "Cost per problem and memory").
+ * Memory: generateGreedyGpu prefills the prompt through the fused attention kernel (no
+ * B·H·T·S score matrix; chunks bounded by their activations), so the answer's peak is the KV
+ * cache and one chunk's activations, both linear in T; decoding steps use small masked
+ * (B, H, 1, capacity) scores (README.md, "Cost per problem and memory").
  */
 import type { Problem } from "../data/problems.ts";
 import type { Prediction } from "../experiment/methods.ts";

@@ -15,9 +15,21 @@ import { ModelError } from "./errors.ts";
 import type { Generation } from "./reference.ts";
 import { GpuKvCache, type GpuLora, type GpuModel } from "./gpu_model.ts";
 import { argmaxRows } from "./gpu_ops.ts";
+import type { ModelConfig } from "./config.ts";
 
-/** Budget of one prefill chunk's attention scores (bytes). */
+/** Budget of one masked prefill chunk's attention scores (bytes). */
 export const PREFILL_SCORE_BYTES = 64 * 1024 * 1024;
+/** Budget of one fused prefill chunk's activations (bytes; every layer's, kept until its end). */
+export const PREFILL_ACTIVATION_BYTES = 256 * 1024 * 1024;
+
+/**
+ * f32 activations per token that one forward keeps until its scope ends (all layers): an
+ * estimate from the shapes, fitted to the pool's peak (8K prompt, cpu profile: 68 KB/token).
+ */
+function activationFloatsPerToken(c: ModelConfig): number {
+  const qkv = (c.heads + 2 * c.kvHeads) * c.headDim;
+  return c.layers * (10 * c.dim + 3 * qkv + 4 * c.hidden);
+}
 
 export interface GpuGenerateOptions {
   /** New tokens at most. */
@@ -27,7 +39,12 @@ export interface GpuGenerateOptions {
   /** false: recompute the whole padded batch every step (the cache's oracle). Default true. */
   readonly useCache?: boolean;
   readonly lora?: GpuLora;
-  /** Prefill chunk budget for the attention scores (default PREFILL_SCORE_BYTES). */
+  /**
+   * Columns per fused prefill chunk: the first chunk, and every chunk of unpadded rows
+   * (default: PREFILL_ACTIVATION_BYTES of activations).
+   */
+  readonly prefillTokens?: number;
+  /** Score budget of the masked prefill chunks (padded rows after the first chunk). */
   readonly prefillScoreBytes?: number;
   /** Called with each new token as it is chosen (streaming output). */
   readonly onToken?: (row: number, token: number) => void;
@@ -81,11 +98,20 @@ export async function generateGreedyGpu(
     return pos;
   };
   /**
-   * Long prompts are prefilled into the cache in chunks of columns, so the attention scores
-   * (B, H, chunk, capacity) stay within PREFILL_SCORE_BYTES instead of growing with the square
-   * of the prompt (an 8K prompt's full score matrix would be 1 GiB per layer).
+   * Long prompts are prefilled into the cache in chunks of columns. GpuModel.forward runs the
+   * first chunk, and every later chunk of unpadded rows, through the fused attention kernel
+   * (no score matrix): their size is bounded by the activations they keep. Later chunks of
+   * padded rows need a mask (composed attention, (B, H, chunk, capacity) scores), so their
+   * size keeps the scores within PREFILL_SCORE_BYTES instead of growing with the square of
+   * the prompt (an 8K prompt's full score matrix would be 1 GiB per layer).
    */
-  const prefillChunk = cache
+  const padded = pad.some((p) => p > 0);
+  const fusedChunk = Math.max(
+    1,
+    opts.prefillTokens ??
+      Math.floor(PREFILL_ACTIVATION_BYTES / (4 * B * activationFloatsPerToken(c))),
+  );
+  const maskedChunk = cache
     ? Math.max(
       1,
       Math.floor(
@@ -93,11 +119,12 @@ export async function generateGreedyGpu(
       ),
     )
     : L;
+  const later = padded ? maskedChunk : fusedChunk;
   // Column boundaries of the chunks; the first holds every row's left padding and a token
   // (the cache fixes the padding with its first write).
   const bounds = [0];
-  for (let e = Math.max(prefillChunk, Math.max(...pad) + 1); e < L; e += prefillChunk) {
-    bounds.push(e);
+  if (cache) {
+    for (let e = Math.max(fusedChunk, Math.max(...pad) + 1); e < L; e += later) bounds.push(e);
   }
   bounds.push(L);
   const prefillPart = (k: number, logits: "none" | "last") =>

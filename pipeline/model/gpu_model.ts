@@ -151,6 +151,13 @@ export interface GpuLossOptions extends GpuForwardOptions {
 
 const MASKED = -1e9;
 
+/** (B·T) segment ids of left-padded rows: 0 on each row's `pad[b]` pad tokens, 1 after. */
+export function padSegments(pad: ArrayLike<number>, T: number): Int32Array {
+  const seg = new Int32Array(pad.length * T).fill(1);
+  for (let b = 0; b < pad.length; b++) seg.fill(0, b * T, b * T + pad[b]);
+  return seg;
+}
+
 /** Mix a dropout seed with a linear's index (distinct masks per linear, reproducible). */
 function mixSeed(seed: number, k: number): number {
   let h = (seed ^ Math.imul(k + 1, 0x9e3779b9)) >>> 0;
@@ -321,14 +328,34 @@ export class GpuModel {
     // Constants of this call (tensors in the caller's scope).
     const idsT = host ? rt.tensor(host, [N], "i32") : ids as Tensor;
     const posT = rt.tensor(pos, [N], "i32");
-    const segT = o.segIds ? rt.tensor(o.segIds, [B, T], "i32") : undefined;
     const cap = cache?.capacity;
     if (cap !== undefined && p0 + T > cap) {
       throw new ModelError(`forward: ${p0 + T} tokens overflow the KV cache's ${cap} slots`);
     }
-    const S = cap ?? p0 + T; // key slots attended to
+    // How attention sees its keys. The fused kernel never builds the (B, H, T, S) scores, so
+    // it runs wherever its causal rule (query t sees keys j ≤ t + S − T) and segment ids
+    // express the mask:
+    //  - a first fill (p0 = 0) attends to its own T keys; left padding becomes segment 0
+    //    (real tokens are segment 1), so no real query sees a pad key;
+    //  - a later unpadded chunk (T > 1) of a fixed-capacity cache attends to slots [0, p0 + T),
+    //    copied out of the cache (the unfilled slots are never read);
+    //  - a growing cache's later unpadded call attends to the concatenated keys.
+    // The rest use composed attention with an additive mask: padded rows after the first fill,
+    // a capacity cache's one-token decode steps (small (B, H, 1, S) scores, and fixed shapes:
+    // one set of pipelines for the whole generation), and left padding with caller segIds.
+    const firstFill = p0 === 0;
+    const useMask = firstFill ? padded && !!o.segIds : padded || (cap !== undefined && T === 1);
+    const keysFrom = cap === undefined ? "grown" : firstFill ? "own" : useMask ? "cache" : "prefix";
+    const segT = o.segIds
+      ? rt.tensor(o.segIds, [B, T], "i32")
+      : padded && firstFill
+      ? rt.tensor(padSegments(pad!, T), [B, T], "i32")
+      : undefined;
+    const S = keysFrom === "cache" ? cap! : p0 + T; // key slots attended to
     let mask: Tensor | undefined;
-    if (cap !== undefined) {
+    if (!useMask) {
+      // the fused kernel's causal offset and segments cover it
+    } else if (cap !== undefined) {
       // Fixed-size cache: query t (slot p0 + t) sees slots pad_b ≤ s ≤ p0 + t.
       const m = new Float32Array(B * T * S).fill(MASKED);
       for (let b = 0; b < B; b++) {
@@ -374,8 +401,13 @@ export class GpuModel {
           const buf = list[l] ??= rt.keep(rt.zeros([B, Hkv, cap, hd]));
           sliceInto(buf, t, 2, p0);
         }
-        kh = cache.k[l]!;
-        vh = cache.v[l]!;
+        if (keysFrom === "cache") {
+          kh = cache.k[l]!;
+          vh = cache.v[l]!;
+        } else if (keysFrom === "prefix") {
+          kh = slice(cache.k[l]!, 2, 0, S);
+          vh = slice(cache.v[l]!, 2, 0, S);
+        } // "own": this call's keys
       } else if (cache) {
         const pk = cache.k[l], pv = cache.v[l];
         if (pk && pv) {
@@ -390,7 +422,7 @@ export class GpuModel {
         pv?.dispose();
       }
       let att: Tensor; // (B, H, T, hd)
-      if (!mask && (!segT || S === T)) {
+      if (!mask) {
         // Fused (flash) attention, causal with the S − T offset of a growing cache: no
         // (B, H, T, S) score matrix, forward, backward and their tangents (q is pre-scaled).
         att = attention(heads(q, H), kh, vh, { causal: true, segIds: segT, scale: 1 });
