@@ -117,8 +117,12 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
     ? "nt"
     : "nn";
   const sgOk = rt.hasSubgroups && rt.subgroupSize === 8 && variant && sgSupports(variant, s);
-  // CPU adapters: subgroup family (or naive for unaligned shapes); real GPUs: tiled.
-  const family = o.family ?? (sgOk ? "subgroup" : rt.isCpuAdapter ? "naive" : "tiled");
+  // CPU adapters: subgroup family (or naive for unaligned shapes, and for fewer than 8 rows:
+  // a subgroup lane owns 4 rows, so at M = 1 (decode steps) 31 of a subgroup's 32 rows are
+  // idle — measured on lavapipe, naive is 1.5–3× faster at M ≤ 4, slower from M = 8 on);
+  // real GPUs: tiled.
+  const family = o.family ??
+    (sgOk && s.m >= 8 ? "subgroup" : rt.isCpuAdapter ? "naive" : "tiled");
   if (family === "tiled") {
     const spec = tiledMatmulSpec(s, { transA: !!o.transA, transB: !!o.transB }, ep);
     rt.dispatch(spec, [a, b, o.bias ?? a, out], tiledDispatch(s));
