@@ -1,15 +1,21 @@
 /**
  * FT-ICR learns to use the context: a small model fine-tuned for a few hundred steps on
  * QA1-1K in-context prompts beats the majority-label rate on held-out problems (greedy
- * answers, BabiLong's scorer).
+ * answers, BabiLong's scorer; the bar is the most frequent answer among the test problems,
+ * which no constant answer can beat).
  *
  * Opt-in (PERK_SLOW_TESTS=1): on this repository's CPU adapter (lavapipe, 2 shared cores) it
  * takes hours, and it has not passed there. Measured (full fine-tuning, greedy answers on 64
  * test problems; every run learned the answer format exactly and then answered one or two
  * constant locations — the retrieval never appeared):
  *  - 2026-11-26, micro profile (1 layer, dim 32) pretrained 100 steps, QA1-1K, 300 steps × 8,
- *    lr 3e-3: answer-token loss 0.224, 12.5% vs majority 12.5% (48 min with another job);
+ *    lr 3e-3: answer-token loss 0.224, 12.5% vs the training majority's 12.5% (48 min with
+ *    another job);
  *  - the same at 128-token contexts: loss 0.204, 10.9% vs 12.5% (8 min);
+ *  - the cpu profile (4 layers, dim 128) pretrained 100 steps, 128 tokens, 300 steps × 8,
+ *    lr 2e-3: loss 0.193, 15.6% — always "kitchen", which beat the training majority's 12.5%
+ *    on these 64 problems by chance (49 min; hence today's bar: the test set's most frequent
+ *    answer, "garden", 21.9% on the same 64 problems at 128 tokens and at 1K);
  *  - earlier, at 128 tokens: a random dim-64 model after 150 steps × 8, and the cpu profile
  *    pretrained 150 steps then fine-tuned 30 steps × 8: 22.9% vs 22.9%; 17.2% vs 18.8%.
  * Knobs: PERK_TEST_BASE (a model directory; default: pretrain PERK_TEST_PROFILE = cpu for
@@ -90,20 +96,27 @@ Deno.test({
     const correct = test.filter((p, i) =>
       babilongCorrect(preds[i].prediction, p.answer, p.question)
     );
+    // The bar is the best constant answer on the test problems themselves (not the training
+    // majority): a model that always names one location can beat the training majority by the
+    // test set's sampling noise alone — the cpu profile at 128 tokens did (always "kitchen":
+    // 15.6% vs the training majority's 12.5%; "garden" would have scored 21.9%).
     const counts = new Map<string, number>();
-    for (const p of train) counts.set(p.answer, (counts.get(p.answer) ?? 0) + 1);
-    const majority = [...counts].sort((a, b) => b[1] - a[1])[0][0];
-    const majorityRate = test.filter((p) => p.answer === majority).length / test.length;
+    for (const p of test) counts.set(p.answer, (counts.get(p.answer) ?? 0) + 1);
+    const [majority, majorityCount] = [...counts].sort((a, b) => b[1] - a[1])[0];
+    const majorityRate = majorityCount / test.length;
     const accuracy = correct.length / test.length;
     const ms = preds.reduce((a, p) => a + p.ms, 0) / preds.length;
     const peak = Math.max(...preds.map((p) => p.peakBytes));
     console.log(
-      `QA1-${length}: accuracy ${accuracy.toFixed(3)} vs majority (${majority}) ` +
+      `QA1-${length}: accuracy ${accuracy.toFixed(3)} vs the best constant answer (${majority}) ` +
         `${majorityRate.toFixed(3)}; ${r.stepsDone} steps in ${trainSeconds.toFixed(0)} s, ` +
         `best validation loss ${r.bestValLoss.toFixed(3)} at step ${r.bestStep}; ` +
         `${ms.toFixed(0)} ms and ${(peak / 2 ** 20).toFixed(0)} MiB per problem; ` +
         `e.g. ${JSON.stringify(preds[0].prediction)}`,
     );
-    assert.ok(accuracy > majorityRate, `accuracy ${accuracy} ≤ majority rate ${majorityRate}`);
+    assert.ok(
+      accuracy > majorityRate,
+      `accuracy ${accuracy} ≤ the test majority rate ${majorityRate} (always "${majority}")`,
+    );
   },
 });
