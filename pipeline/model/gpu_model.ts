@@ -152,7 +152,7 @@ export interface GpuLossOptions extends GpuForwardOptions {
 const MASKED = -1e9;
 
 /** (B·T) segment ids of left-padded rows: 0 on each row's `pad[b]` pad tokens, 1 after. */
-export function padSegments(pad: ArrayLike<number>, T: number): Int32Array {
+function padSegments(pad: ArrayLike<number>, T: number): Int32Array {
   const seg = new Int32Array(pad.length * T).fill(1);
   for (let b = 0; b < pad.length; b++) seg.fill(0, b * T, b * T + pad[b]);
   return seg;
@@ -352,10 +352,9 @@ export class GpuModel {
       ? rt.tensor(padSegments(pad!, T), [B, T], "i32")
       : undefined;
     const S = keysFrom === "cache" ? cap! : p0 + T; // key slots attended to
+    // Without useMask the fused kernel's causal offset and segments cover the mask.
     let mask: Tensor | undefined;
-    if (!useMask) {
-      // the fused kernel's causal offset and segments cover it
-    } else if (cap !== undefined) {
+    if (useMask && cap !== undefined) {
       // Fixed-size cache: query t (slot p0 + t) sees slots pad_b ≤ s ≤ p0 + t.
       const m = new Float32Array(B * T * S).fill(MASKED);
       for (let b = 0; b < B; b++) {
@@ -365,7 +364,8 @@ export class GpuModel {
         }
       }
       mask = rt.tensor(m, [B, 1, T, S]);
-    } else if (padded) {
+    } else if (useMask) {
+      // A growing cache or none: only padded rows get here; their pad keys are masked.
       const m = new Float32Array(B * S);
       for (let b = 0; b < B; b++) m.fill(MASKED, b * S, b * S + pad![b]);
       mask = rt.tensor(m, [B, 1, 1, S]);
