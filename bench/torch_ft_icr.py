@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""FT-ICR's learning dynamics in PyTorch: a cross-check of perk's FT-ICR fine-tuning.
+
+When perk's FT-ICR learns the answer format but not the answer (tests/baselines_learning_test.ts),
+is that our kernels or the learning problem? This trains the same LLaMA-style model (the
+profile's config, perk's init: N(0, 0.02), residual outputs scaled by 1/sqrt(2 * layers), tied
+embeddings) from scratch on the same examples with perk's FT-ICR recipe: loss on the answer
+tokens only, AdamW (0.9, 0.95, weight decay 0.01 on matrices), global-norm clip 1, linear
+warm-up over 3% of the steps then a cosine to 0. Every --every steps it prints the training loss
+and, on the test problems (teacher-forced), the accuracy of the format tokens, of the person's
+name (copied from the question) and of the label's first token (read from the context).
+
+  deno run -A bench/ft_icr_examples.ts /tmp/icr.json qa1 128
+  /usr/bin/python3 bench/torch_ft_icr.py /tmp/icr.json --steps 300 --batch 8 --lr 3e-3
+
+Uses Debian's python3-torch (1.13). The vocabulary is cut to the ids the examples use (the
+untouched rows of a tied embedding only get weight decay), which makes it several times faster.
+"""
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def rms_norm(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def rope(x, cos, sin):  # (B, H, T, D), half-split layout (HF rotate_half)
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
+
+
+class Llama(torch.nn.Module):
+    def __init__(self, c, vocab):
+        super().__init__()
+        self.c = c
+        C, L, H, Hkv, D, Fh = c["dim"], c["layers"], c["heads"], c["kvHeads"], c["headDim"], c["hidden"]
+        P = lambda *s: torch.nn.Parameter(torch.empty(*s))
+        self.embed = P(vocab, C)
+        self.layers = torch.nn.ModuleList()
+        for _ in range(L):
+            m = torch.nn.Module()
+            m.n1, m.n2 = torch.nn.Parameter(torch.ones(C)), torch.nn.Parameter(torch.ones(C))
+            m.q, m.k, m.v, m.o = P(H * D, C), P(Hkv * D, C), P(Hkv * D, C), P(C, H * D)
+            m.gate, m.up, m.down = P(Fh, C), P(Fh, C), P(C, Fh)
+            self.layers.append(m)
+        self.norm = torch.nn.Parameter(torch.ones(C))
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * L) if name.endswith((".o", ".down")) else 0.02
+                torch.nn.init.normal_(p, std=std)
+
+    def forward(self, ids):  # ids (B, T) -> hidden (B, T, C)
+        c = self.c
+        B, T = ids.shape
+        H, Hkv, D = c["heads"], c["kvHeads"], c["headDim"]
+        inv = c["ropeTheta"] ** (-torch.arange(0, D, 2).float() / D)
+        ang = torch.arange(T).float()[:, None] * inv
+        cos, sin = ang.cos(), ang.sin()
+        mask = torch.full((T, T), float("-inf")).triu(1)
+        x = self.embed[ids]
+        for m in self.layers:
+            h = rms_norm(x, m.n1, c["normEps"])
+            q = rope((h @ m.q.T).view(B, T, H, D).transpose(1, 2), cos, sin)
+            k = rope((h @ m.k.T).view(B, T, Hkv, D).transpose(1, 2), cos, sin)
+            v = (h @ m.v.T).view(B, T, Hkv, D).transpose(1, 2)
+            k, v = k.repeat_interleave(H // Hkv, 1), v.repeat_interleave(H // Hkv, 1)
+            a = ((q @ k.transpose(-1, -2)) / math.sqrt(D) + mask).softmax(-1) @ v
+            x = x + a.transpose(1, 2).reshape(B, T, H * D) @ m.o.T
+            h = rms_norm(x, m.n2, c["normEps"])
+            x = x + (F.silu(h @ m.gate.T) * (h @ m.up.T)) @ m.down.T
+        return rms_norm(x, self.norm, c["normEps"])
+
+
+def batch(xs, lut):
+    """Right-padded ids, and for each answer token its (row, predicting column, target, kind)."""
+    T = max(len(x["prompt"]) + len(x["answer"]) for x in xs)
+    ids = torch.zeros(len(xs), T, dtype=torch.long)
+    rows, cols, tgt, kind = [], [], [], []
+    for r, x in enumerate(xs):
+        s = [lut[i] for i in x["prompt"] + x["answer"]]
+        ids[r, : len(s)] = torch.tensor(s)
+        n = len(x["prompt"])
+        for j, a in enumerate(x["answer"]):
+            rows.append(r), cols.append(n - 1 + j), tgt.append(lut[a])
+            kind.append(2 if j == x["labelAt"] else 1 if j == x["nameAt"] else 0)
+    t = lambda v: torch.tensor(v, dtype=torch.long)
+    return ids, t(rows), t(cols), t(tgt), t(kind)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("examples")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--every", type=int, default=25)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    d = json.load(open(a.examples))
+    used = sorted({i for x in d["train"] + d["test"] for i in x["prompt"] + x["answer"]})
+    lut = {v: k for k, v in enumerate(used)}
+    model = Llama(d["config"], len(used))
+    params = list(model.parameters())
+    decay = [p for p in params if p.dim() == 2]
+    rest = [p for p in params if p.dim() != 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
+        lr=a.lr, betas=(0.9, 0.95), eps=1e-8,
+    )
+    warm = max(1, math.ceil(0.03 * a.steps))
+    lr_at = lambda s: a.lr * (s + 1) / warm if s < warm else (
+        0.5 * a.lr * (1 + math.cos(math.pi * min(1, (s - warm) / max(1, a.steps - warm)))))
+    test = batch(d["test"], lut)
+    print(f"{d['task']}-{d['length']}, profile {d['profile']}: {len(d['train'])} train, "
+          f"{len(d['test'])} test, {len(used)} ids used; steps {a.steps} x {a.batch}, lr {a.lr}")
+    t0 = time.time()
+    n = len(d["train"])
+    for step in range(a.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        xs = [d["train"][(step * a.batch + i) % n] for i in range(a.batch)]
+        ids, r, c, t, _ = batch(xs, lut)
+        h = model(ids)[r, c]
+        loss = F.cross_entropy(h @ model.embed.T, t)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if (step + 1) % a.every == 0 or step + 1 == a.steps:
+            with torch.no_grad():
+                ids, r, c, t, kind = test
+                ok = ((model(ids)[r, c] @ model.embed.T).argmax(-1) == t).float()
+                acc = [ok[kind == k].mean().item() if (kind == k).any() else float("nan") for k in range(3)]
+            print(f"step {step + 1}: loss {loss.item():.3f}; test accuracy format {acc[0]:.3f}, "
+                  f"name {acc[1]:.3f}, label {acc[2]:.3f}; {time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
