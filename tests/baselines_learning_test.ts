@@ -105,12 +105,22 @@ Deno.test({
     const [majority, majorityCount] = [...counts].sort((a, b) => b[1] - a[1])[0];
     const majorityRate = majorityCount / test.length;
     const accuracy = correct.length / test.length;
+    // What was learned, token kind by token kind (QA1's answer form): the format, the name
+    // (copied from the question) and the location (read from the context).
+    const form = /^\s*The most recent location of (\w+) is <output>(\w+)<\/output>\./;
+    const parsed = preds.map((x) => form.exec(x.prediction));
+    const rate = (ok: (m: RegExpExecArray, p: Problem) => boolean) =>
+      (parsed.filter((m, i) => m && ok(m, test[i])).length / test.length).toFixed(3);
+    const kinds = `format ${rate(() => true)}, name ${
+      rate((m, p) => p.question === `Where is ${m[1]}?`)
+    }, location ${rate((m, p) => m[2] === p.answer)}`;
     const ms = preds.reduce((a, p) => a + p.ms, 0) / preds.length;
     const peak = Math.max(...preds.map((p) => p.peakBytes));
     console.log(
       `QA1-${length}: accuracy ${accuracy.toFixed(3)} vs the best constant answer (${majority}) ` +
         `${majorityRate.toFixed(3)}; ${r.stepsDone} steps in ${trainSeconds.toFixed(0)} s, ` +
         `best validation loss ${r.bestValLoss.toFixed(3)} at step ${r.bestStep}; ` +
+        `answers right in ${kinds}; ` +
         `${ms.toFixed(0)} ms and ${(peak / 2 ** 20).toFixed(0)} MiB per problem; ` +
         `e.g. ${JSON.stringify(preds[0].prediction)}`,
     );
