@@ -105,6 +105,7 @@ def main():
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
+    torch.set_flush_denormal(True)  # tiny gradients after the format is learned: denormals are slow
     d = json.load(open(a.examples))
     used = sorted({i for x in d["train"] + d["test"] for i in x["prompt"] + x["answer"]})
     lut = {v: k for k, v in enumerate(used)}
