@@ -128,9 +128,10 @@ Deno.test("experiment report: figures follow what the results vary", () => {
   const lengthRows = ["1k", "2k"].flatMap((train) =>
     ["1k", "2k", "8k"].map((test) => row({ train_length: train, test_length: test }))
   );
+  // As the trainers record them: bookkeeping (epoch, problems per step) is not a curve.
   const files = figuresFor(lengthRows, [], [
-    { stage: "meta-train", key: "abc", step: 1, loss: 2 },
-    { stage: "meta-train", key: "abc", step: 2, loss: 1 },
+    { stage: "meta-train", key: "abc", step: 1, loss: 2, epoch: 0, problems: 4 },
+    { stage: "meta-train", key: "abc", step: 2, loss: 1, epoch: 1, problems: 4 },
   ]).map((f) => f.file);
   assert.deepEqual(files, [
     "heatmap-perk.svg",

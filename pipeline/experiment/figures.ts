@@ -184,7 +184,18 @@ function sweptLines(
   return out;
 }
 
-const CURVE_SKIP = new Set(["step", "ms", "cached", "peak_bytes", "train_peak_bytes", "bytes"]);
+// Not learning curves: the x axis, costs (their own figures), and the trainers' bookkeeping
+// (which epoch a step is in, how many problems it took).
+const CURVE_SKIP = new Set([
+  "step",
+  "ms",
+  "cached",
+  "peak_bytes",
+  "train_peak_bytes",
+  "bytes",
+  "epoch",
+  "problems",
+]);
 
 /** One chart per numeric metric recorded against `step` (loss, val_accuracy, …). */
 function learningCurves(metrics: readonly MetricRecord[]): Figure[] {
