@@ -9,6 +9,8 @@ tokens only, AdamW (0.9, 0.95, weight decay 0.01 on matrices), global-norm clip 
 warm-up over 3% of the steps then a cosine to 0. Every --every steps it prints the training loss
 and, on the test problems (teacher-forced), the accuracy of the format tokens, of the person's
 name (copied from the question) and of the label's first token (read from the context).
+--copy-steps N first trains N steps on repeated random sequences, which plants copying
+(induction) heads, to see whether that is what the fine-tuning lacks.
 
   deno run -A bench/ft_icr_examples.ts /tmp/icr.json qa1 128
   /usr/bin/python3 bench/torch_ft_icr.py /tmp/icr.json --steps 300 --batch 8 --lr 3e-3
@@ -93,6 +95,27 @@ def batch(xs, lut):
     return ids, t(rows), t(cols), t(tgt), t(kind)
 
 
+def copy_pretrain(model, a, vocab, k=48, rows=16):
+    """Next-token loss on rows of k random ids repeated twice: the second half can only be
+    predicted by finding the earlier occurrence and copying what followed (an induction head)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    g = torch.Generator().manual_seed(a.seed + 1)
+    t0 = time.time()
+    for step in range(a.copy_steps):
+        r = torch.randint(0, vocab, (rows, k), generator=g)
+        ids = torch.cat([r, r], 1)
+        logits = model(ids[:, :-1]) @ model.embed.T
+        loss = F.cross_entropy(logits.reshape(-1, vocab), ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if (step + 1) % a.every == 0 or step + 1 == a.copy_steps:
+            acc = (logits[:, k:].argmax(-1) == ids[:, k + 1:]).float().mean().item()
+            print(f"copy step {step + 1}: loss {loss.item():.3f}, second-half accuracy {acc:.3f}; "
+                  f"{time.time() - t0:.0f} s", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("examples")
@@ -102,6 +125,8 @@ def main():
     ap.add_argument("--every", type=int, default=25)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--copy-steps", type=int, default=0,
+                    help="first train this many steps on repeated random sequences (plants copying)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -117,6 +142,8 @@ def main():
         [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
         lr=a.lr, betas=(0.9, 0.95), eps=1e-8,
     )
+    if a.copy_steps:
+        copy_pretrain(model, a, len(used))
     warm = max(1, math.ceil(0.03 * a.steps))
     lr_at = lambda s: a.lr * (s + 1) / warm if s < warm else (
         0.5 * a.lr * (1 + math.cos(math.pi * min(1, (s - warm) / max(1, a.steps - warm)))))
