@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { figuresFor } from "../pipeline/experiment/figures.ts";
 import {
   CSV_HEADER,
+  formatDuration,
   resultsCsv,
   resultsMarkdown,
   type SweptRow,
@@ -61,11 +62,21 @@ Deno.test("experiment report: results.md has the main table and one table per sw
   const md = resultsMarkdown("t", rows, ["rank"], ["heatmap-perk.svg"], "a note");
   assert.match(md, /^# t\n/);
   assert.match(md, /\| method \| task \| train \| test \| rank \| accuracy % \| n \| 95% CI \|/);
-  assert.match(md, /\| perk \| qa1 \| 1k \| 1k \| 16 \| 90\.0 \| 200 \| 85\.1–93\.4 \|/);
+  assert.match(
+    md,
+    /\| perk \| qa1 \| 1k \| 1k \| 16 \| 90\.0 \| 200 \| 85\.1–93\.4 \| 13 ms \| 1\.2 MB \|/,
+  );
   assert.match(md, /## Sweep: rank\n\n\| rank \| perk @ 1k \| ft-icr @ 1k \|/);
   assert.match(md, /\| 256 \| 75\.0 \(n=200\) \| – \|/);
   assert.match(md, /a note/);
   assert.match(md, /!\[heatmap-perk\.svg\]\(heatmap-perk\.svg\)/);
+});
+
+Deno.test("experiment report: times per problem read in the unit that suits them", () => {
+  assert.deepEqual(
+    [12.5, 850, 12_345, 408_164, 9_000_000, NaN].map(formatDuration),
+    ["13 ms", "850 ms", "12.3 s", "6.8 min", "2.5 h", "–"],
+  );
 });
 
 /** A small XML well-formedness check: balanced tags, quoted attributes, one root. */

@@ -75,6 +75,15 @@ export function formatBytes(bytes: number): string {
   return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
 }
 
+/** 850 → "850 ms", 12345 → "12.3 s", 408164 → "6.8 min" (the CSV keeps the milliseconds). */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms)) return "–";
+  if (ms < 1000) return `${ms.toFixed(0)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 3_600_000) return `${(ms / 60_000).toFixed(1)} min`;
+  return `${(ms / 3_600_000).toFixed(1)} h`;
+}
+
 const pct = (x: number) => `${(100 * x).toFixed(1)}`;
 
 function table(header: string[], body: string[][]): string {
@@ -95,7 +104,7 @@ function mainTable(rows: readonly SweptRow[], sweptKeys: readonly string[]): str
     "accuracy %",
     "n",
     "95% CI",
-    "ms/problem",
+    "time/problem",
     "peak GPU",
   ];
   const body = rows.map((r) => {
@@ -109,7 +118,7 @@ function mainTable(rows: readonly SweptRow[], sweptKeys: readonly string[]): str
       pct(r.n ? r.correct / r.n : 0),
       String(r.n),
       `${pct(lo)}–${pct(hi)}`,
-      r.ms_per_problem.toFixed(1),
+      formatDuration(r.ms_per_problem),
       formatBytes(r.peak_bytes),
     ];
   });
@@ -155,7 +164,7 @@ export function resultsMarkdown(
   if (note) parts.push(note, "");
   parts.push(
     "Accuracy is the mean score (exact match: the fraction correct) with its 95% Wilson " +
-      "interval; ms/problem and peak GPU bytes are per test problem (encode + answer).",
+      "interval; time and peak GPU bytes are per test problem (encode + answer).",
     "",
   );
   for (const key of sweptKeys) parts.push(`## Sweep: ${key}`, "", sweepTable(rows, key), "");
