@@ -22,7 +22,9 @@ import type { Model } from "../pipeline/model/weights.ts";
 const [out, task = "qa1", length = "1k", nTrain = "2400", nTest = "128", profile = "cpu"] =
   Deno.args;
 if (!out) {
-  throw new Error("usage: bench/ft_icr_examples.ts OUT.json [task] [length] [n_train] [n_test]");
+  throw new Error(
+    "usage: bench/ft_icr_examples.ts OUT.json [task] [length] [n_train] [n_test] [profile]",
+  );
 }
 if (!BABI_TASKS.includes(task as BabiTask)) {
   throw new Error(`task "${task}" is not one of ${BABI_TASKS.join(", ")} (BabiLong only)`);

@@ -26,15 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-
-def rms_norm(x, w, eps):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
-
-
-def rope(x, cos, sin):  # (B, H, T, D), half-split layout (HF rotate_half)
-    h = x.shape[-1] // 2
-    x1, x2 = x[..., :h], x[..., h:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
+from torch_metatrain import rms_norm, rope  # the anchor script's (same layout as perk)
 
 
 class Llama(torch.nn.Module):
@@ -61,15 +53,13 @@ class Llama(torch.nn.Module):
         c = self.c
         B, T = ids.shape
         H, Hkv, D = c["heads"], c["kvHeads"], c["headDim"]
-        inv = c["ropeTheta"] ** (-torch.arange(0, D, 2).float() / D)
-        ang = torch.arange(T).float()[:, None] * inv
-        cos, sin = ang.cos(), ang.sin()
+        pos = torch.arange(T)[None, :].expand(B, T)
         mask = torch.full((T, T), float("-inf")).triu(1)
         x = self.embed[ids]
         for m in self.layers:
             h = rms_norm(x, m.n1, c["normEps"])
-            q = rope((h @ m.q.T).view(B, T, H, D).transpose(1, 2), cos, sin)
-            k = rope((h @ m.k.T).view(B, T, Hkv, D).transpose(1, 2), cos, sin)
+            q = rope((h @ m.q.T).view(B, T, H, D), pos, c["ropeTheta"]).transpose(1, 2)
+            k = rope((h @ m.k.T).view(B, T, Hkv, D), pos, c["ropeTheta"]).transpose(1, 2)
             v = (h @ m.v.T).view(B, T, Hkv, D).transpose(1, 2)
             k, v = k.repeat_interleave(H // Hkv, 1), v.repeat_interleave(H // Hkv, 1)
             a = ((q @ k.transpose(-1, -2)) / math.sqrt(D) + mask).softmax(-1) @ v
