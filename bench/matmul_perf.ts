@@ -47,4 +47,11 @@ export const cases: PerfCase[] = [
   mm("matmul_f32_4096x16x512", 4096, 16, 512),
   mm("matmul_f32_nt_4096x512x512", 4096, 512, 512, { transB: true }),
   mm("matmul_f32_tn_4096x512x512", 4096, 512, 512, { transA: true }),
+  // The cpu-profile model's shapes (1024 tokens, dim 128, SwiGLU 352, 6144-id head).
+  mm("matmul_f32_1024x128x352", 1024, 128, 352),
+  mm("matmul_f32_1024x128x6144", 1024, 128, 6144),
+  // The same kernels reading storage buffers instead of staged texels (the default on
+  // lavapipe): the ratio is what texel staging buys on this adapter.
+  mm("matmul_storage_f32_4096x512x512", 4096, 512, 512, { family: "subgroup" }),
+  mm("matmul_storage_f32_1024x128x352", 1024, 128, 352, { family: "subgroup" }),
 ];

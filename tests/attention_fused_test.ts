@@ -82,20 +82,32 @@ const close = (got: ArrayLike<number>, want: A, label: string, tol = 2e-4) => {
 };
 
 const sgOk = rt.hasSubgroups && rt.subgroupSize === 8;
-const families = ["plain", "subgroup"] as const;
+const families = ["plain", "subgroup", "texture"] as const;
 
 for (const [ci, c] of cfgs.entries()) {
   for (const fam of families) {
     Deno.test({
       name: `fused attention ${fam} kernels vs float64 reference: ${c.name}`,
-      ignore: fam === "subgroup" && !sgOk,
-      fn: () => withFamily(fam, () => kernelsVsRef(c, ci)),
+      ignore: fam !== "plain" && !sgOk,
+      fn: () =>
+        withFamily(fam, async () => {
+          const before = AK.attentionTexelRuns.count;
+          await kernelsVsRef(c, ci);
+          // The texture family reads texels wherever D % 4 = 0 (else it is the subgroup one).
+          const ran = AK.attentionTexelRuns.count - before;
+          if (fam === "texture" && c.D % 4 === 0 && ran < 6) {
+            throw new Error(
+              `only ${ran} texel-reading dispatches: the texture kernels went untested`,
+            );
+          }
+          if (fam !== "texture" && ran > 0) throw new Error(`${fam} ran ${ran} texel kernels`);
+        }),
     });
   }
 }
 
 /** Run with the kernel family forced (restored afterwards). */
-async function withFamily(fam: "plain" | "subgroup", fn: () => Promise<void>) {
+async function withFamily(fam: (typeof families)[number], fn: () => Promise<void>) {
   const before = AK.attentionKernelConfig.family;
   AK.attentionKernelConfig.family = fam;
   try {

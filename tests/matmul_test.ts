@@ -31,9 +31,9 @@ const cases: Case[] = [
 
 Deno.test("matmul: every variant and family against the float64 reference on odd shapes", async () => {
   const rt = await testRuntime();
-  let seed = 1, subgroupRuns = 0;
+  let seed = 1, subgroupRuns = 0, textureRuns = 0;
   for (const c of cases) {
-    for (const family of ["naive", "subgroup", "tiled"] as const) {
+    for (const family of ["naive", "subgroup", "texture", "tiled"] as const) {
       for (const epi of [false, true]) {
         const variant = c.transA ? (c.transB ? undefined : "tn") : c.transB ? "nt" : "nn";
         rt.scope(() => {}); // keep the pool tidy between cases
@@ -50,13 +50,14 @@ Deno.test("matmul: every variant and family against the float64 reference on odd
           // and matmul refuses it there, so this skip must match matmul's own condition.
           const sgOk = rt.hasSubgroups && rt.subgroupSize === 8 && variant &&
             sgSupports(variant, s);
-          if (family === "subgroup" && !sgOk) return;
+          if ((family === "subgroup" || family === "texture") && !sgOk) return;
           const o = { transA: c.transA, transB: c.transB, alpha: epi ? 0.5 : 1, family };
           const extra = epi
             ? { bias: rt.tensor(bias), accumulate: rt.tensor(acc, s.outShape) }
             : {};
           const out = matmul(a, b, { ...o, ...extra });
           if (family === "subgroup") subgroupRuns++;
+          if (family === "texture") textureRuns++;
           const ref = matmulRef(aData, bData, s, {
             ...o,
             ...(epi ? { bias, accumulate: acc } : {}),
@@ -71,8 +72,10 @@ Deno.test("matmul: every variant and family against the float64 reference on odd
     }
   }
   const rt2 = rt;
-  if (rt2.hasSubgroups && rt2.subgroupSize === 8 && subgroupRuns < 16) {
-    throw new Error(`only ${subgroupRuns} subgroup-kernel runs: the fast family went untested`);
+  if (rt2.hasSubgroups && rt2.subgroupSize === 8 && Math.min(subgroupRuns, textureRuns) < 16) {
+    throw new Error(
+      `only ${subgroupRuns} subgroup and ${textureRuns} texture runs: a fast family went untested`,
+    );
   }
 });
 
@@ -87,6 +90,34 @@ Deno.test("matmul: in-place accumulate (C += A·B) with out = accumulate", async
     assertClose(await c.read(), matmulRef(aData, bData, s, { accumulate: cData }), {
       rtol: 1e-4,
       atol: 1e-4,
+    });
+  });
+});
+
+Deno.test("matmul: texture family restages its textures between matmuls of one submission", async () => {
+  const rt = await testRuntime();
+  if (!(rt.hasSubgroups && rt.subgroupSize === 8)) return; // the texture family needs 8 lanes
+  await rt.scopeAsync(async () => {
+    // Same shapes (same staging textures), recorded back to back with no read between;
+    // the third product reads the first one's result.
+    const [m, k, n] = [40, 4104, 12]; // A spans two texture rows and a part of a third
+    const data = [1, 2].map((s) => randn(m * k, s));
+    const bData = [5, 6].map((s) => randn(k * n, s));
+    const a1 = rt.tensor(data[0], [m, k]), a2 = rt.tensor(data[1], [m, k]);
+    const b1 = rt.tensor(bData[0], [k, n]), b2 = rt.tensor(bData[1], [k, n]);
+    const sq = rt.tensor(randn(n * n, 7), [n, n]);
+    const c1 = matmul(a1, b1, { family: "texture" });
+    const c2 = matmul(a2, b2, { family: "texture" });
+    const c3 = matmul(c1, sq, { family: "texture" });
+    const s = matmulShape(a1, b1);
+    const r1 = matmulRef(data[0], bData[0], s), r2 = matmulRef(data[1], bData[1], s);
+    const tol = { rtol: 1e-4, atol: 1e-3 };
+    assertClose(await c1.read(), r1, { ...tol, label: "first" });
+    assertClose(await c2.read(), r2, { ...tol, label: "second" });
+    const sqData = await sq.read();
+    assertClose(await c3.read(), matmulRef(r1, sqData, matmulShape(c1, sq)), {
+      ...tol,
+      label: "dependent",
     });
   });
 });

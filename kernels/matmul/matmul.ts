@@ -6,12 +6,18 @@
  *
  * This file holds the API, the choice of family by adapter, and a simple correct kernel
  * (one invocation per output) used for shapes the fast families do not take.
- * Families: matmul_subgroup.ts (8-lane subgroup CPU adapters such as lavapipe),
- * matmul_tiled.ts (shared-memory tiles, real GPUs).
+ * Families: matmul_subgroup.ts (8-lane subgroup CPU adapters such as lavapipe; operands
+ * from storage buffers or staged texels), matmul_tiled.ts (shared-memory tiles, real GPUs).
  */
 import type { Tensor } from "../runtime/tensor.ts";
 import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
-import { sgDispatch, sgMatmulSpec, sgSupports, type Variant } from "./matmul_subgroup.ts";
+import {
+  SG_DEFAULT,
+  sgDispatch,
+  sgMatmulSpec,
+  sgSupports,
+  type Variant,
+} from "./matmul_subgroup.ts";
 import { tiledDispatch, tiledMatmulSpec } from "./matmul_tiled.ts";
 
 export interface MatmulOptions {
@@ -26,8 +32,16 @@ export interface MatmulOptions {
   /** Write into this tensor instead of a new one. */
   readonly out?: Tensor;
   /** Force a kernel family (tests, benchmarks); default: the best for the adapter. */
-  readonly family?: "naive" | "subgroup" | "tiled";
+  readonly family?: MatmulFamily;
 }
+
+/**
+ * naive: one invocation per output (any shape, any adapter); subgroup: the 8-lane kernels
+ * reading storage buffers; texture: the same kernels reading A and B as staged texels
+ * (lavapipe's default: its storage loads are per-lane loops, texel loads vector gathers);
+ * tiled: shared-memory tiles for real GPUs.
+ */
+export type MatmulFamily = "naive" | "subgroup" | "texture" | "tiled";
 
 export interface MatmulShape {
   readonly batch: number;
@@ -117,26 +131,38 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
     ? "nt"
     : "nn";
   const sgOk = rt.hasSubgroups && rt.subgroupSize === 8 && variant && sgSupports(variant, s);
-  // CPU adapters: subgroup family (or naive for unaligned shapes, and for fewer than 8 rows:
-  // a subgroup lane owns 4 rows, so at M = 1 (decode steps) 31 of a subgroup's 32 rows are
-  // idle — measured on lavapipe, naive is 1.5–3× faster at M ≤ 4, slower from M = 8 on);
-  // real GPUs: tiled.
+  const texOk = sgOk && rt.texelsFit(a.size) && rt.texelsFit(b.size);
+  // CPU adapters: subgroup kernels reading texels (storage reads where the operands do not
+  // fit a texture; naive for unaligned shapes, and for fewer than 8 rows: a subgroup lane
+  // owns 4 rows, so at M = 1 (decode steps) 31 of a subgroup's 32 rows are idle — measured
+  // on lavapipe, naive is 1.5–3× faster at M ≤ 4, slower from M = 8 on); real GPUs: tiled.
   const family = o.family ??
-    (sgOk && s.m >= 8 ? "subgroup" : rt.isCpuAdapter ? "naive" : "tiled");
+    (sgOk && s.m >= 8
+      ? (texOk && rt.isCpuAdapter ? "texture" : "subgroup")
+      : rt.isCpuAdapter
+      ? "naive"
+      : "tiled");
   if (family === "tiled") {
     const spec = tiledMatmulSpec(s, { transA: !!o.transA, transB: !!o.transB }, ep);
     rt.dispatch(spec, [a, b, o.bias ?? a, out], tiledDispatch(s));
     return out;
   }
-  if (family === "subgroup") {
-    if (!sgOk) {
-      throw new RangeError(`subgroup matmul cannot run ${variant ?? "tt"} ${JSON.stringify(s)}`);
+  if (family === "subgroup" || family === "texture") {
+    if (!sgOk || (family === "texture" && !texOk)) {
+      throw new RangeError(`${family} matmul cannot run ${variant ?? "tt"} ${JSON.stringify(s)}`);
     }
-    rt.dispatch(
-      sgMatmulSpec(variant!, s, ep),
-      [a, b, o.bias ?? a, out],
-      sgDispatch(variant!, s, { rm: 4, cn: 4, s: 4 }),
-    );
+    const grid = sgDispatch(variant!, s, SG_DEFAULT);
+    if (family === "texture") {
+      // Stage both operands, then dispatch: the views are bound before any restaging.
+      const ta = rt.texels(a, 0), tb = rt.texels(b, 1);
+      rt.dispatch(
+        sgMatmulSpec(variant!, s, ep, SG_DEFAULT, "texture"),
+        [ta, tb, o.bias ?? a, out],
+        grid,
+      );
+    } else {
+      rt.dispatch(sgMatmulSpec(variant!, s, ep), [a, b, o.bias ?? a, out], grid);
+    }
     return out;
   }
   const spec = naiveMatmulSpec(s, { transA: !!o.transA, transB: !!o.transB, ...ep });

@@ -6,13 +6,16 @@
  *  - B is loaded once per subgroup — each lane loads a different k-row (or k-vector) —
  *    and handed to the other lanes with `subgroupBroadcast` (a register permute);
  *  - sizes are baked in as constants; edges are handled with clamped loads (branch-free,
- *    so the subgroup stays uniform) and guarded stores.
+ *    so the subgroup stays uniform) and guarded stores;
+ *  - A and B are read through ldA/ldB from storage buffers or, faster on Mesa 22.3's
+ *    lavapipe, from staged texels (`Source`).
  * Variants: NN (A·B), TN (Aᵀ·B), NT (A·Bᵀ); batched over workgroup z; epilogue
  * C = alpha·acc (+ bias) (+ C). Alignment needs: NN K%4 = N%4 = 0; TN M%4 = N%4 = 0;
  * NT K%4 = 0 (any N). Other shapes take the naive kernel (matmul.ts chooses).
  */
 import type { KernelSpec } from "../runtime/kernel.ts";
 import type { MatmulShape } from "./matmul.ts";
+import { texelLoadFn } from "../runtime/texels.ts";
 
 export interface SgConfig {
   readonly rm: number; // rows per lane
@@ -47,27 +50,44 @@ const f = (x: number) => (Number.isInteger(x) ? `${x}.0` : x.toExponential());
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const comp = ["x", "y", "z", "w"];
 
+/**
+ * Where A and B are read from: storage buffers, or rgba32float textures staged with
+ * `rt.texels` (kernels/runtime/texels.ts: texel loads are vector gathers on lavapipe,
+ * storage loads a per-lane loop). Same code otherwise: loads go through ldA/ldB.
+ */
+export type Source = "storage" | "texture";
+
 export function sgMatmulSpec(
   v: Variant,
   s: MatmulShape,
   ep: Epilogue,
   c: SgConfig = SG_DEFAULT,
+  src: Source = "storage",
 ): KernelSpec {
   if (!sgSupports(v, s)) {
     throw new RangeError(`subgroup matmul ${v} does not support ${JSON.stringify(s)}`);
   }
-  const code = v === "nn" ? nn(s, ep, c) : v === "tn" ? tn(s, ep) : nt(s, ep, c);
+  const code = v === "nn" ? nn(s, ep, c, src) : v === "tn" ? tn(s, ep, src) : nt(s, ep, c, src);
+  const operand = src === "texture" ? "texture" : "read";
   return {
-    name: `matmul_sg_${v}`,
+    name: `matmul_${src === "texture" ? "tex" : "sg"}_${v}`,
     code,
-    bindings: ["read", "read", "read", "read_write"],
+    bindings: [operand, operand, "read", "read_write"],
   };
 }
 
-function header(scalarC: boolean, wg: number): string {
+function header(scalarC: boolean, wg: number, src: Source): string {
   const t = scalarC ? "f32" : "vec4f";
-  return `@group(0) @binding(0) var<storage, read> A: array<vec4f>;
+  const operands = src === "texture"
+    ? `@group(0) @binding(0) var A: texture_2d<f32>;
+@group(0) @binding(1) var B: texture_2d<f32>;
+${texelLoadFn("ldA", "A")}
+${texelLoadFn("ldB", "B")}`
+    : `@group(0) @binding(0) var<storage, read> A: array<vec4f>;
 @group(0) @binding(1) var<storage, read> B: array<vec4f>;
+fn ldA(i: u32) -> vec4f { return A[i]; }
+fn ldB(i: u32) -> vec4f { return B[i]; }`;
+  return `${operands}
 @group(0) @binding(2) var<storage, read> BIAS: array<${t}>;
 @group(0) @binding(3) var<storage, read_write> C: array<${t}>;
 @compute @workgroup_size(${wg})
@@ -85,7 +105,7 @@ function epilogue(ep: Epilogue, acc: string, idx: string, col: string): string {
 }
 
 /** A (M,K) · B (K,N): lane owns rows row0 + 8r; B row k0+lane loaded per lane, broadcast. */
-function nn(sh: MatmulShape, ep: Epilogue, c: SgConfig): string {
+function nn(sh: MatmulShape, ep: Epilogue, c: SgConfig, src: Source): string {
   const { m, n, k } = sh, K4 = k / 4, N4 = n / 4;
   const R = range(c.rm), CN = range(c.cn);
   const k8 = k - (k % 8);
@@ -94,7 +114,7 @@ function nn(sh: MatmulShape, ep: Epilogue, c: SgConfig): string {
     let out = "";
     for (const r of R) {
       for (let h = 0; h < Math.ceil(kk.length / 4); h++) {
-        out += `let a${r}_${h} = A[ar${r} + ${aOff} + ${h}u];\n`;
+        out += `let a${r}_${h} = ldA(ar${r} + ${aOff} + ${h}u);\n`;
       }
     }
     for (const q of kk) {
@@ -110,9 +130,11 @@ function nn(sh: MatmulShape, ep: Epilogue, c: SgConfig): string {
   };
   const loadB = (krow: string) =>
     CN.map((j) =>
-      `let bv${j} = B[${bBase} + min(${krow}, ${k - 1}u) * ${N4}u + min(col4 + ${j}u, ${N4 - 1}u)];`
+      `let bv${j} = ldB(${bBase} + min(${krow}, ${k - 1}u) * ${N4}u + min(col4 + ${j}u, ${
+        N4 - 1
+      }u));`
     ).join("\n");
-  return `${header(false, 8 * c.s)}
+  return `${header(false, 8 * c.s, src)}
   let row0 = (wg.y * ${c.s}u + s) * ${8 * c.rm}u + lane;
   let col4 = wg.x * ${c.cn}u;
   ${
@@ -145,7 +167,7 @@ ${body(range(8), "k0 / 4u")}
 }
 
 /** Aᵀ: A stored (K,M). Lane owns 4 consecutive rows (one vec4 of A per k). Any K. */
-function tn(sh: MatmulShape, ep: Epilogue): string {
+function tn(sh: MatmulShape, ep: Epilogue, src: Source): string {
   const c = { cn: 4, s: 4 };
   const { m, n, k } = sh, M4 = m / 4, N4 = n / 4;
   const R = range(4), CN = range(c.cn);
@@ -153,7 +175,7 @@ function tn(sh: MatmulShape, ep: Epilogue): string {
   const bBase = sh.batchB ? `bz * ${k * N4}u` : "0u";
   const body = (kk: number[], kbase: string) => {
     let out = "";
-    for (const q of kk) out += `let a${q} = A[abase + (${kbase} + ${q}u) * ${M4}u];\n`;
+    for (const q of kk) out += `let a${q} = ldA(abase + (${kbase} + ${q}u) * ${M4}u);\n`;
     for (const q of kk) {
       for (const j of CN) {
         out += `{ let b = subgroupBroadcast(bv${j}, ${q}u);\n`;
@@ -165,9 +187,11 @@ function tn(sh: MatmulShape, ep: Epilogue): string {
   };
   const loadB = (krow: string) =>
     CN.map((j) =>
-      `let bv${j} = B[${bBase} + min(${krow}, ${k - 1}u) * ${N4}u + min(col4 + ${j}u, ${N4 - 1}u)];`
+      `let bv${j} = ldB(${bBase} + min(${krow}, ${k - 1}u) * ${N4}u + min(col4 + ${j}u, ${
+        N4 - 1
+      }u));`
     ).join("\n");
-  return `${header(false, 8 * c.s)}
+  return `${header(false, 8 * c.s, src)}
   let rv = (wg.y * ${c.s}u + s) * 8u + lane;  // this lane's vec4 of rows
   let row0 = rv * 4u;
   let col4 = wg.x * ${c.cn}u;
@@ -197,7 +221,7 @@ ${body(range(8), "k0")}
 }
 
 /** Bᵀ: B stored (N,K). Scalar accumulators, dot() over vec4 k-halves; any N. */
-function nt(sh: MatmulShape, ep: Epilogue, c: SgConfig): string {
+function nt(sh: MatmulShape, ep: Epilogue, c: SgConfig, src: Source): string {
   const { m, n, k } = sh, K4 = k / 4;
   const R = range(c.rm), J = range(4 * c.cn), I = range(c.cn);
   const k8 = k - (k % 8);
@@ -205,14 +229,14 @@ function nt(sh: MatmulShape, ep: Epilogue, c: SgConfig): string {
   // Lane l, register i holds vec q = l + 8i: column q/2, k-half q%2.
   const loadB = (kv: string, halfFixed: boolean) =>
     I.map((i) =>
-      `let bv${i} = B[${bBase} + min(col0 + (lane + ${8 * i}u) / 2u, ${n - 1}u) * ${K4}u + ${kv}${
+      `let bv${i} = ldB(${bBase} + min(col0 + (lane + ${8 * i}u) / 2u, ${n - 1}u) * ${K4}u + ${kv}${
         halfFixed ? "" : ` + (lane + ${8 * i}u) % 2u`
-      }];`
+      });`
     ).join("\n");
   const body = (halves: number[], kv: string) => {
     let out = "";
     for (const r of R) {
-      for (const h of halves) out += `let a${r}_${h} = A[ar${r} + ${kv} + ${h}u];\n`;
+      for (const h of halves) out += `let a${r}_${h} = ldA(ar${r} + ${kv} + ${h}u);\n`;
     }
     for (const j of J) {
       for (const h of halves) {
@@ -224,7 +248,7 @@ function nt(sh: MatmulShape, ep: Epilogue, c: SgConfig): string {
     }
     return out;
   };
-  return `${header(true, 8 * c.s)}
+  return `${header(true, 8 * c.s, src)}
   let row0 = (wg.y * ${c.s}u + s) * ${8 * c.rm}u + lane;
   let col0 = wg.x * ${4 * c.cn}u;
   ${

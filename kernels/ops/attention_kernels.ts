@@ -20,9 +20,10 @@
  * 8 rows shared by subgroupBroadcast (end of file; ~6× faster there). Each kernel has a
  * float64 reference (plain loops) beside it; tests compare both families with them.
  */
-import type { Runtime } from "../runtime/runtime.ts";
+import type { Binding, Runtime } from "../runtime/runtime.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { type BindingKind, cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { texelLoadFn } from "../runtime/texels.ts";
 
 const WG = 64;
 
@@ -148,16 +149,52 @@ fn main(${ARGS}) {
   if (id >= u.n) { return; }`;
 const bind = (i: number, name: string, type: string, rw = false) =>
   `@group(0) @binding(${i}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<${type}>;`;
-/** Bindings from a list of [name, type, rw?]; the uniform comes last. */
+/**
+ * Bindings from a list of [name, type, rw?]; the uniform comes last. With `texels`, every
+ * read-only vec4 array is a texture instead, read through `ld_NAME(i)` (texels.ts).
+ */
 function bindings(
   list: [string, string, boolean?][],
+  texels = false,
 ): { wgsl: string; kinds: KernelSpec["bindings"] } {
-  const wgsl = list.map(([n, t, rw], i) => bind(i, n, t, rw)).join("\n") +
-    `\n@group(0) @binding(${list.length}) var<uniform> u: U;`;
+  const asTex = ([, t, rw]: [string, string, boolean?]) =>
+    texels && !rw && (t === "VT" || t === "vec4f");
+  const wgsl =
+    list.map((e, i) =>
+      asTex(e)
+        ? `@group(0) @binding(${i}) var ${e[0]}_tex: texture_2d<f32>;\n${
+          texelLoadFn(`ld_${e[0]}`, `${e[0]}_tex`)
+        }`
+        : bind(i, e[0], e[1], e[2])
+    ).join("\n") + `\n@group(0) @binding(${list.length}) var<uniform> u: U;`;
   return {
     wgsl,
-    kinds: [...list.map(([, , rw]): BindingKind => (rw ? "read_write" : "read")), "uniform"],
+    kinds: [
+      ...list.map((e): BindingKind => (asTex(e) ? "texture" : e[2] ? "read_write" : "read")),
+      "uniform",
+    ],
   };
+}
+
+/** `NAME[expr]` → `ld_NAME(expr)` for each name (brackets matched, so expr may nest). */
+function viaTexels(code: string, names: readonly string[]): string {
+  for (const name of names) {
+    const re = new RegExp(`\\b${name}\\[`, "g");
+    let out = "", last = 0;
+    for (let m = re.exec(code); m; m = re.exec(code)) {
+      let depth = 1, i = m.index + m[0].length;
+      for (; i < code.length && depth > 0; i++) {
+        if (code[i] === "[") depth++;
+        else if (code[i] === "]") depth--;
+      }
+      out += code.slice(last, m.index) + `ld_${name}(` + code.slice(m.index + m[0].length, i - 1) +
+        ")";
+      last = i;
+      re.lastIndex = i;
+    }
+    code = out + code.slice(last);
+  }
+  return code;
 }
 /** `acc += Σ_d vdot(a(d), b(d))` over the NV vector slots, as a statement. */
 const dotInto = (acc: string, a: string, b: string) =>
@@ -208,7 +245,7 @@ class Binder {
     this.temps.push(p);
     return p;
   }
-  run(s: KernelSpec, bs: (Tensor | GPUBuffer)[], grid: [number, number, number]) {
+  run(s: KernelSpec, bs: Binding[], grid: [number, number, number]) {
     this.rt.dispatch(s, bs, grid);
     // Placeholders may go back to the pool now: later users are ordered after this dispatch.
     for (const t of this.temps.splice(0)) t.dispose();
@@ -269,15 +306,18 @@ export function attentionForward(q: Tensor, k: Tensor, v: Tensor, m: AttnMask): 
   const o = rt.empty(q.shape), L = rt.empty([d.B, d.H, d.T]);
   const bd = new Binder(rt);
   const seg = bd.seg(m);
-  bd.run((useSg(rt) ? fwdSgSpec : fwdSpec)(d.D), [
-    q,
-    k,
-    v,
-    seg,
-    o,
-    L,
-    rt.uniform(uniformWords(d, d.B * d.H, maskFlags(m), m.scale)),
-  ], headGrid(d.T, d.B * d.H));
+  bd.run(
+    ...choose(rt, d.D, fwdSgSpec, fwdSpec, [
+      q,
+      k,
+      v,
+      seg,
+      o,
+      L,
+      rt.uniform(uniformWords(d, d.B * d.H, maskFlags(m), m.scale)),
+    ]),
+    headGrid(d.T, d.B * d.H),
+  );
   return [o, L];
 }
 
@@ -426,7 +466,7 @@ export function attentionForwardTangent(
     ld,
   ];
   const u = rt.uniform(uniformWords(d, d.B * d.H, maskFlags(m) | bd.flags, m.scale));
-  bd.run((useSg(rt) ? fwdTanSgSpec : fwdTanSpec)(d.D), [...bs, u], headGrid(d.T, d.B * d.H));
+  bd.run(...choose(rt, d.D, fwdTanSgSpec, fwdTanSpec, [...bs, u]), headGrid(d.T, d.B * d.H));
   return [od, ld];
 }
 
@@ -638,13 +678,30 @@ export function attentionBackward(
   const seg = bd.seg(m);
   const fl = maskFlags(m);
   rt.dispatch(
-    (useSg(rt) ? bwdRowSgSpec : bwdRowSpec)(d.D),
-    [q, k, v, gO, st, seg, gq, rt.uniform(uniformWords(d, d.B * d.H, fl, m.scale))],
+    ...choose(rt, d.D, bwdRowSgSpec, bwdRowSpec, [
+      q,
+      k,
+      v,
+      gO,
+      st,
+      seg,
+      gq,
+      rt.uniform(uniformWords(d, d.B * d.H, fl, m.scale)),
+    ]),
     headGrid(d.T, d.B * d.H),
   );
   bd.run(
-    (useSg(rt) ? bwdColSgSpec : bwdColSpec)(d.D),
-    [q, k, v, gO, st, seg, gk, gv, rt.uniform(uniformWords(d, d.B * d.Hkv, fl, m.scale))],
+    ...choose(rt, d.D, bwdColSgSpec, bwdColSpec, [
+      q,
+      k,
+      v,
+      gO,
+      st,
+      seg,
+      gk,
+      gv,
+      rt.uniform(uniformWords(d, d.B * d.Hkv, fl, m.scale)),
+    ]),
     headGrid(d.S, d.B * d.Hkv),
   );
   st.dispose();
@@ -866,13 +923,20 @@ export function attentionBackwardTangent(
   ];
   const fl = maskFlags(m) | bd.flags;
   rt.dispatch(
-    (useSg(rt) ? bwdTanRowSgSpec : bwdTanRowSpec)(d.D),
-    [...ins, oq, rt.uniform(uniformWords(d, d.B * d.H, fl, m.scale))],
+    ...choose(rt, d.D, bwdTanRowSgSpec, bwdTanRowSpec, [
+      ...ins,
+      oq,
+      rt.uniform(uniformWords(d, d.B * d.H, fl, m.scale)),
+    ]),
     headGrid(d.T, d.B * d.H),
   );
   bd.run(
-    (useSg(rt) ? bwdTanColSgSpec : bwdTanColSpec)(d.D),
-    [...ins, ok, ov, rt.uniform(uniformWords(d, d.B * d.Hkv, fl, m.scale))],
+    ...choose(rt, d.D, bwdTanColSgSpec, bwdTanColSpec, [
+      ...ins,
+      ok,
+      ov,
+      rt.uniform(uniformWords(d, d.B * d.Hkv, fl, m.scale)),
+    ]),
     headGrid(d.S, d.B * d.Hkv),
   );
   st.dispose();
@@ -923,16 +987,56 @@ export function attentionBackwardTangent64(
  * workgroup-uniform (as subgroup operations need) and invisible pairs get P = 0.
  */
 export const attentionKernelConfig = {
-  /** "auto": subgroup variants where the adapter has 8-lane subgroups; tests force either. */
-  family: "auto" as "auto" | "plain" | "subgroup",
+  /**
+   * "auto": subgroup variants where the adapter has 8-lane subgroups, reading their vec4
+   * inputs as staged texels on CPU adapters (texels.ts: lavapipe's storage loads are
+   * per-lane loops); tests force each. "texture" falls back to "subgroup" where D % 4 ≠ 0
+   * or an input is too large for a texture.
+   */
+  family: "auto" as "auto" | "plain" | "subgroup" | "texture",
 };
 function useSg(rt: Runtime): boolean {
   const f = attentionKernelConfig.family;
   const ok = rt.hasSubgroups && rt.subgroupSize === 8;
-  if (f === "subgroup" && !ok) {
+  if ((f === "subgroup" || f === "texture") && !ok) {
     throw new Error("attention: the subgroup kernels need an adapter with 8-lane subgroups");
   }
-  return f === "subgroup" || (f === "auto" && ok);
+  return f === "subgroup" || f === "texture" || (f === "auto" && ok);
+}
+
+/** Count of dispatches that read texels (tests check the texture family really ran). */
+export const attentionTexelRuns = { count: 0 };
+
+type SgMaker = (D: number, texels?: boolean) => KernelSpec;
+
+/**
+ * Pick the kernel for these bindings: plain, subgroup, or subgroup over texels — then
+ * stage the texel inputs (slots 8 + binding index, clear of matmul's 0 and 1).
+ */
+function choose(
+  rt: Runtime,
+  D: number,
+  sg: SgMaker,
+  plain: (D: number) => KernelSpec,
+  bs: Binding[],
+): [KernelSpec, Binding[]] {
+  if (!useSg(rt)) return [plain(D), bs];
+  const f = attentionKernelConfig.family;
+  const wanted = f === "texture" || (f === "auto" && rt.isCpuAdapter);
+  if (wanted && vecOf(D).v4) {
+    const spec = sg(D, true);
+    const fits = spec.bindings.every((k, i) =>
+      k !== "texture" || rt.texelsFit((bs[i] as Tensor).size)
+    );
+    if (fits) {
+      attentionTexelRuns.count++;
+      return [
+        spec,
+        bs.map((b, i) => (spec.bindings[i] === "texture" ? rt.texels(b as Tensor, 8 + i) : b)),
+      ];
+    }
+  }
+  return [sg(D, false), bs];
 }
 
 const SG_MAIN = `@compute @workgroup_size(${WG})
@@ -1047,14 +1151,27 @@ const sgColVis = (jj: number) =>
   let vis${jj} = i${jj} < u.T && i${jj} >= myStart && segJ == subgroupBroadcast(segL, ${jj}u);
   let st${jj} = subgroupBroadcast(stL, ${jj}u);`;
 
-function sgSpec(name: string, D: number, list: [string, string, boolean?][], body: string) {
-  return spec(`${name}_sg`, D, () => {
-    const b = bindings(list);
-    return { name: `${name}_sg`, bindings: b.kinds, code: `${HEAD(D)}\n${b.wgsl}\n${body}` };
+function sgSpec(
+  name: string,
+  D: number,
+  list: [string, string, boolean?][],
+  body: string,
+  texels = false,
+) {
+  const full = `${name}_${texels ? "tex" : "sg"}`;
+  return spec(full, D, () => {
+    const b = bindings(list, texels);
+    const names = list.filter((_, i) => b.kinds[i] === "texture").map(([n]) => n);
+    // HEAD's helpers (segOk) read SEG only, which stays a storage buffer.
+    return {
+      name: full,
+      bindings: b.kinds,
+      code: `${HEAD(D)}\n${b.wgsl}\n${viaTexels(body, names)}`,
+    };
   });
 }
 
-function fwdSgSpec(D: number): KernelSpec {
+function fwdSgSpec(D: number, texels = false): KernelSpec {
   return sgSpec(
     "attn_fwd",
     D,
@@ -1087,10 +1204,11 @@ function fwdSgSpec(D: number): KernelSpec {
   ${forD("O[qr + d] = acc[d] * inv;")}
   L[id] = select(0.0, m + log(l), l > 0.0);
 }`,
+    texels,
   );
 }
 
-function fwdTanSgSpec(D: number): KernelSpec {
+function fwdTanSgSpec(D: number, texels = false): KernelSpec {
   return sgSpec(
     "attn_fwd_tangent",
     D,
@@ -1140,10 +1258,11 @@ function fwdTanSgSpec(D: number): KernelSpec {
   ${forD("OD[qr + d] = acc[d] - cs * O[qr + d];")}
   LD[id] = cs;
 }`,
+    texels,
   );
 }
 
-function bwdRowSgSpec(D: number): KernelSpec {
+function bwdRowSgSpec(D: number, texels = false): KernelSpec {
   return sgSpec(
     "attn_bwd_row",
     D,
@@ -1177,10 +1296,11 @@ function bwdRowSgSpec(D: number): KernelSpec {
   if (!live) { return; }
   ${forD("GQ[qr + d] = acc[d] * u.scale;")}
 }`,
+    texels,
   );
 }
 
-function bwdColSgSpec(D: number): KernelSpec {
+function bwdColSgSpec(D: number, texels = false): KernelSpec {
   return sgSpec(
     "attn_bwd_col",
     D,
@@ -1216,6 +1336,7 @@ function bwdColSgSpec(D: number): KernelSpec {
   if (!live) { return; }
   ${forD("GK[kr + d] = ak[d] * u.scale; GV[kr + d] = av[d];")}
 }`,
+    texels,
   );
 }
 
@@ -1226,7 +1347,7 @@ const sgTanScal = (j: number, st: string) => `
   let ds${j} = p${j} * (dp${j} - ${st}.y);
   let dsd${j} = pd${j} * (dp${j} - ${st}.y) + p${j} * (dpd${j} - ${st}.w);`;
 
-function bwdTanRowSgSpec(D: number): KernelSpec {
+function bwdTanRowSgSpec(D: number, texels = false): KernelSpec {
   return sgSpec(
     "attn_bwd_tangent_row",
     D,
@@ -1281,10 +1402,11 @@ function bwdTanRowSgSpec(D: number): KernelSpec {
   if (!live) { return; }
   ${forD("OUT[qr + d] = acc[d] * u.scale;")}
 }`,
+    texels,
   );
 }
 
-function bwdTanColSgSpec(D: number): KernelSpec {
+function bwdTanColSgSpec(D: number, texels = false): KernelSpec {
   return sgSpec(
     "attn_bwd_tangent_col",
     D,
@@ -1347,5 +1469,6 @@ function bwdTanColSgSpec(D: number): KernelSpec {
   if (!live) { return; }
   ${forD("OK[kr + d] = ak[d] * u.scale; OV[kr + d] = av[d];")}
 }`,
+    texels,
   );
 }

@@ -5,7 +5,8 @@
  * Binding i of the spec is `@group(0) @binding(i)` in the WGSL.
  */
 
-export type BindingKind = "read" | "read_write" | "uniform";
+/** "texture": a `texture_2d<f32>` (rgba32float texels staged by `rt.texels`, texels.ts). */
+export type BindingKind = "read" | "read_write" | "uniform" | "texture";
 
 export interface KernelSpec {
   /** Stable family name (for profiles and errors), e.g. "matmul_sg". */

@@ -7,6 +7,7 @@
 import { BufferPool } from "./pool.ts";
 import { byteLength, type DType, numel, Tensor } from "./tensor.ts";
 import type { KernelSpec } from "./kernel.ts";
+import { TexelStore, type TexelView } from "./texels.ts";
 
 export interface AdapterRecord {
   readonly description: string;
@@ -25,7 +26,11 @@ interface Compiled {
   readonly layout: GPUBindGroupLayout;
 }
 
-export type Binding = Tensor | GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+export type Binding =
+  | Tensor
+  | GPUBuffer
+  | { buffer: GPUBuffer; offset?: number; size?: number }
+  | TexelView;
 
 type Scope = Tensor[];
 
@@ -71,8 +76,11 @@ export class Runtime {
   #profiler: { query: GPUQuerySet; names: string[]; resolve: GPUBuffer } | undefined;
   profile: Map<string, { calls: number; ns: number }> | undefined;
 
+  readonly #texels: TexelStore;
+
   constructor(readonly device: GPUDevice, readonly adapter: AdapterRecord) {
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
+    this.#texels = new TexelStore(device);
     this.hasSubgroups = device.features.has("subgroups");
     this.hasF16 = device.features.has("shader-f16");
     this.hasTimestamps = device.features.has("timestamp-query");
@@ -260,13 +268,25 @@ export class Runtime {
     const module = this.device.createShaderModule({ code: spec.code, label: spec.name });
     const layout = this.device.createBindGroupLayout({
       label: spec.name,
-      entries: spec.bindings.map((kind, binding) => ({
-        binding,
-        visibility: 4, // GPUShaderStage.COMPUTE
-        buffer: {
-          type: kind === "uniform" ? "uniform" : kind === "read" ? "read-only-storage" : "storage",
-        },
-      })),
+      entries: spec.bindings.map((kind, binding) =>
+        kind === "texture"
+          ? {
+            binding,
+            visibility: 4, // GPUShaderStage.COMPUTE
+            texture: { sampleType: "unfilterable-float" as const, viewDimension: "2d" as const },
+          }
+          : {
+            binding,
+            visibility: 4,
+            buffer: {
+              type: kind === "uniform"
+                ? "uniform" as const
+                : kind === "read"
+                ? "read-only-storage" as const
+                : "storage" as const,
+            },
+          }
+      ),
     });
     const pipeline = this.device.createComputePipeline({
       label: spec.name,
@@ -314,6 +334,7 @@ export class Runtime {
         return { binding, resource: { buffer: b.buf, size: b.byteLength } };
       }
       if ("mapState" in b) return { binding, resource: { buffer: b } };
+      if ("view" in b) return { binding, resource: b.view };
       return { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } };
     });
     const group = this.device.createBindGroup({ layout: c.layout, entries });
@@ -341,6 +362,21 @@ export class Runtime {
     this.device.queue.writeBuffer(buf, 0, bytes);
     this.#uniforms.push(buf);
     return buf;
+  }
+
+  /** Whether `texels` can stage a tensor of `floats` f32 elements. */
+  texelsFit(floats: number): boolean {
+    return this.#texels.fits(floats);
+  }
+
+  /**
+   * Record a copy of `t` into staging texture `slot` (texels.ts) and return the view to
+   * bind as a "texture" binding of the next dispatch. A later call with the same slot
+   * may reuse the texture, so bind the view before staging the slot again.
+   */
+  texels(t: Tensor, slot: number): TexelView {
+    this.#endPass();
+    return this.#texels.stage(this.#enc(), t, slot);
   }
 
   /** Record a buffer-to-buffer copy. */
@@ -489,6 +525,7 @@ export class Runtime {
       this.flush();
     } finally {
       this.pool.trim();
+      this.#texels.destroy();
       this.device.destroy();
     }
   }
