@@ -1,6 +1,16 @@
 /** Elementwise (broadcasting), unary table, reductions and strided copies against references. */
 import { assertClose, randn, testRuntime } from "./testing.ts";
-import { add, div, mapN, mapRef, mul, scale, sub, unary } from "../kernels/ops/elementwise.ts";
+import {
+  add,
+  div,
+  mapN,
+  mapRef,
+  mapStats,
+  mul,
+  scale,
+  sub,
+  unary,
+} from "../kernels/ops/elementwise.ts";
 import { UNARY, type UnaryName } from "../kernels/ops/unary_table.ts";
 import { reduce, type ReduceOp, reduceRef } from "../kernels/ops/reduce.ts";
 import { concat, expand, permute, permuteRef, slice, transpose } from "../kernels/ops/strided.ts";
@@ -58,6 +68,30 @@ Deno.test("three-input expression, scale, and accumulate into out", async () => 
     add(rt.tensor(a, [5, 7]), rt.tensor(b, [7]), { out: acc, accumulate: true });
     const w2 = mapRef((x, y) => 2 * x + y, [{ data: a, shape: [5, 7] }, { data: b, shape: [7] }]);
     assertClose(await rt.readF32(acc), w2.data, { label: "accumulate" });
+  });
+});
+
+Deno.test("4-wide kernel (sizes % 4 = 0, no broadcast strides): expression, scalar input, accumulate", async () => {
+  await rt.scopeAsync(async () => {
+    const before = mapStats.wide;
+    const a = randn(24, 6), b = randn(24, 7), c = randn(1, 8);
+    const ta = rt.tensor(a, [4, 6]), tb = rt.tensor(b, [4, 6]), tc = rt.tensor(c, [1]);
+    const y = mapN("a * b - exp(c) * p.y", [ta, tb, tc], { params: [0, 0.25] });
+    assertClose(await rt.readF32(y), Array.from(a, (x, i) => x * b[i] - Math.exp(c[0]) * 0.25), {
+      label: "a*b-exp(c)*p.y",
+    });
+    const acc = rt.tensor(b, [4, 6]);
+    mul(ta, tb, { out: acc, accumulate: true });
+    assertClose(await rt.readF32(acc), Array.from(a, (x, i) => x * b[i] + b[i]), {
+      label: "accumulate",
+    });
+    const s = unary("silu", ta);
+    assertClose(await rt.readF32(s), Array.from(a, (x) => x / (1 + Math.exp(-x))), {
+      label: "silu",
+    });
+    if (mapStats.wide - before !== 3) {
+      throw new Error(`${mapStats.wide - before} of 3 maps took the 4-wide kernel`);
+    }
   });
 });
 

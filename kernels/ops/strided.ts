@@ -2,21 +2,41 @@
  * Data movement as one strided-copy kernel: dst[dOff + Σ i_d·dStride_d] (+)= src[sOff +
  * Σ i_d·sStride_d] over an index space `shape`. Transpose/permute, slice, concat, broadcast
  * (expand) and their gradients (scatter into a slice) are all this kernel with different
- * strides — one pipeline for every shape, sizes in a uniform.
+ * strides — one pipeline per rank, sizes and strides in a uniform.
  */
 import type { Tensor } from "../runtime/tensor.ts";
 import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { texelLoadScalarFn } from "../runtime/texels.ts";
 import { broadcastStrides, checkRank, normAxis, stridesOf } from "./shape.ts";
 
 const WG = 256;
 
-function copySpec(accumulate: boolean): KernelSpec {
-  return {
+/**
+ * One pipeline per (rank, accumulate, texels). The dimension loop is unrolled with
+ * constant indices into the uniform (a dynamic index into it is a per-lane gather on
+ * lavapipe); with `texels` the source is read as staged texels (texels.ts).
+ */
+function copySpec(accumulate: boolean, rank: number, texels: boolean): KernelSpec {
+  const key = `${accumulate}|${rank}|${texels}`;
+  const hit = specCache.get(key);
+  if (hit) return hit;
+  let dims = "";
+  for (let d = rank - 1; d >= 0; d--) {
+    const at = `[${d >> 2}].${"xyzw"[d & 3]}`;
+    dims +=
+      `  { let s = u.shape${at}; let c = r % s; r = r / s; so += c * u.ss${at}; dof += c * u.ds${at}; }\n`;
+  }
+  const spec: KernelSpec = {
     name: accumulate ? "strided_add" : "strided_copy",
-    bindings: ["read", "read_write", "uniform"],
+    bindings: [texels ? "texture" : "read", "read_write", "uniform"],
     code: /* wgsl */ `
 struct U { n: u32, rank: u32, soff: u32, doff: u32, shape: array<vec4u, 2>, ss: array<vec4u, 2>, ds: array<vec4u, 2> }
-@group(0) @binding(0) var<storage, read> S: array<f32>;
+${
+      texels
+        ? `@group(0) @binding(0) var S_tex: texture_2d<f32>;\n${texelLoadScalarFn("ldS", "S_tex")}`
+        : `@group(0) @binding(0) var<storage, read> S: array<f32>;
+fn ldS(i: u32) -> f32 { return S[i]; }`
+    }
 @group(0) @binding(1) var<storage, read_write> D: array<f32>;
 @group(0) @binding(2) var<uniform> u: U;
 @compute @workgroup_size(${WG})
@@ -27,18 +47,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var r = i;
   var so = u.soff;
   var dof = u.doff;
-  for (var d = i32(u.rank) - 1; d >= 0; d--) {
-    let s = u.shape[d / 4][d % 4];
-    let c = r % s;
-    r = r / s;
-    so += c * u.ss[d / 4][d % 4];
-    dof += c * u.ds[d / 4][d % 4];
-  }
-  D[dof] ${accumulate ? "+=" : "="} S[so];
+${dims}  D[dof] ${accumulate ? "+=" : "="} ldS(so);
 }`,
   };
+  specCache.set(key, spec);
+  return spec;
 }
-const COPY = copySpec(false), ADD = copySpec(true);
+const specCache = new Map<string, KernelSpec>();
 
 export interface View {
   readonly offset: number;
@@ -65,7 +80,10 @@ export function stridedCopy(
     u[12 + k] = sv.strides[k];
     u[20 + k] = dv.strides[k];
   });
-  src.rt.dispatch(accumulate ? ADD : COPY, [src, dst, src.rt.uniform(u)], grid1d(cdiv(n, WG)));
+  const rt = src.rt;
+  const texels = rt.isCpuAdapter && src.dtype === "f32" && rt.texelsFit(src.size);
+  const spec = copySpec(accumulate, Math.max(1, shape.length), texels);
+  rt.dispatch(spec, [texels ? rt.texels(src, 24) : src, dst, rt.uniform(u)], grid1d(cdiv(n, WG)));
   return dst;
 }
 

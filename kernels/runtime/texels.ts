@@ -22,6 +22,11 @@ export function texelLoadFn(name: string, tex: string): string {
   return `fn ${name}(i: u32) -> vec4f { return textureLoad(${tex}, vec2u(i % ${TEXEL_ROW}u, i / ${TEXEL_ROW}u), 0); }`;
 }
 
+/** WGSL for `name(i)` reading float number i (one component of texel i / 4). */
+export function texelLoadScalarFn(name: string, tex: string): string {
+  return `fn ${name}(i: u32) -> f32 { let q = i / 4u; return textureLoad(${tex}, vec2u(q % ${TEXEL_ROW}u, q / ${TEXEL_ROW}u), 0)[i % 4u]; }`;
+}
+
 /** A texture view to bind where a kernel declares `texture_2d<f32>`. */
 export interface TexelView {
   readonly view: GPUTextureView;
