@@ -40,6 +40,9 @@ const segHost = new Int32Array([0, 0, 1, 1, 1, 0, 0, 0, 0, 2]);
 const seg = rt.keep(rt.tensor(segHost, [2, 5], "i32"));
 const tgtHost = new Int32Array([3, -1, 8, 0, 4]);
 const tgt = rt.keep(rt.tensor(tgtHost, [5], "i32"));
+// For V = 12: targets at every offset within a vec4 of logits (5 % 4 = 1, 10 % 4 = 2, …).
+const tgt12Host = new Int32Array([5, -1, 10, 3, 0]);
+const tgt12 = rt.keep(rt.tensor(tgt12Host, [5], "i32"));
 
 const cases: OpCase[] = [
   { name: "add", shapes: [[3, 5], [5]], gpu: ad.add, ref: bin((a, b) => a + b, [3, 5], [5]) },
@@ -205,6 +208,17 @@ const cases: OpCase[] = [
     gpu: (z, w) => nn.weightedCrossEntropy(z, tgt, w),
     ref: (z, w) => {
       const nll = crossEntropy64(z, 9, tgtHost);
+      return f64([nll.reduce((s, v, i) => s + v * w[i], 0)]);
+    },
+  },
+  {
+    // V % 4 = 0: on CPU adapters the logits are read as staged texels (4 per load).
+    name: "weighted cross-entropy, V = 12 (texel kernels)",
+    shapes: [[5, 12], [5]],
+    range: (i) => (i ? [0.1, 1] : [-2, 2]),
+    gpu: (z, w) => nn.weightedCrossEntropy(z, tgt12, w),
+    ref: (z, w) => {
+      const nll = crossEntropy64(z, 12, tgt12Host);
       return f64([nll.reduce((s, v, i) => s + v * w[i], 0)]);
     },
   },

@@ -9,9 +9,10 @@
  *  - `argmaxRows`: greedy decoding's per-row argmax, so only B ids are read back per step;
  *  - `sliceI32`: a range of an i32 tensor (target chunks; the strided copy moves f32).
  */
-import type { Runtime } from "../../kernels/runtime/runtime.ts";
+import type { Binding, Runtime } from "../../kernels/runtime/runtime.ts";
 import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import { cdiv, grid1d, type KernelSpec } from "../../kernels/runtime/kernel.ts";
+import { texelLoadFn } from "../../kernels/runtime/texels.ts";
 import { matmul as mm } from "../../kernels/matmul/matmul.ts";
 import { permute } from "../../kernels/ops/strided.ts";
 import { apply1, type Rule } from "../../kernels/autodiff/tape.ts";
@@ -29,7 +30,7 @@ function u32s(...v: number[]): Uint32Array {
   u.set(v);
   return u;
 }
-function run(rt: Runtime, spec: KernelSpec, bind: (Tensor | GPUBuffer)[], lanes: number) {
+function run(rt: Runtime, spec: KernelSpec, bind: Binding[], lanes: number) {
   rt.dispatch(spec, bind, grid1d(cdiv(lanes, WG)));
 }
 
@@ -130,16 +131,63 @@ fn main(${ARGS}) {
 }`,
 };
 
+/**
+ * The same rotation, one lane per 4 pairs (8 outputs) with x and the tables read as staged
+ * texels (kernels/runtime/texels.ts: lavapipe's storage loads are per-lane loops): for
+ * headDim % 8 = 0 on CPU adapters. u.n counts lanes.
+ */
+const ROPE_AT_TEX: KernelSpec = {
+  name: "rope_at_tex",
+  bindings: ["texture", "texture", "texture", "read", "read_write", "uniform"],
+  code: /* wgsl */ `
+struct U { n: u32, D: u32, row: u32, sign: f32 }
+@group(0) @binding(0) var X: texture_2d<f32>;
+@group(0) @binding(1) var COS: texture_2d<f32>;
+@group(0) @binding(2) var SIN: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read> POS: array<i32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<vec4f>;
+@group(0) @binding(5) var<uniform> u: U;
+${texelLoadFn("ldX", "X")}
+${texelLoadFn("ldCos", "COS")}
+${texelLoadFn("ldSin", "SIN")}
+@compute @workgroup_size(${WG})
+fn main(${ARGS}) {
+  ${ID}
+  if (id >= u.n) { return; }
+  let half = u.D / 2u;
+  let lanesPerRow = u.row / 8u;
+  let r = id / lanesPerRow;
+  let c = id % lanesPerRow;
+  let j0 = (c % (u.D / 8u)) * 4u; // first of 4 pairs (j0 … j0+3, partners + half)
+  let base = r * u.row + (c / (u.D / 8u)) * u.D + j0;
+  let f = (u32(POS[r]) * half + j0) / 4u;
+  let x1 = ldX(base / 4u);
+  let x2 = ldX((base + half) / 4u);
+  let co = ldCos(f);
+  let s = u.sign * ldSin(f);
+  Y[base / 4u] = x1 * co - x2 * s;
+  Y[(base + half) / 4u] = x2 * co + x1 * s;
+}`,
+};
+
 interface RopeP {
   readonly headDim: number;
 }
 function ropeAtKernel(xs: readonly Tensor[], headDim: number, inverse: boolean): Tensor {
   const [x, cos, sin, pos] = xs;
-  const row = x.shape.at(-1)!;
-  const y = x.rt.empty(x.shape);
-  const u = u32s(x.size, headDim, row, 0);
+  const row = x.shape.at(-1)!, rt = x.rt;
+  const y = rt.empty(x.shape);
+  const tex = rt.isCpuAdapter && headDim % 8 === 0 && rt.texelsFit(x.size) &&
+    rt.texelsFit(cos.size);
+  const lanes = tex ? x.size / 8 : x.size;
+  const u = u32s(lanes, headDim, row, 0);
   new Float32Array(u.buffer)[3] = inverse ? -1 : 1;
-  run(x.rt, ROPE_AT, [x, cos, sin, pos, y, x.rt.uniform(u)], x.size);
+  if (tex) {
+    const bs = [rt.texels(x, 0), rt.texels(cos, 1), rt.texels(sin, 2)];
+    run(rt, ROPE_AT_TEX, [...bs, pos, y, rt.uniform(u)], lanes);
+  } else {
+    run(rt, ROPE_AT, [x, cos, sin, pos, y, rt.uniform(u)], x.size);
+  }
   return y;
 }
 // The tables and positions are inputs (not parameters) so the tape holds them until the
