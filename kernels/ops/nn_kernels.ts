@@ -271,8 +271,8 @@ fn main(${ARGS}) {
 };
 /**
  * Cross-entropy over logits read as staged texels (kernels/runtime/texels.ts: lavapipe's
- * storage loads are per-lane loops), for V % 4 = 0: a vec4 of one row per load. Measured on
- * a (1024, 6144) batch: ce_rows 115 → see note in the commit; ce_grad 4 outputs per lane.
+ * storage loads are per-lane loops), for V % 4 = 0: a vec4 of one row per load, and ce_grad
+ * writes 4 outputs per lane. On (1024, 6144) logits: ce_rows 115 → 17 ms, ce_grad 266 → 72 ms.
  */
 const CE_TEX_HEAD = /* wgsl */ `
 struct U { N: u32, V: u32 }
