@@ -10,11 +10,10 @@ export default defineExperiment({
   description: "Needles in a haystack, QA2, long test contexts (paper Table 5).",
   overrides: {
     all: { tasks: ["qa2"], methods: ["perk", "ft-icr"] },
-    // Sized to finish in 45 minutes on a 2-core CPU adapter (lavapipe, Mesa 22.3), pretraining
-    // included. Measured there per item (2026-11-26): pretraining 167 s, a meta-training step
-    // on 1K tokens ~31 s (+ ~10 s per validation problem, checked twice), a PERK answer at 8K
-    // ~89 s, FT-ICR ~6 s per training problem and ~39 s per 8K answer: ≈ 39 minutes in all.
-    // Few problems, so the CI column is wide.
+    // Sized to finish well inside 45 minutes on a 2-core CPU adapter (lavapipe, Mesa 22.3),
+    // pretraining included: from a fresh clone it took 26.7 min there (2026-11-26: pretraining
+    // 162 s, meta-training 553 s = 28 s per step with validation, PERK 66 s and FT-ICR 15 s
+    // per 8K answer, FT-ICR training 77 s). Few problems, so the CI column is wide.
     cpu: {
       train_lengths: ["1k"],
       test_lengths: ["8k"],
