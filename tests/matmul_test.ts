@@ -119,5 +119,10 @@ Deno.test("matmul: texture family restages its textures between matmuls of one s
       ...tol,
       label: "dependent",
     });
+    // The staging textures are held outside the pool and counted in rt.texelBytes: A's
+    // 41,040 texels take 41 rows of 1,024, in a texture of 64 rows (16 bytes a texel).
+    if (rt.texelBytes < 64 * 1024 * 16) {
+      throw new Error(`rt.texelBytes ${rt.texelBytes} misses the staging textures`);
+    }
   });
 });

@@ -364,6 +364,11 @@ export class Runtime {
     return buf;
   }
 
+  /** Bytes of the staging textures held (not in `pool`; see texels.ts). */
+  get texelBytes(): number {
+    return this.#texels.bytes;
+  }
+
   /** Whether `texels` can stage a tensor of `floats` f32 elements. */
   texelsFit(floats: number): boolean {
     return this.#texels.fits(floats);

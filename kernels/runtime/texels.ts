@@ -6,11 +6,15 @@
  * into a loop over the 8 lanes with a branch and a store-forwarding stall per lane and
  * component (lp_bld_nir_soa.c emit_load_mem, seen in the JIT code under gdb), while a
  * texel fetch is a vector gather. A matmul that reads both operands as texels runs
- * 2.5–4.5× faster there, copies included (bench/matmul_perf.ts, `matmul_tex_*`).
+ * 2.5–4.5× faster there, copies included (bench/matmul_perf.ts: `matmul_f32_*` against
+ * `matmul_storage_f32_*`).
  *
  * Layout ("linear texels"): vec4 number v of the tensor is texel (v % TEXEL_ROW, v /
  * TEXEL_ROW), so a kernel indexes texels exactly as it would index `array<vec4f>`.
  * The copy needs bytesPerRow % 256 = 0: TEXEL_ROW · 16 bytes is.
+ *
+ * Memory: the textures are kept for reuse outside the buffer pool, so `rt.pool.peak` does
+ * not see them; `rt.texelBytes` does (the answer stages add it to their peak bytes).
  */
 import type { Tensor } from "./tensor.ts";
 
@@ -42,6 +46,8 @@ export const texelRows = (floats: number): number => Math.ceil(floats / 4 / TEXE
  */
 export class TexelStore {
   #textures = new Map<string, { texture: GPUTexture; view: GPUTextureView }>();
+  /** Bytes of the staging textures held (they are kept for reuse, outside the buffer pool). */
+  bytes = 0;
 
   constructor(readonly device: GPUDevice) {}
 
@@ -73,6 +79,7 @@ export class TexelStore {
       });
       tex = { texture, view: texture.createView() };
       this.#textures.set(key, tex);
+      this.bytes += TEXEL_ROW * height * 16;
     }
     const full = Math.floor(texels / TEXEL_ROW), rest = texels % TEXEL_ROW;
     const bytesPerRow = TEXEL_ROW * 16;
@@ -95,5 +102,6 @@ export class TexelStore {
   destroy(): void {
     for (const t of this.#textures.values()) t.texture.destroy();
     this.#textures.clear();
+    this.bytes = 0;
   }
 }

@@ -61,7 +61,8 @@ export async function answerInContext(
           `${gpu.config.maxPositions} positions; extend them first (positions.ts)`,
       );
     }
-    const peakBytes = rt.pool.peak - before;
+    // Staging textures (CPU adapters) live outside the pool: count all that are held.
+    const peakBytes = rt.pool.peak - before + rt.texelBytes;
     out.push({
       id: p.id,
       prediction: tok.decode(gen.tokens),

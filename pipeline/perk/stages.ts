@@ -207,7 +207,8 @@ export const answerStage = defineStage({
                 maxNewTokens: p.max_new_tokens,
                 lora: gpuLora(lora.specs, adapted, lora.scale, 0),
               });
-              const peak = rt.pool.peak - before;
+              // Staging textures (CPU adapters) live outside the pool: count all held.
+              const peak = rt.pool.peak - before + rt.texelBytes;
               [...adapted, ...mp.theta0, mp.lr, ...mp.phi].forEach((t) => t.dispose());
               out.push({
                 id: problem.id,
