@@ -22,6 +22,10 @@ type Layout = "same" | "scalar" | "strided";
 
 const specCache = new Map<string, KernelSpec>();
 
+/** The uniform both map kernels read; mapN packs it (n, rank, params, shape, strides). */
+const MAP_UNIFORM =
+  "struct U { n: u32, rank: u32, _0: u32, _1: u32, p: vec4f, shape: array<vec4u, 2>, st: array<vec4u, 8> }";
+
 /**
  * The general (broadcasting) kernel, one pipeline per (expression, layouts, rank, texels):
  * broadcast offsets are unrolled over the rank with constant indices into the uniform (a
@@ -62,7 +66,7 @@ function mapSpec(
   }).join("\n");
   const o = layouts.length;
   const code = /* wgsl */ `
-struct U { n: u32, rank: u32, _0: u32, _1: u32, p: vec4f, shape: array<vec4u, 2>, st: array<vec4u, 8> }
+${MAP_UNIFORM}
 ${decl}
 @group(0) @binding(${o}) var<storage, read_write> O: array<f32>;
 @group(0) @binding(${o + 1}) var<uniform> u: U;
@@ -121,7 +125,7 @@ function mapSpec4(
     `f(${NAMES.map((n, k) => (k < layouts.length ? `v${n}.${c}` : "0.0")).join(", ")}, p)`;
   const o = layouts.length;
   const code = /* wgsl */ `
-struct U { n: u32, rank: u32, _0: u32, _1: u32, p: vec4f, shape: array<vec4u, 2>, st: array<vec4u, 8> }
+${MAP_UNIFORM}
 ${decl}
 @group(0) @binding(${o}) var<storage, read_write> O: array<vec4f>;
 @group(0) @binding(${o + 1}) var<uniform> u: U;
