@@ -10,10 +10,15 @@ warm-up over 3% of the steps then a cosine to 0. Every --every steps it prints t
 and, on the test problems (teacher-forced), the accuracy of the format tokens, of the person's
 name (copied from the question) and of the label's first token (read from the context).
 --copy-steps N first trains N steps on repeated random sequences, which plants copying
-(induction) heads, to see whether that is what the fine-tuning lacks.
+(induction) heads, to see whether that is what the fine-tuning lacks. --stories FILE
+--story-steps N first trains N steps (--story-batch windows each) on tracking-story windows
+(bench/story_windows.ts), the answered rooms' loss weighted by --answer-weight, as perk's
+pretraining does with storyFraction 1; it prints the held-out rooms' accuracy.
 
   deno run -A bench/ft_icr_examples.ts /tmp/icr.json qa1 128
   /usr/bin/python3 bench/torch_ft_icr.py /tmp/icr.json --steps 300 --batch 8 --lr 3e-3
+  deno run -A bench/story_windows.ts /tmp/stories.json
+  /usr/bin/python3 bench/torch_ft_icr.py /tmp/icr.json --stories /tmp/stories.json --story-steps 1000
 
 Uses Debian's python3-torch (1.13). The vocabulary is cut to the ids the examples use (the
 untouched rows of a tied embedding only get weight decay), which makes it several times faster.
@@ -106,6 +111,46 @@ def copy_pretrain(model, a, vocab, k=48, rows=16):
                   f"{time.time() - t0:.0f} s", flush=True)
 
 
+def story_pretrain(model, a, stories, lut, vocab):
+    """Next-token loss on story windows, each answered room's first token weighted
+    a.answer_weight (weighted mean), AdamW with weight decay 0.1 on matrices, warm-up 10 steps
+    then a cosine to 0.1 * lr: perk's pretraining recipe."""
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(
+        [{"params": [p for p in params if p.dim() == 2], "weight_decay": 0.1},
+         {"params": [p for p in params if p.dim() != 2], "weight_decay": 0.0}],
+        lr=a.story_lr, betas=(0.9, 0.95), eps=1e-8)
+    def tensors(ws):
+        ids = torch.tensor([[lut[i] for i in w["ids"]] for w in ws], dtype=torch.long)
+        mark = torch.zeros(ids.shape, dtype=torch.bool)
+        for r, w in enumerate(ws):
+            mark[r, w["answers"]] = True
+        return ids, mark
+    ev_ids, ev_mark = tensors(stories["eval"])
+    n, B, S, t0 = len(stories["train"]), a.story_batch, a.story_steps, time.time()
+    for step in range(S):
+        lr = a.story_lr * (step + 1) / 10 if step < 10 else a.story_lr * (
+            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 10) / max(1, S - 1 - 10))))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        ids, mark = tensors([stories["train"][(step * B + i) % n] for i in range(B)])
+        nll = F.cross_entropy((model(ids[:, :-1]) @ model.embed.T).reshape(-1, vocab),
+                              ids[:, 1:].reshape(-1), reduction="none").view(B, -1)
+        w = 1 + (a.answer_weight - 1) * mark[:, 1:].float()
+        loss = (nll * w).sum() / w.sum()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if (step + 1) % a.every == 0 or step + 1 == S:
+            with torch.no_grad():
+                pred = (model(ev_ids[:, :-1]) @ model.embed.T).argmax(-1)
+                m = ev_mark[:, 1:]
+                acc = (pred[m] == ev_ids[:, 1:][m]).float().mean().item()
+            print(f"story step {step + 1}: loss {loss.item():.3f}, held-out room accuracy "
+                  f"{acc:.3f}; {time.time() - t0:.0f} s", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("examples")
@@ -117,12 +162,21 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--copy-steps", type=int, default=0,
                     help="first train this many steps on repeated random sequences (plants copying)")
+    ap.add_argument("--stories", help="story windows (bench/story_windows.ts) to pretrain on first")
+    ap.add_argument("--story-steps", type=int, default=1000)
+    ap.add_argument("--story-batch", type=int, default=4)
+    ap.add_argument("--story-lr", type=float, default=3e-3)
+    ap.add_argument("--answer-weight", type=float, default=10.0)
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)  # tiny gradients after the format is learned: denormals are slow
     d = json.load(open(a.examples))
-    used = sorted({i for x in d["train"] + d["test"] for i in x["prompt"] + x["answer"]})
+    stories = json.load(open(a.stories)) if a.stories else None
+    used = {i for x in d["train"] + d["test"] for i in x["prompt"] + x["answer"]}
+    if stories:
+        used |= {i for w in stories["train"] + stories["eval"] for i in w["ids"]}
+    used = sorted(used)
     lut = {v: k for k, v in enumerate(used)}
     model = Llama(d["config"], len(used))
     params = list(model.parameters())
@@ -134,6 +188,8 @@ def main():
     )
     if a.copy_steps:
         copy_pretrain(model, a, len(used))
+    if stories:
+        story_pretrain(model, a, stories, lut, len(used))
     warm = max(1, math.ceil(0.03 * a.steps))
     lr_at = lambda s: a.lr * (s + 1) / warm if s < warm else (
         0.5 * a.lr * (1 + math.cos(math.pi * min(1, (s - warm) / max(1, a.steps - warm)))))

@@ -13,7 +13,7 @@ export const ACTORS = ["John", "Mary", "Sandra", "Daniel"] as const;
 export const LOCATIONS = ["bedroom", "kitchen", "garden", "hallway", "bathroom", "office"] as const;
 export const OBJECTS = ["apple", "football", "milk"] as const;
 
-const MOVE_VERBS = ["went to", "journeyed to", "travelled to", "moved to", "went back to"];
+export const MOVE_VERBS = ["went to", "journeyed to", "travelled to", "moved to", "went back to"];
 const GET_VERBS = ["picked up", "got", "grabbed", "took"];
 const DROP_VERBS = ["dropped", "discarded", "left", "put down"];
 

@@ -2,15 +2,18 @@
  * Token batches for pretraining the tiny base model on the embedded corpus: windows of
  * `seqLen` compact-vocabulary tokens, each from either the generated task text (tiny.ts
  * `taskText()`: bAbI facts, questions, answers, PERK targets and prompts, Student Records)
- * or the SOTU haystack prose. Batches depend only on (seed, step), so a run is reproducible
- * and resumable without any sampler state. A held-out split (the last documents of each
- * source) gives an evaluation batch the training never sees.
+ * or the SOTU haystack prose, and optionally (storyFraction > 0) dense bAbI tracking stories
+ * (tracking_stories.ts) whose answered rooms can be weighted up in the loss. Batches depend
+ * only on (seed, step), so a run is reproducible and resumable without any sampler state. A
+ * held-out split (the last documents of each source) gives an evaluation batch the training
+ * never sees; its stories come from their own random stream.
  */
 import { loadCorpus } from "../data/corpus.ts";
 import { deriveSeed, seededRng } from "../data/rng.ts";
 import { CompactTokenizer, CompactVocab, EOS_ID } from "./compact_vocab.ts";
 import { ModelError } from "./errors.ts";
 import { taskText } from "./tiny.ts";
+import { trackingStory } from "./tracking_stories.ts";
 
 /** The committed compact vocabulary of the tiny model. */
 export function tinyVocab(): CompactVocab {
@@ -26,6 +29,19 @@ export interface PretrainDataOptions {
   readonly corpus: string;
   /** Fraction of each source held out for evaluation. */
   readonly heldOut: number;
+  /**
+   * Fraction of windows that are tracking stories (default 0: none, and the other windows
+   * are exactly those of a run without the option). The rest split by taskFraction.
+   */
+  readonly storyFraction?: number;
+}
+
+/** A batch with, per token, whether it is an answered room of a tracking story. */
+export interface MarkedBatch {
+  /** (rows·seqLen) token ids. */
+  readonly ids: Int32Array;
+  /** (rows·seqLen) 1 on answer tokens of story windows, else 0. */
+  readonly answers: Uint8Array;
 }
 
 interface Split {
@@ -38,7 +54,7 @@ interface Split {
 const cached = new Map<string, PretrainData>();
 /** One PretrainData per option set (building one encodes the whole task text, ~2 s). */
 export function pretrainData(o: PretrainDataOptions): PretrainData {
-  const key = JSON.stringify([o.seqLen, o.taskFraction, o.corpus, o.heldOut]);
+  const key = JSON.stringify([o.seqLen, o.taskFraction, o.corpus, o.heldOut, o.storyFraction]);
   let d = cached.get(key);
   if (!d) cached.set(key, d = new PretrainData(o));
   return d;
@@ -52,6 +68,10 @@ export class PretrainData {
   constructor(readonly o: PretrainDataOptions, vocab = tinyVocab()) {
     if (!(o.taskFraction >= 0 && o.taskFraction <= 1)) {
       throw new ModelError(`pretrain data: taskFraction must be in [0, 1], got ${o.taskFraction}`);
+    }
+    const sf = o.storyFraction ?? 0;
+    if (!(sf >= 0 && sf <= 1)) {
+      throw new ModelError(`pretrain data: storyFraction must be in [0, 1], got ${sf}`);
     }
     if (!(o.heldOut > 0 && o.heldOut < 0.5)) {
       throw new ModelError(`pretrain data: heldOut must be in (0, 0.5), got ${o.heldOut}`);
@@ -84,16 +104,29 @@ export class PretrainData {
 
   /** (rows·seqLen) token ids for training step `step` (or the fixed evaluation batch). */
   batch(seed: number, step: number | "eval", rows: number): Int32Array {
+    return this.marked(seed, step, rows).ids;
+  }
+
+  /** The batch of `batch()` with its story answer tokens marked. */
+  marked(seed: number, step: number | "eval", rows: number): MarkedBatch {
     const s = step === "eval" ? this.#eval : this.#train;
     const rng = seededRng(deriveSeed(seed, "pretrain-batch", step));
-    const T = this.o.seqLen, out = new Int32Array(rows * T);
+    const T = this.o.seqLen, sf = this.o.storyFraction ?? 0;
+    const ids = new Int32Array(rows * T), answers = new Uint8Array(rows * T);
     for (let r = 0; r < rows; r++) {
+      // No draw for stories when they are off: the windows stay those of older runs.
+      if (sf > 0 && rng.next() < sf) {
+        const story = trackingStory(rng, this.tok, T);
+        ids.set(story.ids, r * T);
+        answers.set(story.answers, r * T);
+        continue;
+      }
       const row = rng.next() < this.o.taskFraction
         ? s.task.subarray(...window(rng.int(s.task.length - T + 1), T))
         : this.#prose(s, rng);
-      out.set(row, r * T);
+      ids.set(row, r * T);
     }
-    return out;
+    return { ids, answers };
   }
 
   /** A window of prose: a random document (∝ length), from a sentence start. */

@@ -25,6 +25,7 @@ import { TINY_VOCAB, tinyConfig } from "./tiny.ts";
 import { initRandomWeights, type Weights } from "./weights.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { GpuModel } from "./gpu_model.ts";
+import { argmaxRows } from "./gpu_ops.ts";
 import { saveHfModel } from "./hf_loader.ts";
 import { createRuntime } from "../../kernels/runtime/device.ts";
 import { pretrainData } from "./gpu_pretrain_data.ts";
@@ -53,6 +54,13 @@ export interface PretrainOptions {
   readonly initStd: number;
   /** Fraction of windows from the generated task text (the rest: corpus prose). */
   readonly taskFraction: number;
+  /**
+   * Fraction of windows that are dense bAbI tracking stories (tracking_stories.ts), taken
+   * before the task-text/prose split. Absent or 0: none (the default base).
+   */
+  readonly storyFraction?: number;
+  /** Loss weight of the stories' answered rooms (other tokens: 1). Absent: 1. */
+  readonly answerWeight?: number;
   readonly corpus: string;
   /** Windows in the held-out evaluation batch (scored at the start and the end). */
   readonly evalRows: number;
@@ -111,6 +119,11 @@ export interface PretrainResult {
   /** Seconds of this process's training (a resumed part not included). */
   readonly seconds: number;
   readonly tokensPerSecond: number;
+  /**
+   * With stories: the share of answered rooms the final model predicts (greedy, first token)
+   * in `evalRows` held-out story windows. Chance is 1/5 to 1/6.
+   */
+  readonly storyAccuracy?: number;
 }
 
 /** The model config of a profile over a compact vocabulary of `vocab` ids. */
@@ -134,6 +147,61 @@ export function profileConfig(profile: PretrainProfile, vocab: number): ModelCon
   return c;
 }
 
+/**
+ * Per-position loss weights (B·T) when story answers are weighted: position t predicts token
+ * t + 1, so it gets `w` when that token is an answer; a row's last position predicts nothing.
+ * The loss is then the weighted mean (divided by the weights' total). Undefined when w is 1
+ * or the batch has no answers: the plain mean.
+ */
+export function answerWeights(
+  answers: Uint8Array,
+  rows: number,
+  seqLen: number,
+  w: number,
+): { weights: Float32Array; total: number } | undefined {
+  if (w === 1 || !answers.includes(1)) return undefined;
+  const weights = new Float32Array(rows * seqLen);
+  let total = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let t = 0; t + 1 < seqLen; t++) {
+      const i = r * seqLen + t;
+      weights[i] = answers[i + 1] ? w : 1;
+      total += weights[i];
+    }
+  }
+  return { weights, total };
+}
+
+/** Greedy accuracy on the answered rooms of held-out story windows (one window at a time). */
+async function heldOutStoryAccuracy(
+  model: GpuModel,
+  weights: ReadonlyMap<string, Tensor>,
+  o: PretrainOptions,
+): Promise<number> {
+  const rt = model.rt, T = o.seqLen;
+  const data = pretrainData({
+    seqLen: T,
+    taskFraction: o.taskFraction,
+    corpus: o.corpus,
+    heldOut: 0.05,
+    storyFraction: 1,
+  });
+  const { ids, answers } = data.marked(o.seed, "eval", o.evalRows);
+  let right = 0, asked = 0;
+  for (let r = 0; r < o.evalRows; r++) {
+    const row = ids.subarray(r * T, (r + 1) * T);
+    const pred = await rt.read(
+      rt.scope(() => argmaxRows(model.forward(row, { weights }).logits!)),
+    ) as Int32Array; // (T): the token each position predicts
+    for (let t = 1; t < T; t++) {
+      if (!answers[r * T + t]) continue;
+      asked++;
+      if (pred[t - 1] === row[t]) right++;
+    }
+  }
+  return right / Math.max(1, asked);
+}
+
 /** Linear warm-up to lr, then cosine decay to minLrRatio·lr at the last step (0-based). */
 export function pretrainLr(o: PretrainOptions, step: number): number {
   const warm = Math.max(0, Math.min(o.warmupSteps, o.steps - 1));
@@ -155,6 +223,9 @@ function check(o: PretrainOptions): void {
   int("warmupSteps", 0);
   int("evalRows", 1);
   if (!(o.lr > 0)) throw new ModelError(`pretrain: lr must be > 0, got ${o.lr}`);
+  if (o.answerWeight !== undefined && !(o.answerWeight > 0)) {
+    throw new ModelError(`pretrain: answerWeight must be > 0, got ${o.answerWeight}`);
+  }
   if (o.checkpoint && !(Number.isInteger(o.checkpoint.every) && o.checkpoint.every > 0)) {
     throw new ModelError("pretrain: checkpoint.every must be a positive integer");
   }
@@ -254,6 +325,7 @@ export async function pretrain(
     taskFraction: o.taskFraction,
     corpus: o.corpus,
     heldOut: 0.05,
+    storyFraction: o.storyFraction,
   });
   if (data.tok.vocabSize !== config.vocab) {
     throw new ModelError(
@@ -301,7 +373,8 @@ export async function pretrain(
     const tokens0 = st.tokens;
     const perStep = o.rows * o.seqLen;
     while (st.step < o.steps) {
-      const ids = data.batch(o.seed, st.step, o.rows);
+      const { ids, answers } = data.marked(o.seed, st.step, o.rows);
+      const weighting = answerWeights(answers, o.rows, o.seqLen, o.answerWeight ?? 1);
       const lr = pretrainLr(o, st.step);
       rt.write(lrT, new Float32Array([lr]));
       const stats = rt.keep(rt.scope(() => {
@@ -309,7 +382,8 @@ export async function pretrain(
           model.loss(ids, {
             batch: o.rows,
             weights: new Map(names.map((n, i) => [n, ws[i]])),
-            denominator: o.rows * (o.seqLen - 1),
+            tokenWeights: weighting?.weights,
+            denominator: weighting?.total ?? o.rows * (o.seqLen - 1),
           });
         const { value, grads } = grad(f, st.p);
         // Global norm and clip factor on the GPU: no readback inside the step.
@@ -367,6 +441,9 @@ export async function pretrain(
     }
     const seconds = (performance.now() - t0) / 1000;
     const evalLossEnd = await evalLoss(st.p);
+    const storyAccuracy = (o.storyFraction ?? 0) > 0
+      ? await heldOutStoryAccuracy(model, new Map(names.map((n, i) => [n, st.p[i]])), o)
+      : undefined;
     const data32 = await Promise.all(st.p.map((t) => rt.readF32(t)));
     const weights: Weights = new Map(
       names.map((n, i) => [n, { shape: [...init.get(n)!.shape], data: data32[i] }]),
@@ -380,6 +457,7 @@ export async function pretrain(
       tokens: st.tokens,
       seconds,
       tokensPerSecond: (st.tokens - tokens0) / Math.max(seconds, 1e-9),
+      ...(storyAccuracy === undefined ? {} : { storyAccuracy }),
     };
   } finally {
     if (s) { for (const list of [s.p, s.m, s.v]) list.forEach((t) => t.dispose()); }
@@ -425,12 +503,17 @@ async function cli(args: string[]): Promise<number> {
       tokens: r.tokens,
       seconds: r.seconds,
       tokensPerSecond: r.tokensPerSecond,
+      storyAccuracy: r.storyAccuracy,
       adapter: rt.adapter.description,
     };
     writeFileAtomic(`${out}/pretrain_log.json`, JSON.stringify(log, null, 1) + "\n");
     console.log(
       `held-out loss ${r.evalLossStart.toFixed(4)} → ${r.evalLossEnd.toFixed(4)}; ` +
-        `${r.tokens} tokens in ${r.seconds.toFixed(0)} s; wrote ${out}`,
+        `${r.tokens} tokens in ${r.seconds.toFixed(0)} s; ` +
+        (r.storyAccuracy === undefined
+          ? ""
+          : `held-out story answers ${(100 * r.storyAccuracy).toFixed(1)}% right; `) +
+        `wrote ${out}`,
     );
     return 0;
   } finally {
