@@ -110,7 +110,7 @@ export interface PretrainResult {
   readonly config: ModelConfig;
   /** Canonical layout (README.md), ready for saveHfModel. */
   readonly weights: Weights;
-  /** Training loss of every step (mean NLL per token). */
+  /** Training loss of every step (mean NLL per token; weighted mean with answerWeight). */
   readonly losses: number[];
   readonly evalLossStart: number;
   readonly evalLossEnd: number;
