@@ -11,7 +11,8 @@ import { LOCATIONS } from "../pipeline/data/babi_world.ts";
 import { CompactTokenizer } from "../pipeline/model/compact_vocab.ts";
 import { pretrainData, tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
 import { trackingStory } from "../pipeline/model/tracking_stories.ts";
-import { answerWeights } from "../pipeline/model/pretrain.ts";
+import { answerWeights, pretrain } from "../pipeline/model/pretrain.ts";
+import { testRuntime } from "./testing.ts";
 
 const tok = new CompactTokenizer(tinyVocab());
 
@@ -83,8 +84,6 @@ Deno.test("answer weights: w on positions that predict an answer, 0 on each row'
 });
 
 Deno.test("pretrain with stories: answer weights change the loss; held-out story accuracy", async () => {
-  const { pretrain } = await import("../pipeline/model/pretrain.ts");
-  const { testRuntime } = await import("./testing.ts");
   const rt = await testRuntime();
   const o = {
     profile: "micro" as const,
