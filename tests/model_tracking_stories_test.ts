@@ -2,7 +2,8 @@
  * Tracking stories for pretraining (pipeline/model/tracking_stories.ts): every marked token
  * starts the room that the question's person last moved to (re-simulated from the decoded
  * text), questions skip the one who just moved, windows are seqLen long and fixed by the
- * rng; stories off (storyFraction 0) leave the pretraining batches as they were; the answer
+ * rng; sparse stories (storyProse) put prose between the facts so that questions reach
+ * hundreds of tokens back; stories off (storyFraction 0) leave the pretraining batches as they were; the answer
  * weights count each answer-predicting position once.
  */
 import assert from "node:assert/strict";
@@ -16,6 +17,42 @@ import { testRuntime } from "./testing.ts";
 
 const tok = new CompactTokenizer(tinyVocab());
 
+/**
+ * Re-simulates a story window from its decoded text up to each marked token and checks that
+ * the token begins the asked person's last room. Returns the questions seen, how many asked
+ * about the one who just moved, and each question's distance in tokens back to its
+ * person's last fact.
+ */
+function checkAnswers(w: { ids: Int32Array; answers: Uint8Array }) {
+  let asked = 0, lastMover = 0;
+  const distances: number[] = [];
+  w.answers.forEach((a, i) => {
+    if (!a) return;
+    const before = tok.decode([...w.ids.subarray(0, i)]);
+    const room = tok.decode([...w.ids.subarray(i, i + 3)]);
+    const where = new Map<string, { room: string; at: number }>();
+    let last = "";
+    const fact =
+      /(John|Mary|Sandra|Daniel) (?:went|journeyed|travelled|moved|went back) to the (\w+)\./g;
+    for (const m of before.matchAll(fact)) {
+      where.set(m[1], { room: m[2], at: m.index });
+      last = m[1];
+    }
+    const who = /Where is (\w+)\? The most recent location of \1 is <output>$/.exec(before);
+    assert.ok(who, `marked token ${i} follows a question: ${JSON.stringify(before.slice(-80))}`);
+    const want = where.get(who[1])!;
+    assert.ok(LOCATIONS.includes(want.room as never));
+    assert.ok(
+      room.startsWith(want.room),
+      `${who[1]} is in the ${want.room}, marked ${JSON.stringify(room)}`,
+    );
+    asked++;
+    if (who[1] === last && where.size > 1) lastMover++;
+    distances.push(i - tok.encode(before.slice(0, want.at)).length);
+  });
+  return { asked, lastMover, distances };
+}
+
 Deno.test("tracking stories: each marked token begins the asked person's last room", () => {
   let asked = 0, lastMover = 0;
   for (let s = 0; s < 20; s++) {
@@ -23,38 +60,80 @@ Deno.test("tracking stories: each marked token begins the asked person's last ro
     assert.equal(w.ids.length, 256);
     assert.equal(w.answers.length, 256);
     assert.deepEqual(trackingStory(seededRng(s), tok, 256), w, "fixed by the rng");
-    // Re-simulate the story from its text up to each marked token.
-    w.answers.forEach((a, i) => {
-      if (!a) return;
-      const before = tok.decode([...w.ids.subarray(0, i)]);
-      const room = tok.decode([...w.ids.subarray(i, i + 3)]);
-      const where = new Map<string, string>();
-      let last = "";
-      for (
-        const m of before.matchAll(
-          /(\w+) (?:went|journeyed|travelled|moved|went back) to the (\w+)\./g,
-        )
-      ) {
-        where.set(m[1], m[2]);
-        last = m[1];
-      }
-      const who = /Where is (\w+)\? The most recent location of \1 is <output>$/.exec(before);
-      assert.ok(who, `marked token ${i} follows a question: ${JSON.stringify(before.slice(-80))}`);
-      const want = where.get(who[1])!;
-      assert.ok(LOCATIONS.includes(want as never));
-      assert.ok(
-        room.startsWith(want),
-        `${who[1]} is in the ${want}, marked ${JSON.stringify(room)}`,
-      );
-      asked++;
-      if (who[1] === last && where.size > 1) lastMover++;
-    });
+    const c = checkAnswers(w);
+    asked += c.asked;
+    lastMover += c.lastMover;
   }
   assert.ok(asked > 100, `${asked} questions in 20 windows`);
   assert.equal(
     lastMover,
     0,
     "a question never asks about the one who just moved (when others are placed)",
+  );
+});
+
+Deno.test("sparse tracking stories: prose between facts, questions reach far back", () => {
+  const data = pretrainData({
+    seqLen: 1024,
+    taskFraction: 0.5,
+    corpus: "sotu",
+    heldOut: 0.05,
+    storyFraction: 1,
+    storyProse: 4,
+  });
+  const b = data.marked(7, 0, 8);
+  assert.deepEqual(data.marked(7, 0, 8), b, "fixed by (seed, step)");
+  let asked = 0, prose = 0;
+  const distances: number[] = [];
+  for (let r = 0; r < 8; r++) {
+    const w = {
+      ids: b.ids.subarray(r * 1024, (r + 1) * 1024),
+      answers: b.answers.subarray(r * 1024, (r + 1) * 1024),
+    };
+    const c = checkAnswers(w);
+    assert.equal(c.lastMover, 0);
+    asked += c.asked;
+    distances.push(...c.distances);
+    // Prose: text that is neither a fact nor a question nor an answer.
+    const text = tok.decode([...w.ids]);
+    const rest = text.replace(/(John|Mary|Sandra|Daniel) [a-z ]+ the \w+\./g, "")
+      .replace(/Where is \w+\? The most recent location of \w+ is <output>\w*(<\/output>\.)?/g, "");
+    if (rest.trim().length > 200) prose++;
+  }
+  assert.ok(asked >= 40, `${asked} questions in 8 windows`);
+  assert.ok(prose >= 6, `${prose} of 8 windows hold prose between the facts`);
+  // Sparse stories reach hundreds of tokens back, as QA1-1K's questions do; dense ones keep
+  // most questions within a few dozen tokens of their fact.
+  assert.ok(
+    Math.max(...distances) > 300,
+    `longest fact-to-question distance ${Math.max(...distances)}`,
+  );
+  const dense = pretrainData({
+    seqLen: 1024,
+    taskFraction: 0.5,
+    corpus: "sotu",
+    heldOut: 0.05,
+    storyFraction: 1,
+  });
+  const zero = pretrainData({
+    seqLen: 1024,
+    taskFraction: 0.5,
+    corpus: "sotu",
+    heldOut: 0.05,
+    storyFraction: 1,
+    storyProse: 0,
+  });
+  assert.deepEqual(zero.marked(7, 0, 2), dense.marked(7, 0, 2), "storyProse 0 is dense");
+  const d = dense.marked(7, 0, 8);
+  const denseDistances = Array.from({ length: 8 }, (_, r) =>
+    checkAnswers({
+      ids: d.ids.subarray(r * 1024, (r + 1) * 1024),
+      answers: d.answers.subarray(r * 1024, (r + 1) * 1024),
+    }).distances).flat();
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  assert.ok(
+    median(distances) > 2 * median(denseDistances),
+    `median distance: sparse ${median(distances)}, dense ${median(denseDistances)}`,
   );
 });
 

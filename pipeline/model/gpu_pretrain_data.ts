@@ -9,7 +9,7 @@
  * never sees; its stories come from their own random stream.
  */
 import { loadCorpus } from "../data/corpus.ts";
-import { deriveSeed, seededRng } from "../data/rng.ts";
+import { deriveSeed, type Rng, seededRng } from "../data/rng.ts";
 import { CompactTokenizer, CompactVocab, EOS_ID } from "./compact_vocab.ts";
 import { ModelError } from "./errors.ts";
 import { taskText } from "./tiny.ts";
@@ -34,6 +34,12 @@ export interface PretrainDataOptions {
    * are exactly those of a run without the option). The rest split by taskFraction.
    */
   readonly storyFraction?: number;
+  /**
+   * Sparse stories: each story window draws a mean in [storyProse/4, storyProse] and puts
+   * about that many prose sentences after each fact (tracking_stories.ts). Absent or 0:
+   * dense stories.
+   */
+  readonly storyProse?: number;
 }
 
 /** A batch with, per token, whether it is an answered room of a tracking story. */
@@ -54,7 +60,14 @@ interface Split {
 const cached = new Map<string, PretrainData>();
 /** One PretrainData per option set (building one encodes the whole task text, ~2 s). */
 export function pretrainData(o: PretrainDataOptions): PretrainData {
-  const key = JSON.stringify([o.seqLen, o.taskFraction, o.corpus, o.heldOut, o.storyFraction]);
+  const key = JSON.stringify([
+    o.seqLen,
+    o.taskFraction,
+    o.corpus,
+    o.heldOut,
+    o.storyFraction,
+    o.storyProse,
+  ]);
   let d = cached.get(key);
   if (!d) cached.set(key, d = new PretrainData(o));
   return d;
@@ -116,7 +129,16 @@ export class PretrainData {
     for (let r = 0; r < rows; r++) {
       // No draw for stories when they are off: the windows stay those of older runs.
       if (sf > 0 && rng.next() < sf) {
-        const story = trackingStory(rng, this.tok, T);
+        // A window's own density, from a quarter of storyProse to all of it: the denser ones
+        // give many answers, the sparser ones the long fact-to-question distances.
+        const sp = this.o.storyProse ?? 0;
+        const mean = sp > 0 ? sp * (0.25 + 0.75 * rng.next()) : 0;
+        const story = trackingStory(
+          rng,
+          this.tok,
+          T,
+          mean > 0 ? { sentences: mean, sentence: (r) => this.#sentence(s, r) } : undefined,
+        );
         ids.set(story.ids, r * T);
         answers.set(story.answers, r * T);
         continue;
@@ -127,6 +149,25 @@ export class PretrainData {
       ids.set(row, r * T);
     }
     return { ids, answers };
+  }
+
+  /** One whole prose sentence of a random document (∝ length), for sparse stories. */
+  #sentence(s: Split, rng: Rng): string {
+    for (;;) {
+      const at = rng.next() * s.cum[s.cum.length - 1];
+      let d = 0;
+      while (s.cum[d] <= at) d++;
+      const doc = s.docs[d], start = Math.floor(at - (d ? s.cum[d - 1] : 0));
+      const ends = /[.!?](?:\s+|$)/g;
+      ends.lastIndex = start;
+      const a = ends.exec(doc);
+      if (!a) continue;
+      const from = a.index + a[0].length, b = ends.exec(doc);
+      if (!b) continue;
+      const text = doc.slice(from, b.index + 1).replace(/\s+/g, " ").trim();
+      // Skip headings and run-ons: a sentence of a few words to a few lines.
+      if (text.length >= 20 && text.length <= 400) return text;
+    }
   }
 
   /** A window of prose: a random document (∝ length), from a sentence start. */

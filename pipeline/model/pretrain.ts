@@ -59,6 +59,11 @@ export interface PretrainOptions {
    * before the task-text/prose split. Absent or 0: none (the default base).
    */
   readonly storyFraction?: number;
+  /**
+   * Sparse stories: up to this many prose sentences, on average, between a story's facts
+   * (each window draws its own mean in [storyProse/4, storyProse]). Absent or 0: dense.
+   */
+  readonly storyProse?: number;
   /** Loss weight of the stories' answered rooms (other tokens: 1). Absent: 1. */
   readonly answerWeight?: number;
   readonly corpus: string;
@@ -185,6 +190,7 @@ async function heldOutStoryAccuracy(
     corpus: o.corpus,
     heldOut: 0.05,
     storyFraction: 1,
+    storyProse: o.storyProse,
   });
   const { ids, answers } = data.marked(o.seed, "eval", o.evalRows);
   let right = 0, asked = 0;
@@ -223,6 +229,9 @@ function check(o: PretrainOptions): void {
   int("warmupSteps", 0);
   int("evalRows", 1);
   if (!(o.lr > 0)) throw new ModelError(`pretrain: lr must be > 0, got ${o.lr}`);
+  if (o.storyProse !== undefined && !(o.storyProse >= 0)) {
+    throw new ModelError(`pretrain: storyProse must be ≥ 0 (sentences), got ${o.storyProse}`);
+  }
   if (o.answerWeight !== undefined && !(o.answerWeight > 0)) {
     throw new ModelError(`pretrain: answerWeight must be > 0, got ${o.answerWeight}`);
   }
@@ -326,6 +335,7 @@ export async function pretrain(
     corpus: o.corpus,
     heldOut: 0.05,
     storyFraction: o.storyFraction,
+    storyProse: o.storyProse,
   });
   if (data.tok.vocabSize !== config.vocab) {
     throw new ModelError(

@@ -11,6 +11,12 @@
  *
  * A story is one window: it starts at the window's first token and is cut at its end.
  * `answers` marks the first token of each answered room, for the pretraining loss weight.
+ *
+ * Sparse stories (`prose`): prose sentences between the facts, as BabiLong hides QA1's facts
+ * in a haystack. Dense stories put every fact within a few dozen tokens of its question;
+ * QA1-1K puts about six facts in 1K tokens of prose, so a question's fact can sit 1,000
+ * tokens back, and a RoPE model that never attended that far during pretraining does not
+ * reach it (measured: tests/baselines_learning_test.ts).
  */
 import { ACTORS, LOCATIONS, MOVE_VERBS } from "../data/babi_world.ts";
 import type { Rng } from "../data/rng.ts";
@@ -26,8 +32,25 @@ export interface StoryWindow {
 /** Chance of a question after each fact (QA1's released stories ask after every second). */
 const ASK = 0.5;
 
+/** Prose between a sparse story's facts. */
+export interface StoryProse {
+  /**
+   * Mean number of prose sentences after each fact and its question; 0: dense. A question
+   * follows every fact of a sparse story (not every other): the prose between keeps each
+   * question far from its fact, and long-range answers are what sparse stories are for.
+   */
+  readonly sentences: number;
+  /** One prose sentence (no surrounding spaces), drawn from `rng`. */
+  readonly sentence: (rng: Rng) => string;
+}
+
 /** One window of `seqLen` tokens of a fresh story drawn from `rng`. */
-export function trackingStory(rng: Rng, tok: CompactTokenizer, seqLen: number): StoryWindow {
+export function trackingStory(
+  rng: Rng,
+  tok: CompactTokenizer,
+  seqLen: number,
+  prose?: StoryProse,
+): StoryWindow {
   const ids: number[] = [], answers: number[] = [];
   // Only a room's first token is marked: it decides the room ("hall" of "hall|way").
   const push = (text: string, answer = false) => {
@@ -42,7 +65,7 @@ export function trackingStory(rng: Rng, tok: CompactTokenizer, seqLen: number): 
     const to = rng.pick(LOCATIONS.filter((l) => l !== where.get(who)));
     where.set(who, to);
     push(`${ids.length ? " " : ""}${who} ${rng.pick(MOVE_VERBS)} the ${to}.`);
-    if (rng.next() < ASK) {
+    if (prose && prose.sentences > 0 || rng.next() < ASK) {
       // Anyone placed so far but the one who just moved (when there is such a person): with
       // the last fact's room right 0% of the time, a model cannot settle on "copy the last
       // room" — measured in PyTorch, that shortcut stalls the answer accuracy at 50%.
@@ -51,6 +74,13 @@ export function trackingStory(rng: Rng, tok: CompactTokenizer, seqLen: number): 
       push(` Where is ${asked}? The most recent location of ${asked} is <output>`);
       push(where.get(asked)!, true);
       push("</output>.");
+    }
+    if (prose && prose.sentences > 0) {
+      // 0 … 2·mean sentences, so the gaps (and the fact-to-question distances) vary.
+      for (let k = rng.int(2 * Math.round(prose.sentences) + 1); k > 0; k--) {
+        if (ids.length >= seqLen) break;
+        push(` ${prose.sentence(rng)}`);
+      }
     }
   }
   return {
