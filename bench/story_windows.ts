@@ -3,14 +3,20 @@
  * (bench/torch_ft_icr.py --stories): the windows perk's pretraining draws with
  * `storyFraction: 1` (pipeline/model/tracking_stories.ts), each with the positions of its
  * answered rooms' first tokens. Training windows come from steps 0, 1, … of seed 0; the
- * evaluation windows are the held-out batch.
+ * evaluation windows are the held-out batch. `story_prose` > 0 gives sparse stories (prose
+ * sentences between the facts, pretraining's `storyProse`).
  *
- * `deno run -A bench/story_windows.ts OUT.json [n_train=8000] [seq_len=256] [n_eval=64]`
+ * `deno run -A bench/story_windows.ts OUT.json [n_train=8000] [seq_len=256] [n_eval=64]
+ *   [story_prose=0]`
  */
 import { pretrainData } from "../pipeline/model/gpu_pretrain_data.ts";
 
-const [out, nTrain = "8000", seqLen = "256", nEval = "64"] = Deno.args;
-if (!out) throw new Error("usage: bench/story_windows.ts OUT.json [n_train] [seq_len] [n_eval]");
+const [out, nTrain = "8000", seqLen = "256", nEval = "64", storyProse = "0"] = Deno.args;
+if (!out) {
+  throw new Error(
+    "usage: bench/story_windows.ts OUT.json [n_train] [seq_len] [n_eval] [story_prose]",
+  );
+}
 const T = Number(seqLen);
 const data = pretrainData({
   seqLen: T,
@@ -18,6 +24,7 @@ const data = pretrainData({
   corpus: "sotu",
   heldOut: 0.05,
   storyFraction: 1,
+  storyProse: Number(storyProse),
 });
 const rows = (step: number | "eval", n: number) => {
   const { ids, answers } = data.marked(0, step, n);
