@@ -13,7 +13,7 @@ import { deriveSeed, type Rng, seededRng } from "../data/rng.ts";
 import { CompactTokenizer, CompactVocab, EOS_ID } from "./compact_vocab.ts";
 import { ModelError } from "./errors.ts";
 import { taskText } from "./tiny.ts";
-import { trackingStory } from "./tracking_stories.ts";
+import { type StoryAsk, trackingStory } from "./tracking_stories.ts";
 
 /** The committed compact vocabulary of the tiny model. */
 export function tinyVocab(): CompactVocab {
@@ -40,6 +40,8 @@ export interface PretrainDataOptions {
    * dense stories.
    */
   readonly storyProse?: number;
+  /** Whom story questions ask about (tracking_stories.ts `StoryAsk`; default "others"). */
+  readonly storyAsk?: StoryAsk;
 }
 
 /** A batch with, per token, whether it is an answered room of a tracking story. */
@@ -137,7 +139,12 @@ export class PretrainData {
           rng,
           this.tok,
           T,
-          mean > 0 ? { sentences: mean, sentence: (r) => this.#sentence(s, r) } : undefined,
+          {
+            ask: this.o.storyAsk,
+            prose: mean > 0
+              ? { sentences: mean, sentence: (r) => this.#sentence(s, r) }
+              : undefined,
+          },
         );
         ids.set(story.ids, r * T);
         answers.set(story.answers, r * T);

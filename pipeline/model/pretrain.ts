@@ -29,6 +29,7 @@ import { argmaxRows } from "./gpu_ops.ts";
 import { saveHfModel } from "./hf_loader.ts";
 import { createRuntime } from "../../kernels/runtime/device.ts";
 import { pretrainData } from "./gpu_pretrain_data.ts";
+import type { StoryAsk } from "./tracking_stories.ts";
 
 /** Model sizes: the tiny default base, a smaller one for slow CPUs, and one for tests. */
 export type PretrainProfile = "tiny" | "cpu" | "micro";
@@ -64,6 +65,8 @@ export interface PretrainOptions {
    * (each window draws its own mean in [storyProse/4, storyProse]). Absent or 0: dense.
    */
   readonly storyProse?: number;
+  /** Whom story questions ask about: "others" (default) or "anyone" (tracking_stories.ts). */
+  readonly storyAsk?: StoryAsk;
   /** Loss weight of the stories' answered rooms (other tokens: 1). Absent: 1. */
   readonly answerWeight?: number;
   readonly corpus: string;
@@ -191,6 +194,7 @@ async function heldOutStoryAccuracy(
     heldOut: 0.05,
     storyFraction: 1,
     storyProse: o.storyProse,
+    storyAsk: o.storyAsk,
   });
   const { ids, answers } = data.marked(o.seed, "eval", o.evalRows);
   let right = 0, asked = 0;
@@ -229,6 +233,9 @@ function check(o: PretrainOptions): void {
   int("warmupSteps", 0);
   int("evalRows", 1);
   if (!(o.lr > 0)) throw new ModelError(`pretrain: lr must be > 0, got ${o.lr}`);
+  if (o.storyAsk !== undefined && o.storyAsk !== "others" && o.storyAsk !== "anyone") {
+    throw new ModelError(`pretrain: storyAsk must be "others" or "anyone", got ${o.storyAsk}`);
+  }
   if (o.storyProse !== undefined && !(o.storyProse >= 0)) {
     throw new ModelError(`pretrain: storyProse must be ≥ 0 (sentences), got ${o.storyProse}`);
   }
@@ -336,6 +343,7 @@ export async function pretrain(
     heldOut: 0.05,
     storyFraction: o.storyFraction,
     storyProse: o.storyProse,
+    storyAsk: o.storyAsk,
   });
   if (data.tok.vocabSize !== config.vocab) {
     throw new ModelError(
