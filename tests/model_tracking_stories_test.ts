@@ -85,6 +85,18 @@ Deno.test("tracking stories asking anyone: the one who just moved is asked too",
     lastMover > asked / 8 && lastMover < asked / 2,
     `${lastMover} of ${asked} questions ask about the one who just moved`,
   );
+  // Through the pretraining data too (its cache keys on the option).
+  const o = { seqLen: 256, taskFraction: 0.5, corpus: "sotu", heldOut: 0.05, storyFraction: 1 };
+  const movers = (d: ReturnType<typeof pretrainData>) => {
+    const b = d.marked(3, 0, 8);
+    return Array.from({ length: 8 }, (_, r) =>
+      checkAnswers({
+        ids: b.ids.subarray(r * 256, (r + 1) * 256),
+        answers: b.answers.subarray(r * 256, (r + 1) * 256),
+      }).lastMover).reduce((a, x) => a + x, 0);
+  };
+  assert.equal(movers(pretrainData(o)), 0);
+  assert.ok(movers(pretrainData({ ...o, storyAsk: "anyone" })) > 0);
 });
 
 Deno.test("sparse tracking stories: prose between facts, questions reach far back", () => {

@@ -69,6 +69,7 @@ export function pretrainData(o: PretrainDataOptions): PretrainData {
     o.heldOut,
     o.storyFraction,
     o.storyProse,
+    o.storyAsk,
   ]);
   let d = cached.get(key);
   if (!d) cached.set(key, d = new PretrainData(o));

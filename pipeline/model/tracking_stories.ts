@@ -15,8 +15,10 @@
  * Sparse stories (`prose`): prose sentences between the facts, as BabiLong hides QA1's facts
  * in a haystack. Dense stories put every fact within a few dozen tokens of its question;
  * QA1-1K puts about six facts in 1K tokens of prose, so a question's fact can sit 1,000
- * tokens back, and a RoPE model that never attended that far during pretraining does not
- * reach it (measured: tests/baselines_learning_test.ts).
+ * tokens back, and the skill a base learns from dense stories does not carry into a
+ * haystack (measured: tests/baselines_learning_test.ts). Sparse stories train at those
+ * distances; in the budgets measured so far they taught the tiny base nothing
+ * (pipeline/model/README.md).
  */
 import { ACTORS, LOCATIONS, MOVE_VERBS } from "../data/babi_world.ts";
 import type { Rng } from "../data/rng.ts";
@@ -48,8 +50,8 @@ export interface StoryProse {
 /**
  * Whom a question asks about. "others" (the default): anyone placed but the one who just
  * moved, so that "copy the last room" is never right and only retrieval pays. "anyone":
- * the one who just moved too, as QA1's questions do (the last room mentioned answers about
- * 30% of QA1-1K's questions).
+ * the one who just moved too, as QA1's questions do (the last room mentioned answers 47%
+ * of QA1-1K's test questions in BabiLong's format, 30% in PERK's shuffled one).
  */
 export type StoryAsk = "others" | "anyone";
 
