@@ -162,10 +162,7 @@ export class PretrainData {
   /** One whole prose sentence of a random document (∝ length), for sparse stories. */
   #sentence(s: Split, rng: Rng): string {
     for (;;) {
-      const at = rng.next() * s.cum[s.cum.length - 1];
-      let d = 0;
-      while (s.cum[d] <= at) d++;
-      const doc = s.docs[d], start = Math.floor(at - (d ? s.cum[d - 1] : 0));
+      const { doc, start } = randomSpot(s, rng);
       const ends = /[.!?](?:\s+|$)/g;
       ends.lastIndex = start;
       const a = ends.exec(doc);
@@ -179,13 +176,10 @@ export class PretrainData {
   }
 
   /** A window of prose: a random document (∝ length), from a sentence start. */
-  #prose(s: Split, rng: ReturnType<typeof seededRng>): Int32Array {
+  #prose(s: Split, rng: Rng): Int32Array {
     const T = this.o.seqLen, ids: number[] = [];
     while (ids.length < T) {
-      const at = rng.next() * s.cum[s.cum.length - 1];
-      let d = 0;
-      while (s.cum[d] <= at) d++;
-      const doc = s.docs[d], start = Math.floor(at - (d ? s.cum[d - 1] : 0));
+      const { doc, start } = randomSpot(s, rng);
       // Begin after the next sentence end so windows start on a word, not mid-token.
       const m = /[.!?]\s+/g;
       m.lastIndex = start;
@@ -196,6 +190,14 @@ export class PretrainData {
     }
     return Int32Array.from(ids.slice(0, T));
   }
+}
+
+/** A random character position in the split's documents (documents ∝ length; one draw). */
+function randomSpot(s: Split, rng: Rng): { doc: string; start: number } {
+  const at = rng.next() * s.cum[s.cum.length - 1];
+  let d = 0;
+  while (s.cum[d] <= at) d++;
+  return { doc: s.docs[d], start: Math.floor(at - (d ? s.cum[d - 1] : 0)) };
 }
 
 const window = (start: number, T: number): [number, number] => [start, start + T];
