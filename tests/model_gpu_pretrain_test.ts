@@ -9,6 +9,7 @@ import { pretrain, pretrainLr, type PretrainOptions } from "../pipeline/model/pr
 import { PRETRAIN_DEFAULTS } from "../pipeline/model/pretrain.ts";
 import { pretrainData } from "../pipeline/model/gpu_pretrain_data.ts";
 import { EOS_ID } from "../pipeline/model/compact_vocab.ts";
+import { saveHfModel } from "../pipeline/model/hf_loader.ts";
 import { testRuntime } from "./testing.ts";
 
 const rt = await testRuntime();
@@ -73,5 +74,34 @@ Deno.test("pretrain: micro profile learns; deterministic; resumes bit-for-bit", 
     assert.deepEqual(b.weights.get(name)!.data, t.data, `weight ${name} after resuming`);
   }
   await assert.rejects(pretrain(rt, { ...ck, seed: 4 }), /made with other options/);
+  Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test("pretrain: init continues from a saved base; a base of another profile is refused", async () => {
+  const first = await pretrain(rt, { ...opts, steps: 7 });
+  const dir = Deno.makeTempDirSync();
+  saveHfModel(dir, { config: first.config, weights: first.weights });
+  // Same data (seed) from step 0 again: started from the trained base, the first losses are
+  // those of a model that has seen it, far below a fresh start's.
+  const next = await pretrain(rt, { ...opts, steps: 3, init: dir });
+  console.log(
+    `  first step's loss: fresh ${first.losses[0].toFixed(3)}, from the base ${
+      next.losses[0].toFixed(3)
+    } (the base's last: ${first.losses[6].toFixed(3)})`,
+  );
+  assert.ok(next.losses[0] < first.losses[0] - 0.5, "init's weights were not used");
+  // With a vanishing learning rate the result is the base itself.
+  const still = await pretrain(rt, { ...opts, steps: 1, lr: 1e-12, weightDecay: 0, init: dir });
+  for (const [name, t] of first.weights) {
+    const u = still.weights.get(name)!.data;
+    assert.ok(
+      t.data.every((x, i) => Math.abs(x - u[i]) < 1e-6),
+      `weight ${name} is not the base's`,
+    );
+  }
+  await assert.rejects(
+    pretrain(rt, { ...opts, profile: "cpu", steps: 1, init: dir }),
+    /is not a cpu-profile model \(config differs in dim: 32 vs 128/,
+  );
   Deno.removeSync(dir, { recursive: true });
 });

@@ -27,6 +27,7 @@ import { writeFileAtomic } from "./atomic.ts";
 import { GpuModel } from "./gpu_model.ts";
 import { argmaxRows } from "./gpu_ops.ts";
 import { saveHfModel } from "./hf_loader.ts";
+import { loadModel } from "./load.ts";
 import { createRuntime } from "../../kernels/runtime/device.ts";
 import { pretrainData } from "./gpu_pretrain_data.ts";
 import type { StoryAsk } from "./tracking_stories.ts";
@@ -73,6 +74,12 @@ export interface PretrainOptions {
   /** Windows in the held-out evaluation batch (scored at the start and the end). */
   readonly evalRows: number;
   readonly seed: number;
+  /**
+   * Start from this model directory's weights (a base saved by this CLI) instead of the seeded
+   * init: continued pretraining, e.g. a curriculum of dense stories first, then sparse ones.
+   * Its config must be the profile's. The optimizer state starts fresh.
+   */
+  readonly init?: string;
   /** Save state to this directory every `every` steps and resume from it when present. */
   readonly checkpoint?: { readonly dir: string; readonly every: number };
 }
@@ -247,14 +254,44 @@ function check(o: PretrainOptions): void {
   }
 }
 
-/** The initial weights: seeded N(0, std²), residual outputs scaled by 1/√(2·layers). */
+/**
+ * The initial weights: `o.init`'s, or seeded N(0, std²) with residual outputs scaled by
+ * 1/√(2·layers).
+ */
 export function pretrainInit(c: ModelConfig, o: PretrainOptions): Weights {
+  if (o.init !== undefined) return initFrom(o.init, c, o.profile);
   const w = initRandomWeights(c, o.seed, { std: o.initStd });
   const k = 1 / Math.sqrt(2 * c.layers);
   for (const [name, t] of w) {
     if (/\.(o|down|proj)\.weight$/.test(name)) t.data.forEach((x, i) => (t.data[i] = x * k));
   }
   return w;
+}
+
+/** The weights of the base in `dir`, checked against the profile's config. */
+function initFrom(dir: string, c: ModelConfig, profile: PretrainProfile): Weights {
+  const m = loadModel(dir);
+  const keys = Object.keys(c) as (keyof ModelConfig)[];
+  const differ = keys.filter((k) => JSON.stringify(m.config[k]) !== JSON.stringify(c[k]));
+  if (differ.length) {
+    throw new ModelError(
+      `pretrain: init ${dir} is not a ${profile}-profile model (config differs in ` +
+        `${
+          differ.map((k) => `${k}: ${JSON.stringify(m.config[k])} vs ${JSON.stringify(c[k])}`).join(
+            ", ",
+          )
+        }); ` +
+        `pass a base this CLI saved with the same profile`,
+    );
+  }
+  const ref = [...initRandomWeights(c, 0).entries()];
+  const missing = ref.filter(([n, t]) => String(m.weights.get(n)?.shape) !== String(t.shape));
+  if (missing.length) {
+    throw new ModelError(
+      `pretrain: init ${dir} lacks or misshapes ${missing.map(([n]) => n).join(", ")}`,
+    );
+  }
+  return new Map(ref.map(([n]) => [n, m.weights.get(n)!]));
 }
 
 interface State {
