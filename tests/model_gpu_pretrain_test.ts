@@ -10,6 +10,7 @@ import { PRETRAIN_DEFAULTS } from "../pipeline/model/pretrain.ts";
 import { pretrainData } from "../pipeline/model/gpu_pretrain_data.ts";
 import { EOS_ID } from "../pipeline/model/compact_vocab.ts";
 import { saveHfModel } from "../pipeline/model/hf_loader.ts";
+import { pretrainCurriculum } from "../pipeline/model/pretrain_curriculum.ts";
 import { testRuntime } from "./testing.ts";
 
 const rt = await testRuntime();
@@ -104,4 +105,22 @@ Deno.test("pretrain: init continues from a saved base; a base of another profile
     /is not a cpu-profile model \(config differs in dim: 32 vs 128/,
   );
   Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test("pretrain curriculum: each stage starts where the one before ended", async () => {
+  const stages = [{ ...opts, steps: 4 }, { ...opts, steps: 3, lr: 5e-3, seqLen: 48 }];
+  const [a, b] = await pretrainCurriculum(rt, stages);
+  // By hand: the first stage, saved, then the second from it.
+  const first = await pretrain(rt, stages[0]);
+  const dir = Deno.makeTempDirSync();
+  saveHfModel(dir, { config: first.config, weights: first.weights });
+  const second = await pretrain(rt, { ...stages[1], init: dir });
+  Deno.removeSync(dir, { recursive: true });
+  assert.deepEqual(a.losses, first.losses);
+  assert.deepEqual(b.losses, second.losses);
+  for (const [name, t] of second.weights) assert.deepEqual(b.weights.get(name)!.data, t.data, name);
+  await assert.rejects(
+    pretrainCurriculum(rt, [stages[0], { ...stages[1], init: "/elsewhere" }]),
+    /stage 2 sets init \(\/elsewhere\); only the first may/,
+  );
 });

@@ -522,36 +522,54 @@ export async function pretrain(
 }
 
 /**
- * `deno run -A pipeline/model/pretrain.ts OUT_DIR ['{"profile":"cpu",…}']`: pretrain and write
- * a model directory (config.json, model.safetensors F32, compact_vocab.json) plus
- * pretrain_log.json (options, loss curve, held-out losses, tokens/s).
+ * `deno run -A pipeline/model/pretrain.ts OUT_DIR ['{"profile":"cpu",…}' | '[{…}, {…}]']`: pretrain
+ * and write a model directory (config.json, model.safetensors F32, compact_vocab.json) plus
+ * pretrain_log.json (options, loss curve, held-out losses, tokens/s). A JSON array runs a
+ * curriculum (pretrain_curriculum.ts): each stage starts from the one before.
  */
 async function cli(args: string[]): Promise<number> {
   const [out, json] = args;
   if (!out) {
-    console.error("usage: pretrain.ts OUT_DIR [OPTIONS_JSON]   (options: PretrainOptions fields)");
+    console.error(
+      "usage: pretrain.ts OUT_DIR [OPTIONS_JSON | [STAGE_OPTIONS_JSON, …]]   (options: " +
+        "PretrainOptions fields)",
+    );
     return 2;
   }
-  const opts = json ? JSON.parse(json) as Partial<PretrainOptions> : {};
+  const parsed = json
+    ? JSON.parse(json) as Partial<PretrainOptions> | Partial<PretrainOptions>[]
+    : {};
+  const stages = Array.isArray(parsed) ? parsed : [parsed];
   const rt = await createRuntime();
   try {
-    const r = await pretrain(rt, opts, (p) => {
+    const show = (prefix: string) => (p: PretrainProgress) => {
       if (p.step % 10 === 0 || p.step === p.steps || p.step === 1) {
         console.log(
-          `step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} |g| ${p.gradNorm.toFixed(3)} ` +
+          `${prefix}step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} |g| ${
+            p.gradNorm.toFixed(3)
+          } ` +
             `lr ${p.lr.toExponential(2)} ${p.tokensPerSecond.toFixed(0)} tok/s ${
               p.seconds.toFixed(0)
             } s`,
         );
       }
-    });
+    };
+    // Loaded here, not at the top: the curriculum module imports this one.
+    const results = Array.isArray(parsed)
+      ? await (await import("./pretrain_curriculum.ts")).pretrainCurriculum(
+        rt,
+        stages,
+        (i, p) => show(`stage ${i + 1}/${stages.length} `)(p),
+      )
+      : [await pretrain(rt, stages[0], show(""))];
+    const r = results.at(-1)!;
     saveHfModel(out, { config: r.config, weights: r.weights });
     Deno.copyFileSync(
       new URL("../../fixtures/models/tiny/compact_vocab.json", import.meta.url),
       `${out}/compact_vocab.json`,
     );
-    const log = {
-      options: { ...PRETRAIN_DEFAULTS, ...opts },
+    const logOf = (o: Partial<PretrainOptions>, r: PretrainResult) => ({
+      options: { ...PRETRAIN_DEFAULTS, ...o },
       losses: r.losses,
       evalLossStart: r.evalLossStart,
       evalLossEnd: r.evalLossEnd,
@@ -559,21 +577,28 @@ async function cli(args: string[]): Promise<number> {
       seconds: r.seconds,
       tokensPerSecond: r.tokensPerSecond,
       storyAccuracy: r.storyAccuracy,
-      adapter: rt.adapter.description,
-    };
+    });
+    const log = Array.isArray(parsed)
+      ? { stages: results.map((r, i) => logOf(stages[i], r)), adapter: rt.adapter.description }
+      : { ...logOf(stages[0], r), adapter: rt.adapter.description };
     writeFileAtomic(`${out}/pretrain_log.json`, JSON.stringify(log, null, 1) + "\n");
-    console.log(
-      `held-out loss ${r.evalLossStart.toFixed(4)} → ${r.evalLossEnd.toFixed(4)}; ` +
-        `${r.tokens} tokens in ${r.seconds.toFixed(0)} s; ` +
-        (r.storyAccuracy === undefined
-          ? ""
-          : `held-out story answers ${(100 * r.storyAccuracy).toFixed(1)}% right; `) +
-        `wrote ${out}`,
+    results.forEach((r, i) =>
+      console.log(
+        `${results.length > 1 ? `stage ${i + 1}: ` : ""}held-out loss ${
+          r.evalLossStart.toFixed(4)
+        } → ${r.evalLossEnd.toFixed(4)}; ${r.tokens} tokens in ${r.seconds.toFixed(0)} s` +
+          (r.storyAccuracy === undefined
+            ? ""
+            : `; held-out story answers ${(100 * r.storyAccuracy).toFixed(1)}% right`),
+      )
     );
+    console.log(`wrote ${out}`);
     return 0;
   } finally {
     rt.destroy();
   }
 }
 
-if (import.meta.main) Deno.exit(await cli(Deno.args));
+// Not a top-level await: the curriculum module that cli() loads imports this one, which must
+// have finished evaluating first.
+if (import.meta.main) cli(Deno.args).then((code) => Deno.exit(code));
