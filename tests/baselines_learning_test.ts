@@ -8,46 +8,45 @@
  * The base. A tiny model pretrained on prose alone cannot learn BabiLong retrieval from
  * FT-ICR's 1,200 problems: every such run learned the answer format exactly and then named
  * one or two constant rooms (below). A real pretrained LM brings the retrieval skill; the
- * default base here is pretrained with dense bAbI tracking stories
- * (pipeline/model/tracking_stories.ts: storyFraction 0.75 of the windows, the answered rooms
- * weighted ×10 in the loss, 1,000 steps of 4 × 256 tokens) so that it has some of that skill.
- * FT-ICR then has to apply it inside 1K tokens of prose under BabiLong's instructions.
+ * default base here gets some of it from a curriculum of bAbI tracking stories
+ * (pipeline/model/pretrain_curriculum.ts RETRIEVAL_CURRICULUM; tracking_stories.ts): dense
+ * stories asking about anyone but the last mover (1,000 steps of 4 × 256 tokens), then about
+ * anyone (300 steps), then sparse stories, prose between the facts, in 1,280-token windows
+ * (300 steps). FT-ICR then has to apply it to QA1-1K under BabiLong's instructions.
  *
- * Opt-in (PERK_SLOW_TESTS=1). IT HAS NOT PASSED. Runs on this repository's CPU adapter
- * (lavapipe, 2 cores), defaults unless said: pretraining 1,570 s (653 tok/s), held-out story
- * rooms 35.0% right (120 rooms; chance about 1/5); then, with that base (PERK_TEST_BASE):
- *  - 2026-11-26, PERK's format (facts shuffled into segments, tagged "{Actor} Event {k}:"):
- *    50 min 45 s, fine-tuning 2,587 s, best validation loss 0.104 at step 300; 17.2% vs the
- *    best constant answer's 21.9% ("garden", 64 problems); format and name right in 100% (the
- *    name 21% without stories), the room 17.2%; the base before fine-tuning 0%;
- *  - 2026-11-27, BabiLong's format (the default since): 52 min 3 s, fine-tuning 2,622 s, best
- *    validation loss 0.105 at step 300; again 17.2% vs 21.9%, format and name 100%, while
- *    naming the last room the context mentions would score 46.9%; 3.7 s and 252 MiB per
- *    problem.
- * So the stories taught the copying of the name from the question but no retrieval that
- * survives a haystack. Asked in story form right after QA1 contexts, without fine-tuning,
- * that base names the right room in 21.9% (256 tokens), 21.9% (512) and 25.0% (1K, 32
- * problems) in PERK's format and 21.9% at 1K in BabiLong's. Bases pretrained with sparse
- * stories (prose between the facts, questions hundreds of tokens back; 1 × 1,024 tokens a
- * step) learned nothing: 19.2% of held-out story rooms after 1,200 steps, 18.2% after 700
- * with questions about anyone (pipeline/model/README.md has the table). Earlier
- * measurements, bases pretrained without stories (full fine-tuning, greedy answers on 64
- * test problems, PERK's format):
- *  - micro profile (1 layer, dim 32) pretrained 100 steps, QA1-1K, 300 steps × 8, lr 3e-3:
- *    answer-token loss 0.224, 12.5% vs the training majority's 12.5%; at 128-token contexts:
- *    10.9% vs 12.5%;
- *  - cpu profile (4 layers, dim 128) pretrained 100 steps, 128 tokens, 300 steps × 8,
- *    lr 2e-3: 15.6%, always "kitchen" ("garden" would have scored 21.9%);
- *  - PyTorch on the same examples and recipe (bench/torch_ft_icr.py): the format exact from
- *    step 50, after 150 steps the name right 21% (chance 25%), the room 12.5%.
- * PyTorch on stories alone (4 layers, 4 × 256 tokens a step, answers weighted ×10): with
- * questions about anyone, the one who just moved included, the room accuracy stalls at 50%
- * (the "copy the last room" shortcut); with questions that skip the last mover it goes from
- * chance to 30% by step 300 and 34.5% by step 700 — slow, which is the limit here.
- * Knobs: PERK_TEST_BASE (a model directory; default: pretrain PERK_TEST_PROFILE = cpu for
- * PERK_TEST_BASE_STEPS = 1000 steps with stories), PERK_TEST_LENGTH (1k), PERK_TEST_STEPS
- * (300), PERK_TEST_BATCH (4), PERK_TEST_LR (1e-3), PERK_TEST_N (64 test problems),
- * PERK_TEST_FORMAT (babilong | perk).
+ * Opt-in (PERK_SLOW_TESTS=1). PASSED ONCE, narrowly: 2026-11-27, this repository's CPU
+ * adapter (lavapipe, 2 cores), the curriculum's base given as PERK_TEST_BASE, lr 5e-4 (the
+ * default since): 29.7% (19 of 64) vs the best constant answer's 21.9% ("garden"; one-sided
+ * binomial p ≈ 0.09 against that rate, so a rerun may land either side), "the last room
+ * mentioned" 46.9%; the base before fine-tuning 0% (it does not know the answer form); format
+ * and name right in 100%; 300 steps × 4 in 2,638 s, best validation loss 0.095 at step 300
+ * (0.105 with the one-stage base below); 51 min 58 s in all, 3.4 s and 252 MiB per problem,
+ * 3.2 GB peak RSS. The curriculum's stages took 1,570 s, 468 s and 870 s (held-out story rooms
+ * right: 35.0%, 39.2%, 40.9%); its first stage was trained before the weighted loss became a
+ * weighted mean (commit 0522367), so the default path here — the same stages from scratch —
+ * has not been run end to end. Asked in story form right after QA1-1K contexts without
+ * fine-tuning, the curriculum's base names the right room in 29.7% (and the last room
+ * mentioned in 59%); after its first stage alone, 21.9%; after the second, 21.9%.
+ *
+ * Failed runs, for the record:
+ *  - the first stage alone as the base, lr 1e-3: 17.2% vs 21.9% in PERK's format (facts
+ *    shuffled into segments, tagged "{Actor} Event {k}:", where the answer is the actor's
+ *    highest k) and 17.2% in BabiLong's (52 min 3 s, best validation loss 0.105), format and
+ *    name 100%. That base asks only about others than the last mover, while QA1 asks about
+ *    the last mover about half the time: on QA1's bare stories (no haystack) it is right in
+ *    23.4%; after the "anyone" stage, 32.8%;
+ *  - sparse stories from scratch (1 × 1,024 tokens a step) learned nothing: 19.2% of
+ *    held-out story rooms after 1,200 steps, 18.2% after 700 asking about anyone
+ *    (pipeline/model/README.md has the table);
+ *  - bases pretrained without stories (full fine-tuning, greedy answers on 64 test
+ *    problems, PERK's format): micro profile (1 layer, dim 32) pretrained 100 steps,
+ *    QA1-1K, 300 steps × 8, lr 3e-3: 12.5% vs the training majority's 12.5% (10.9% at
+ *    128-token contexts); cpu profile pretrained 100 steps, 128 tokens, 300 steps × 8,
+ *    lr 2e-3: 15.6%, always "kitchen"; PyTorch on the same examples and recipe
+ *    (bench/torch_ft_icr.py): the format exact from step 50, the room 12.5% after 150 steps.
+ * Knobs: PERK_TEST_BASE (a model directory; default: pretrain RETRIEVAL_CURRICULUM, about
+ * 48 minutes here), PERK_TEST_LENGTH (1k), PERK_TEST_STEPS (300), PERK_TEST_BATCH (4),
+ * PERK_TEST_LR (5e-4), PERK_TEST_N (64 test problems), PERK_TEST_FORMAT (babilong | perk).
  */
 import assert from "node:assert/strict";
 import { type ContextFormat, generateProblems, type Problem } from "../pipeline/data/problems.ts";
@@ -61,7 +60,7 @@ import { CompactTokenizer } from "../pipeline/model/compact_vocab.ts";
 import { tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
 import { GpuModel } from "../pipeline/model/gpu_model.ts";
 import { loadModel, loadTokenizerFor } from "../pipeline/model/load.ts";
-import { pretrain, type PretrainProfile } from "../pipeline/model/pretrain.ts";
+import { pretrainCurriculum, RETRIEVAL_CURRICULUM } from "../pipeline/model/pretrain_curriculum.ts";
 import type { Model } from "../pipeline/model/weights.ts";
 import type { TextTokenizer } from "../pipeline/tokenizer/tokenizer.ts";
 import { testRuntime } from "./testing.ts";
@@ -70,7 +69,7 @@ const SLOW = Deno.env.get("PERK_SLOW_TESTS") === "1";
 if (!SLOW) {
   console.log(
     "skip: FT-ICR QA1-1K learning test is opt-in (PERK_SLOW_TESTS=1; minutes on a real GPU, " +
-      "about an hour on lavapipe)",
+      "about 100 minutes on lavapipe with the default base, 52 with PERK_TEST_BASE)",
   );
 }
 const env = (k: string, d: string) => Deno.env.get(k) ?? d;
@@ -86,16 +85,11 @@ Deno.test({
       base = loadModel(dir);
       tok = loadTokenizerFor(dir, base);
     } else {
-      const r = await pretrain(rt, {
-        profile: env("PERK_TEST_PROFILE", "cpu") as PretrainProfile,
-        steps: Number(env("PERK_TEST_BASE_STEPS", "1000")),
-        rows: 4,
-        seqLen: 256,
-        storyFraction: 0.75,
-        answerWeight: 10,
-      }, (p) => {
-        if (p.step % 100 === 0) console.log(`  pretrain step ${p.step}: loss ${p.loss.toFixed(3)}`);
-      });
+      const r = (await pretrainCurriculum(rt, RETRIEVAL_CURRICULUM, (i, p) => {
+        if (p.step % 100 === 0) {
+          console.log(`  pretrain stage ${i + 1} step ${p.step}: loss ${p.loss.toFixed(3)}`);
+        }
+      })).at(-1)!;
       base = { config: r.config, weights: r.weights };
       tok = new CompactTokenizer(tinyVocab());
     }
@@ -116,7 +110,7 @@ Deno.test({
     const t = trainable(base, { kind: "full" });
     const t0 = performance.now();
     const r = await ftIcrTrain(model, t, enc(train), enc(val), {
-      lr: Number(env("PERK_TEST_LR", "1e-3")),
+      lr: Number(env("PERK_TEST_LR", "5e-4")),
       epochs: 1,
       patience: 10,
       seed: 0,

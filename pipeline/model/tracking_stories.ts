@@ -17,8 +17,9 @@
  * QA1-1K puts about six facts in 1K tokens of prose, so a question's fact can sit 1,000
  * tokens back, and the skill a base learns from dense stories does not carry into a
  * haystack (measured: tests/baselines_learning_test.ts). Sparse stories train at those
- * distances; in the budgets measured so far they taught the tiny base nothing
- * (pipeline/model/README.md).
+ * distances: from scratch they taught the tiny base nothing in the budgets measured, but
+ * after dense ones they carry its skill to 1K tokens (pretrain_curriculum.ts,
+ * pipeline/model/README.md).
  */
 import { ACTORS, LOCATIONS, MOVE_VERBS } from "../data/babi_world.ts";
 import type { Rng } from "../data/rng.ts";
