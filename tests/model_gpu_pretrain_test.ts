@@ -100,6 +100,19 @@ Deno.test("pretrain: init continues from a saved base; a base of another profile
       `weight ${name} is not the base's`,
     );
   }
+  // Interrupted and resumed from its checkpoint, it ends where it did, even if `init` now
+  // names another directory (a curriculum's stages start from fresh temporary ones).
+  const ck = Deno.makeTempDirSync(), copy = Deno.makeTempDirSync();
+  for (const e of Deno.readDirSync(dir)) Deno.copyFileSync(`${dir}/${e.name}`, `${copy}/${e.name}`);
+  const withCk = { ...opts, steps: 3, checkpoint: { dir: ck, every: 1 } };
+  await assert.rejects(
+    pretrain(rt, { ...withCk, init: dir }, (p) => {
+      if (p.step === 2) throw new Error("interrupted");
+    }),
+    /interrupted/,
+  );
+  assert.deepEqual((await pretrain(rt, { ...withCk, init: copy })).losses, next.losses);
+  for (const d of [ck, copy]) Deno.removeSync(d, { recursive: true });
   await assert.rejects(
     pretrain(rt, { ...opts, profile: "cpu", steps: 1, init: dir }),
     /is not a cpu-profile model \(config differs in dim: 32 vs 128/,

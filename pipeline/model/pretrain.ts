@@ -307,8 +307,13 @@ interface State {
 const STATE_FILE = "pretrain_state.safetensors";
 const META_FILE = "pretrain_state.json";
 
-/** Options that change the result (not the checkpoint location). */
-const identity = (o: PretrainOptions) => JSON.stringify({ ...o, checkpoint: undefined });
+/**
+ * Options that change the result (not the checkpoint location). Not `init` either: a
+ * checkpoint holds the weights, so `init` only matters before the first one, and a curriculum
+ * passes each stage's start as a fresh temporary directory.
+ */
+const identity = (o: PretrainOptions) =>
+  JSON.stringify({ ...o, checkpoint: undefined, init: undefined });
 
 function saveState(rt: Runtime, dir: string, o: PretrainOptions, names: string[], s: State) {
   return Promise.all([...s.p, ...s.m, ...s.v].map((t) => rt.readF32(t))).then((data) => {
