@@ -22,9 +22,9 @@
  * and name right in 100%; 300 steps × 4 in 2,638 s, best validation loss 0.095 at step 300
  * (0.105 with the one-stage base below); 51 min 58 s in all, 3.4 s and 252 MiB per problem,
  * 3.2 GB peak RSS. The curriculum's stages took 1,570 s, 468 s and 870 s (held-out story rooms
- * right: 35.0%, 39.2%, 40.9%); its first stage was trained before the weighted loss became a
- * weighted mean (commit 0522367), so the default path here — the same stages from scratch —
- * has not been run end to end. Asked in story form right after QA1-1K contexts without
+ * right: 35.0%, 39.2%, 40.9%). Its first stage was trained with the code of 2026-11-26; rerun
+ * from scratch on 2026-11-27 it reached only 21.0% (1,746 s), so the default path here — the
+ * same stages from scratch — has not been run end to end and may well fail. Asked in story form right after QA1-1K contexts without
  * fine-tuning, the curriculum's base names the right room in 29.7% (and the last room
  * mentioned in 59%); after its first stage alone, 21.9%; after the second, 21.9%.
  *

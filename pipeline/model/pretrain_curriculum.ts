@@ -21,8 +21,9 @@ import {
  * project's 2-core lavapipe machine: dense stories asking about anyone but the last mover
  * (retrieval, not "copy the last room": held-out rooms 35.0% right, 1,570 s), then about anyone
  * (39.2%, 468 s), then sparse stories in windows longer than QA1-1K's prompts (40.9%, 870 s).
- * FT-ICR from that base passed the learning test, narrowly (29.7% vs 21.9%). The first stage
- * was measured before the weighted loss became a weighted mean (commit 0522367).
+ * FT-ICR from that base passed the learning test, narrowly (29.7% vs 21.9%). That first stage
+ * was trained with the code of 2026-11-26; run from scratch with today's code it reached only
+ * 21.0% (1,746 s), so check its storyAccuracy before the later stages.
  */
 export const RETRIEVAL_CURRICULUM: readonly Partial<PretrainOptions>[] = [
   { profile: "cpu", steps: 1000, rows: 4, seqLen: 256, storyFraction: 0.75, answerWeight: 10 },
