@@ -22,7 +22,7 @@ import { type ModelConfig, validateConfig } from "./config.ts";
 import { ModelError } from "./errors.ts";
 import { readSafetensors, writeSafetensors } from "./safetensors.ts";
 import { TINY_VOCAB, tinyConfig } from "./tiny.ts";
-import { initRandomWeights, type Weights } from "./weights.ts";
+import { expectedShapes, initRandomWeights, validateWeights, type Weights } from "./weights.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { GpuModel } from "./gpu_model.ts";
 import { argmaxRows } from "./gpu_ops.ts";
@@ -284,14 +284,9 @@ function initFrom(dir: string, c: ModelConfig, profile: PretrainProfile): Weight
         `pass a base this CLI saved with the same profile`,
     );
   }
-  const ref = [...initRandomWeights(c, 0).entries()];
-  const missing = ref.filter(([n, t]) => String(m.weights.get(n)?.shape) !== String(t.shape));
-  if (missing.length) {
-    throw new ModelError(
-      `pretrain: init ${dir} lacks or misshapes ${missing.map(([n]) => n).join(", ")}`,
-    );
-  }
-  return new Map(ref.map(([n]) => [n, m.weights.get(n)!]));
+  validateWeights(c, m.weights, `pretrain: init ${dir}`);
+  // The seeded init's order, so that a run from a base lists its tensors as a fresh one does.
+  return new Map([...expectedShapes(c).keys()].map((n) => [n, m.weights.get(n)!]));
 }
 
 interface State {
