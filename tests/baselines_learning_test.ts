@@ -151,6 +151,13 @@ Deno.test({
     const lastRoom = test.filter((p) =>
       [...p.context.join(" ").matchAll(roomRe)].at(-1)?.[1] === p.answer
     ).length / test.length;
+    // How surprising the count would be for a constant answer's rate: one-sided binomial
+    // P(X ≥ correct) with X ~ Bin(n, majorityRate).
+    const pValue = binomialTail(test.length, majorityRate, correct);
+    const marks = test.map((p, i) =>
+      babilongCorrect(preds[i].prediction, p.answer, p.question) ? "1" : "0"
+    )
+      .join("");
     const ms = preds.reduce((a, p) => a + p.ms, 0) / preds.length;
     const peak = Math.max(...preds.map((p) => p.peakBytes));
     console.log(
@@ -158,17 +165,36 @@ Deno.test({
         accuracy.toFixed(3)
       } (the base before fine-tuning: ` +
         `${(baseCorrect / test.length).toFixed(3)}) vs the best constant answer (${majority}) ` +
-        `${majorityRate.toFixed(3)} and "the last room mentioned" ${
-          lastRoom.toFixed(3)
-        }; ${r.stepsDone} steps in ${trainSeconds.toFixed(0)} s, ` +
+        `${majorityRate.toFixed(3)} (one-sided binomial p ${
+          pValue.toFixed(3)
+        }) and "the last room mentioned" ${lastRoom.toFixed(3)}; ${r.stepsDone} steps in ${
+          trainSeconds.toFixed(0)
+        } s, ` +
         `best validation loss ${r.bestValLoss.toFixed(3)} at step ${r.bestStep}; ` +
         `answers right in ${kinds}; ` +
         `${ms.toFixed(0)} ms and ${(peak / 2 ** 20).toFixed(0)} MiB per problem; ` +
         `e.g. ${JSON.stringify(preds[0].prediction)}`,
     );
+    console.log(`right, problem by problem: ${marks}`);
     assert.ok(
       accuracy > majorityRate,
       `accuracy ${accuracy} ≤ the test majority rate ${majorityRate} (always "${majority}")`,
     );
   },
 });
+
+/** P(X ≥ k) for X ~ Binomial(n, p), summed in log space (n in the hundreds). */
+function binomialTail(n: number, p: number, k: number): number {
+  const lnFact = (m: number) => {
+    let s = 0;
+    for (let i = 2; i <= m; i++) s += Math.log(i);
+    return s;
+  };
+  let sum = 0;
+  for (let x = k; x <= n; x++) {
+    sum += Math.exp(
+      lnFact(n) - lnFact(x) - lnFact(n - x) + x * Math.log(p) + (n - x) * Math.log1p(-p),
+    );
+  }
+  return Math.min(1, sum);
+}
