@@ -85,11 +85,18 @@ Deno.test({
       base = loadModel(dir);
       tok = loadTokenizerFor(dir, base);
     } else {
-      const r = (await pretrainCurriculum(rt, RETRIEVAL_CURRICULUM, (i, p) => {
+      const stages = await pretrainCurriculum(rt, RETRIEVAL_CURRICULUM, (i, p) => {
         if (p.step % 100 === 0) {
-          console.log(`  pretrain stage ${i + 1} step ${p.step}: loss ${p.loss.toFixed(3)}`);
+          console.log(`  pretrain stage ${i + 1} step ${p.step}: loss ${p.loss.toFixed(4)}`);
         }
-      })).at(-1)!;
+      });
+      stages.forEach((s, i) =>
+        console.log(
+          `  pretrain stage ${i + 1}: ${s.seconds.toFixed(0)} s, held-out story rooms ` +
+            `${(100 * (s.storyAccuracy ?? 0)).toFixed(1)}% right`,
+        )
+      );
+      const r = stages.at(-1)!;
       base = { config: r.config, weights: r.weights };
       tok = new CompactTokenizer(tinyVocab());
     }
