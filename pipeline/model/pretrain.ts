@@ -274,14 +274,12 @@ function initFrom(dir: string, c: ModelConfig, profile: PretrainProfile): Weight
   const keys = Object.keys(c) as (keyof ModelConfig)[];
   const differ = keys.filter((k) => JSON.stringify(m.config[k]) !== JSON.stringify(c[k]));
   if (differ.length) {
+    const what = differ.map((k) =>
+      `${k}: ${JSON.stringify(m.config[k])} vs ${JSON.stringify(c[k])}`
+    );
     throw new ModelError(
       `pretrain: init ${dir} is not a ${profile}-profile model (config differs in ` +
-        `${
-          differ.map((k) => `${k}: ${JSON.stringify(m.config[k])} vs ${JSON.stringify(c[k])}`).join(
-            ", ",
-          )
-        }); ` +
-        `pass a base this CLI saved with the same profile`,
+        `${what.join(", ")}); pass a base this CLI saved with the same profile`,
     );
   }
   validateWeights(c, m.weights, `pretrain: init ${dir}`);
