@@ -1,6 +1,14 @@
-/** Reports: the CSV contract, Wilson intervals, Markdown tables, SVG figures. */
+/**
+ * Reports: the CSV contract, Wilson intervals, Markdown tables, predictions.jsonl, the best
+ * constant answer, SVG figures.
+ */
 import assert from "node:assert/strict";
 import { figuresFor } from "../pipeline/experiment/figures.ts";
+import {
+  constantAnswers,
+  type PredictionRecord,
+  predictionsJsonl,
+} from "../pipeline/experiment/predictions.ts";
 import {
   CSV_HEADER,
   formatDuration,
@@ -9,7 +17,13 @@ import {
   type SweptRow,
   wilson,
 } from "../pipeline/experiment/report.ts";
-import { heatmapSvg, lineChartSvg, niceTicks } from "../pipeline/experiment/svg.ts";
+import {
+  heatmapSvg,
+  lineChartSvg,
+  methodColor,
+  niceTicks,
+  textWidth,
+} from "../pipeline/experiment/svg.ts";
 
 const row = (over: Partial<SweptRow>): SweptRow => ({
   method: "perk",
@@ -145,6 +159,7 @@ Deno.test("experiment report: figures follow what the results vary", () => {
     { stage: "meta-train", key: "abc", step: 2, loss: 1, epoch: 1, problems: 4 },
   ]).map((f) => f.file);
   assert.deepEqual(files, [
+    "accuracy.svg",
     "heatmap-perk.svg",
     "time-vs-length.svg",
     "memory-vs-length.svg",
@@ -155,9 +170,7 @@ Deno.test("experiment report: figures follow what the results vary", () => {
   );
   assert.deepEqual(
     figuresFor(posRows, ["train_position", "test_position"], []).map((f) => f.file),
-    [
-      "positions-perk.svg",
-    ],
+    ["accuracy.svg", "positions-perk.svg"],
   );
   const truncRows = [0, 1, 2].map((t) => row({ sweep: { truncate: t } }));
   const fig = figuresFor(
@@ -169,7 +182,7 @@ Deno.test("experiment report: figures follow what the results vary", () => {
       [{ train_peak_bytes: 5e6 }],
     ]]),
   );
-  assert.deepEqual(fig.map((f) => f.file), ["memory-vs-truncation.svg"]);
+  assert.deepEqual(fig.map((f) => f.file), ["accuracy.svg", "memory-vs-truncation.svg"]);
   for (const f of fig) assertWellFormed(f.svg);
   const acc = figuresFor(
     [1, 4].map((a) => row({ sweep: { accumulation: a } })),
@@ -177,7 +190,209 @@ Deno.test("experiment report: figures follow what the results vary", () => {
     [],
   );
   assert.deepEqual(acc.map((f) => f.file), [
+    "accuracy.svg",
     "memory-vs-accumulation.svg",
     "time-vs-accumulation.svg",
   ]);
+});
+
+const rec = (over: Partial<PredictionRecord>): PredictionRecord => ({
+  method: "perk",
+  task: "qa2",
+  train_length: "1k",
+  test_length: "8k",
+  id: "p0",
+  question: "Where is the apple?",
+  target: "hallway",
+  prediction: "<output>hallway</output>",
+  correct: 1,
+  ms: 5,
+  ...over,
+});
+
+Deno.test("experiment report: predictions.jsonl has the scored fields in order, sweep only when swept", () => {
+  const text = predictionsJsonl([
+    rec({}),
+    rec({ method: "ft-icr", prediction: "", correct: 0, sweep: { rank: 16 } }),
+  ]);
+  assert.ok(text.endsWith("}\n"));
+  const [plain, swept] = text.trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(plain, {
+    method: "perk",
+    task: "qa2",
+    train_length: "1k",
+    test_length: "8k",
+    id: "p0",
+    question: "Where is the apple?",
+    target: "hallway",
+    prediction: "<output>hallway</output>",
+    correct: 1,
+    ms: 5,
+  });
+  assert.deepEqual(Object.keys(plain), [
+    "method",
+    "task",
+    "train_length",
+    "test_length",
+    "id",
+    "question",
+    "target",
+    "prediction",
+    "correct",
+    "ms",
+  ]);
+  assert.deepEqual(swept.sweep, { rank: 16 });
+  assert.deepEqual([swept.method, swept.prediction, swept.correct], ["ft-icr", "", 0]);
+});
+
+Deno.test("experiment report: the best constant answer counts each test problem once", () => {
+  // qa2 @ 8k: answers hallway ×2, garden ×2, office ×1 over 5 problems, seen by two methods
+  // (and two train lengths for perk); qa2 @ 1k: a tie broken alphabetically.
+  const answers8k = ["hallway", " garden", "office", "garden", "hallway "];
+  const records = [
+    ...["perk", "ft-icr"].flatMap((method) =>
+      answers8k.map((target, i) => rec({ method, id: `8k-${i}`, target }))
+    ),
+    ...answers8k.map((target, i) => rec({ train_length: "2k", id: `8k-${i}`, target })),
+    ...["office", "bedroom"].map((target, i) => rec({ test_length: "1k", id: `1k-${i}`, target })),
+  ];
+  assert.deepEqual(constantAnswers(records), [
+    { task: "qa2", test_length: "8k", answer: "garden", count: 2, n: 5, rate: 0.4 },
+    { task: "qa2", test_length: "1k", answer: "bedroom", count: 1, n: 2, rate: 0.5 },
+  ]);
+});
+
+Deno.test("experiment report: results.md names the constant answer, the empty share and samples", () => {
+  const targets = ["hallway", "hallway", "garden", "hallway"];
+  const preds = [
+    "<output>hallway</output>",
+    "  \n",
+    "a | b\nc",
+    "x".repeat(200) + "<output>end</output>",
+  ];
+  const records = [
+    ...targets.map((target, i) =>
+      rec({ id: `p${i}`, target, prediction: preds[i], correct: i === 0 ? 1 : 0 })
+    ),
+    ...targets.map((target, i) =>
+      rec({ method: "ft-icr", id: `p${i}`, target, prediction: target, correct: 1 })
+    ),
+  ];
+  const rows = [
+    row({ task: "qa2", test_length: "8k", n: 4, correct: 1 }),
+    row({
+      method: "ft-icr",
+      task: "qa2",
+      test_length: "8k",
+      n: 4,
+      correct: 4,
+    }),
+  ];
+  const md = resultsMarkdown("t", rows, [], [], "", records);
+  // The main table keeps its columns.
+  assert.match(md, /\| method \| task \| train \| test \| accuracy % \| n \| 95% CI \|/);
+  assert.match(
+    md,
+    /\| task \| test \| best constant answer \|\n\|---\|---\|---\|\n\| qa2 \| 8k \| hallway 75\.0% \(n = 4\) \|\n/,
+  );
+  const perk = md.split("### perk")[1].split("### ft-icr")[0];
+  const ftIcr = md.split("### ft-icr")[1];
+  assert.match(perk, /^\n\nempty predictions: 25\.0% \(1 of 4\)\n/);
+  assert.match(ftIcr, /^\n\nempty predictions: 0\.0% \(0 of 4\)\n/);
+  const sampleLines = (s: string) => s.split("\n").filter((l) => /^\| p\d /.test(l));
+  assert.deepEqual(sampleLines(perk), [
+    "| p0 | `hallway` | `<output>hallway</output>` | 1 |",
+    "| p1 | `hallway` | (empty) | 0 |",
+    "| p2 | `garden` | `a \\| b ⏎ c` | 0 |",
+  ]);
+  assert.deepEqual(sampleLines(ftIcr).map((l) => l.split(" | ")[2]), [
+    "`hallway`",
+    "`hallway`",
+    "`garden`",
+  ]);
+  // Without records (e.g. older callers) the extra sections are left out.
+  assert.doesNotMatch(resultsMarkdown("t", rows, []), /best constant answer|## Predictions/);
+  // A long prediction keeps its end, where the answer is.
+  const long = resultsMarkdown("t", rows, [], [], "", [rec({ prediction: preds[3] })]);
+  assert.match(long, /\| `x{40}…x+<output>end<\/output>` \|/);
+});
+
+/** Every unrotated text's estimated extent lies inside the figure's width. */
+function assertTextFits(svg: string) {
+  const width = Number(/<svg [^>]*width="([\d.]+)"/.exec(svg)?.[1]);
+  const texts = [
+    ...svg.matchAll(
+      /<text x="([\d.-]+)" [^>]*font-size="(\d+)" text-anchor="(\w+)"[^>]*>([^<]*)<\/text>/g,
+    ),
+  ];
+  assert.ok(texts.length > 0);
+  for (const [el, x, size, anchor, content] of texts) {
+    if (el.includes("rotate(")) continue;
+    const w = textWidth(content.replaceAll(/&\w+;/g, "&"), Number(size));
+    const from = anchor === "start"
+      ? Number(x)
+      : anchor === "end"
+      ? Number(x) - w
+      : Number(x) - w / 2;
+    assert.ok(from >= 0 && from + w <= width, `"${content}" spans ${from}–${from + w} of ${width}`);
+  }
+}
+
+Deno.test("experiment report: accuracy figure has Wilson whiskers, constant lines and stable colours", () => {
+  const long = "perk-with-a-rather-long-ablation-name";
+  const rows = [
+    row({ method: "ft-icr", task: "qa2", test_length: "8k", n: 40, correct: 9 }),
+    row({ method: "perk", task: "qa2", test_length: "8k", n: 40, correct: 30 }),
+    row({ method: long, task: "qa2", test_length: "8k", n: 40, correct: 0 }),
+    row({ method: "perk", task: "qa2", test_length: "1k", n: 40, correct: 40 }),
+  ];
+  const constants = [
+    { task: "qa2", test_length: "8k", answer: "hallway", count: 9, n: 40, rate: 0.225 },
+    { task: "qa2", test_length: "1k", answer: "garden", count: 20, n: 40, rate: 0.5 },
+  ];
+  const figs = figuresFor(rows, [], [], new Map(), constants);
+  assert.equal(figs[0].file, "accuracy.svg");
+  const svg = figs[0].svg;
+  assertWellFormed(svg);
+  assertTextFits(svg);
+  // Plot: y = 44 + 240 × (1 − value). One whisker per row, from its Wilson low to high.
+  const sy = (v: number) => Number((44 + 240 * (1 - v)).toFixed(2));
+  const whiskers = [...svg.matchAll(/<path class="ci" d="M[\d.]+ ([\d.]+)V([\d.]+)/g)]
+    .map((m) => [Number(m[1]), Number(m[2])]);
+  assert.deepEqual(whiskers, rows.map((r) => wilson(r.correct, r.n).map(sy)));
+  // One dashed constant line per cell (two cells), at 22.5% and 50%.
+  const refs = [...svg.matchAll(/<line class="reference" [^>]*y1="([\d.]+)"[^>]*stroke-dasharray/g)]
+    .map((m) => Number(m[1]));
+  assert.deepEqual(refs, [sy(0.225), sy(0.5)]);
+  assert.match(svg, />best constant answer</);
+  // Colours by name: the listed methods' fixed ones, in every figure, whatever the order.
+  const bars = [...svg.matchAll(/<rect x="[\d.]+" y="[\d.]+" width="14" [^>]*fill="(#\w+)"/g)]
+    .map((m) => m[1]);
+  assert.deepEqual(bars, [
+    methodColor("ft-icr"),
+    methodColor("perk"),
+    methodColor(long),
+    methodColor("perk"),
+  ]);
+  assert.deepEqual(["perk", "ft-icr", "prompt-only"].map(methodColor), [
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+  ]);
+  assert.ok(!["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"].includes(methodColor(long)));
+  const time = figuresFor(
+    [...rows].reverse().map((r) => ({
+      ...r,
+      test_length: r.method === "perk" ? r.test_length : "1k",
+    })),
+    [],
+    [],
+  ).find((f) => f.file === "time-vs-length.svg");
+  assert.ok(time);
+  assertTextFits(time.svg);
+  assert.match(time.svg, new RegExp(`<polyline fill="none" stroke="${methodColor("perk")}"`));
+  assert.match(
+    time.svg,
+    new RegExp(`stroke="${methodColor("ft-icr")}" stroke-width="2"/>\n<text [^>]*>ft-icr<`),
+  );
 });

@@ -92,6 +92,8 @@ Deno.test("experiment session: a swept run writes the run folder; shared stages 
       "metrics.jsonl",
       "results.csv",
       "results.md",
+      "predictions.jsonl",
+      "accuracy.svg",
       "curve-loss.svg",
     ]
   ) {
@@ -117,6 +119,67 @@ Deno.test("experiment session: a swept run writes the run folder; shared stages 
   assert.match(md, /## Sweep: rank/);
   assert.match(md, /toy note/);
   assert.match(first.lines.join("\n"), /^\| toy \| qa1 \| 1k \| 1k \| 1 \| 75\.0 \| 4 \|/m);
+
+  // predictions.jsonl: one line per rank × test problem, exactly the scored fields.
+  const preds = (await Deno.readTextFile(`${r.runDir}/predictions.jsonl`)).trim().split("\n")
+    .map((l) => JSON.parse(l));
+  assert.equal(preds.length, 8);
+  for (const [i, p] of preds.entries()) {
+    assert.deepEqual(Object.keys(p), [
+      "method",
+      "task",
+      "train_length",
+      "test_length",
+      "sweep",
+      "id",
+      "question",
+      "target",
+      "prediction",
+      "correct",
+      "ms",
+    ]);
+    const rank = i < 4 ? 1 : 2;
+    assert.deepEqual(
+      [p.method, p.task, p.train_length, p.test_length, p.sweep, p.ms],
+      ["toy", "qa1", "1k", "1k", { rank }, 10 * rank],
+    );
+    assert.equal(p.id, `babilong/qa1/1k/test/rnd/7/${i % 4}`);
+    assert.match(p.question, /^Where is \w+\?$/);
+    // The reference as scored: the answer alone, not the tagged training target.
+    assert.match(p.target, /^(bathroom|bedroom|garden|hallway|kitchen|office)$/);
+    // The toy answers the tagged target three times and a blank once: that is what counts.
+    if (i % 4 === 3) assert.deepEqual([p.prediction, p.correct], [" \n ", 0]);
+    else {
+      assert.ok(p.prediction.endsWith(`<output>${p.target}</output>`), p.prediction);
+      assert.equal(p.correct, 1);
+    }
+  }
+  assert.deepEqual(preds.slice(0, 4).map((p) => p.target), preds.slice(4).map((p) => p.target));
+  assert.deepEqual(
+    preds.slice(0, 4).map((p) => p.target),
+    ["kitchen", "garden", "office", "kitchen"],
+  );
+  // results.md: the constant answer (kitchen: 2 of the 4 distinct test problems), the empty
+  // share (the blank answer of each rank) and three predictions beside their targets.
+  assert.match(md, /## Best constant answer\n[^#]*\| qa1 \| 1k \| kitchen 50\.0% \(n = 4\) \|/);
+  assert.match(md, /### toy\n\nempty predictions: 25\.0% \(2 of 8\)\n/);
+  const samples = md.split("### toy")[1].split("\n").filter((l) => l.startsWith("| babilong/"));
+  assert.deepEqual(
+    samples.map((l) => l.split(" | ").slice(0, 2)),
+    [0, 1, 2].map((i) => [`| babilong/qa1/1k/test/rnd/7/${i}`, `\`${preds[i].target}\``]),
+  );
+  assert.ok(samples.every((l) => /<output>\w+<\/output>` \| 1 \|$/.test(l)), samples.join("\n"));
+  assert.match(
+    first.lines.join("\n"),
+    /^best constant answer, qa1 @ 1k: kitchen 50\.0% \(n = 4\)$/m,
+  );
+  // accuracy.svg: a bar per rank with its Wilson whisker, and the constant rate dashed.
+  const svg = await Deno.readTextFile(`${r.runDir}/accuracy.svg`);
+  assert.equal((svg.match(/<path class="ci" /g) ?? []).length, 2);
+  const refs = [...svg.matchAll(/<line class="reference" [^>]*y1="([\d.]+)"/g)].map((m) => m[1]);
+  // y = top 44 + plot 240 × (1 − 0.5).
+  assert.deepEqual(refs, ["164", "164"]);
+  assert.match(md, /!\[accuracy\.svg\]\(accuracy\.svg\)/);
 
   // Warm cache: same options → everything hits, a new run folder, same table.
   const second = await session({ cache: first.options.cache, runsRoot: first.options.runsRoot });

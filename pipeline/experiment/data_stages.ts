@@ -6,7 +6,7 @@
  */
 import { Effect, Schema } from "effect";
 import type { Problem } from "../data/problems.ts";
-import { METRICS } from "../data/scorers.ts";
+import { extractOutput, METRICS } from "../data/scorers.ts";
 import { buildProblems, ProblemSpecSchema, score } from "../data/stages.ts";
 import type { Prediction } from "./methods.ts";
 import { defineStage, type OutputCodec } from "./stage.ts";
@@ -55,6 +55,21 @@ export const problemsStage = defineStage({
     ),
 });
 
+/**
+ * One scored test problem, kept with the score so that predictions.jsonl shows exactly what
+ * the table counted. `target` is the reference the scorers compare against: the text inside
+ * `<output>…</output>` of the problem's target (the whole target when it has no tags).
+ */
+export interface ScoredProblem {
+  readonly id: string;
+  readonly question: string;
+  readonly target: string;
+  readonly prediction: string;
+  /** The metric's score: 1/0 for the exact-match metrics, the F1 for token-f1. */
+  readonly score: number;
+  readonly ms: number;
+}
+
 /** Score of one cell. `correct` is the sum of per-problem scores (1/0 for exact match). */
 export interface ScoreSummary {
   readonly metric: string;
@@ -63,12 +78,14 @@ export interface ScoreSummary {
   readonly accuracy: number;
   readonly ms_per_problem: number;
   readonly peak_bytes: number;
-  readonly perProblem: readonly { readonly id: string; readonly score: number }[];
+  /** In test-problem order. */
+  readonly perProblem: readonly ScoredProblem[];
 }
 
 export const scoreStage = defineStage({
   name: "score",
-  version: 1,
+  // 2: perProblem carries question, reference, prediction and time (for predictions.jsonl).
+  version: 2,
   params: Schema.Struct({ metric: Schema.Literals(METRICS) }),
   kernels: ["pipeline/data/scorers.ts"],
   run: (params, inputs: { problems: Problem[]; predictions: Prediction[] }) =>
@@ -108,7 +125,14 @@ export const scoreStage = defineStage({
         accuracy: n ? correct / n : 0,
         ms_per_problem: n ? preds.reduce((a, p) => a + p.ms, 0) / n : 0,
         peak_bytes: preds.reduce((a, p) => Math.max(a, p.peakBytes), 0),
-        perProblem: inputs.problems.map((p, i) => ({ id: p.id, score: scores[i] })),
+        perProblem: inputs.problems.map((p, i) => ({
+          id: p.id,
+          question: p.question,
+          target: extractOutput(p.target),
+          prediction: preds[i].prediction,
+          score: scores[i],
+          ms: preds[i].ms,
+        })),
       } satisfies ScoreSummary;
     }),
 });

@@ -15,6 +15,7 @@ import { ConfigError } from "./errors.ts";
 import type { CoreConfig } from "./fields.ts";
 import { type Node, node } from "./graph.ts";
 import { type AnyMethod, type Cell, methodParams } from "./methods.ts";
+import type { PredictionRecord } from "./predictions.ts";
 import type { SweptRow } from "./report.ts";
 
 export interface ExperimentDef {
@@ -175,5 +176,32 @@ export function resultRows(
       peak_bytes: s.peak_bytes,
       sweep: c.point,
     };
+  });
+}
+
+/**
+ * Every scored test problem of a run, cell by cell in the order of the results table; the
+ * sweep point rides along only in swept runs.
+ */
+export function predictionRecords(
+  cells: readonly CellTarget[],
+  results: Readonly<Record<string, unknown>>,
+): PredictionRecord[] {
+  return cells.flatMap((c) => {
+    const s = results[c.target] as ScoreSummary;
+    const swept = Object.keys(c.point).length > 0;
+    return s.perProblem.map((p) => ({
+      method: c.method,
+      task: c.task,
+      train_length: c.trainLength,
+      test_length: c.testLength,
+      id: p.id,
+      question: p.question,
+      target: p.target,
+      prediction: p.prediction,
+      correct: p.score,
+      ms: p.ms,
+      ...(swept ? { sweep: c.point } : {}),
+    }));
   });
 }

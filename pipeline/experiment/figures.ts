@@ -1,13 +1,15 @@
 /**
- * The figures of a run, chosen by what the results vary: the length-generalisation heatmap
+ * The figures of a run, chosen by what the results vary: accuracy per method and cell with
+ * 95% Wilson whiskers and the best constant answer's rate, the length-generalisation heatmap
  * (train × test length, paper Fig. 4), the positional-bias grid (train × test position,
  * Fig. 5), time and memory versus context length and accumulation steps (Fig. 6), memory
  * versus truncation (Fig. 8), and learning curves from the metric records.
  */
 import { windowTokens } from "../data/lengths.ts";
 import type { MetricRecord } from "./cache.ts";
-import type { SweptRow } from "./report.ts";
-import { heatmapSvg, lineChartSvg, type Series } from "./svg.ts";
+import type { ConstantAnswer } from "./predictions.ts";
+import { type SweptRow, wilson } from "./report.ts";
+import { barChartSvg, heatmapSvg, lineChartSvg, methodColor, type Series } from "./svg.ts";
 
 export interface Figure {
   readonly file: string;
@@ -36,6 +38,54 @@ function grid(
 }
 
 const byTokens = (a: string, b: string) => windowTokens(a) - windowTokens(b);
+
+/**
+ * Accuracy of every row as a bar, grouped by cell (task, train → test length, sweep point)
+ * in the table's order, with a dashed line at the cell's best constant answer rate.
+ */
+function accuracyBars(
+  rows: readonly SweptRow[],
+  swept: readonly string[],
+  constants: readonly ConstantAnswer[],
+): Figure[] {
+  if (!rows.length) return [];
+  const cellOf = (r: SweptRow) =>
+    JSON.stringify([r.task, r.train_length, r.test_length, ...swept.map((k) => r.sweep[k])]);
+  const groups = uniq(rows.map(cellOf)).map((cell) => {
+    const mine = rows.filter((r) => cellOf(r) === cell), first = mine[0];
+    const constant = constants.find((c) =>
+      c.task === first.task && c.test_length === first.test_length
+    );
+    return {
+      label: `${first.task} ${first.train_length}→${first.test_length}`,
+      sublabel: swept.length
+        ? swept.map((k) => `${k}=${JSON.stringify(first.sweep[k])}`).join(" ")
+        : undefined,
+      bars: mine.map((r) => {
+        const [low, high] = wilson(r.correct, r.n);
+        return {
+          name: r.method,
+          value: r.n ? r.correct / r.n : NaN,
+          low,
+          high,
+          color: methodColor(r.method),
+        };
+      }),
+      reference: constant?.rate,
+    };
+  });
+  return [{
+    file: "accuracy.svg",
+    svg: barChartSvg({
+      title: "Accuracy (95% Wilson intervals)",
+      xLabel: "task train → test length",
+      yLabel: "accuracy",
+      groups,
+      referenceLabel: "best constant answer",
+      yTickLabel: (y) => `${Math.round(100 * y)}%`,
+    }),
+  }];
+}
 
 function lengthHeatmaps(rows: readonly SweptRow[]): Figure[] {
   const trains = uniq(rows.map((r) => r.train_length)).sort(byTokens);
@@ -100,6 +150,7 @@ function seriesBy(
     const mine = rows.filter((r) => r.method === m);
     return {
       name: m,
+      color: methodColor(m),
       points: uniq(mine.map(x)).map((xv) => {
         const at = mine.filter((r) => x(r) === xv).map(y);
         return [xv, at.reduce((a, b) => a + b, 0) / at.length] as const;
@@ -231,8 +282,10 @@ export function figuresFor(
   swept: readonly string[],
   metrics: readonly MetricRecord[],
   metricsByPoint: ReadonlyMap<string, readonly MetricRecord[]> = new Map(),
+  constants: readonly ConstantAnswer[] = [],
 ): Figure[] {
   return [
+    ...accuracyBars(rows, swept, constants),
     ...lengthHeatmaps(rows),
     ...positionGrids(rows, swept),
     ...lengthLines(rows),

@@ -1,7 +1,15 @@
 /**
  * Results tables: one row per method × task × train length × test length (× sweep point),
- * accuracy as a fraction with n and a 95% Wilson interval, encode time and peak GPU bytes.
+ * accuracy as a fraction with n and a 95% Wilson interval, encode time and peak GPU bytes;
+ * in results.md also the best constant answer per task × test length, each method's share
+ * of empty predictions, and its first predictions beside their targets.
  */
+import {
+  type ConstantAnswer,
+  constantAnswers,
+  methodOutputs,
+  type PredictionRecord,
+} from "./predictions.ts";
 
 /** What a scoring stage reports for one cell. */
 export interface ResultRow {
@@ -152,13 +160,70 @@ export function resultsTable(rows: readonly SweptRow[], sweptKeys: readonly stri
   return mainTable(rows, sweptKeys);
 }
 
-/** results.md: the main table, then one table per swept parameter, then the figures. */
+/** "hallway 22.5% (n = 40)". */
+export function constantLabel(c: ConstantAnswer): string {
+  return `${c.answer} ${pct(c.rate)}% (n = ${c.n})`;
+}
+
+function constantTable(constants: readonly ConstantAnswer[]): string {
+  return table(
+    ["task", "test", "best constant answer"],
+    constants.map((c) => [c.task, c.test_length, constantLabel(c)]),
+  );
+}
+
+/**
+ * A prediction or target as a short code span that cannot break the table row. Long text
+ * loses its middle, not its end: answers come last (`…<output>kitchen</output>`).
+ */
+function cellText(s: string, max = 120): string {
+  if (s.trim() === "") return "(empty)";
+  const flat = s.replace(/\r?\n/g, " ⏎ ").replaceAll("`", "'");
+  const head = Math.floor(max / 3), tail = max - head - 1;
+  const short = flat.length > max ? `${flat.slice(0, head)}…${flat.slice(-tail)}` : flat;
+  return `\`${short.replaceAll("|", "\\|")}\``;
+}
+
+function predictionSections(records: readonly PredictionRecord[]): string[] {
+  const parts = [
+    "## Predictions",
+    "",
+    "Per method: the share of predictions that are empty after trimming, and its first " +
+    "three test problems (all of them are in predictions.jsonl).",
+    "",
+  ];
+  for (const m of methodOutputs(records)) {
+    parts.push(
+      `### ${m.method}`,
+      "",
+      `empty predictions: ${pct(m.n ? m.empty / m.n : 0)}% (${m.empty} of ${m.n})`,
+      "",
+      table(
+        ["problem", "target", "prediction", "correct"],
+        m.samples.map((r) => [
+          r.id,
+          cellText(r.target),
+          cellText(r.prediction),
+          String(round(r.correct, 3)),
+        ]),
+      ),
+      "",
+    );
+  }
+  return parts;
+}
+
+/**
+ * results.md: the main table, the best constant answers, one table per swept parameter,
+ * the predictions (when `records` are given), then the figures.
+ */
 export function resultsMarkdown(
   title: string,
   rows: readonly SweptRow[],
   sweptKeys: readonly string[],
   figures: readonly string[] = [],
   note = "",
+  records: readonly PredictionRecord[] = [],
 ): string {
   const parts = [`# ${title}`, "", mainTable(rows, sweptKeys), ""];
   if (note) parts.push(note, "");
@@ -167,7 +232,19 @@ export function resultsMarkdown(
       "interval; time and peak GPU bytes are per test problem (encode + answer).",
     "",
   );
+  if (records.length) {
+    parts.push(
+      "## Best constant answer",
+      "",
+      "Always giving the most common answer among a task × test length's test problems " +
+        "scores this share; an accuracy means something only above it.",
+      "",
+      constantTable(constantAnswers(records)),
+      "",
+    );
+  }
   for (const key of sweptKeys) parts.push(`## Sweep: ${key}`, "", sweepTable(rows, key), "");
+  if (records.length) parts.push(...predictionSections(records));
   if (figures.length) {
     parts.push("## Figures", "", ...figures.map((f) => `![${f}](${f})`), "");
   }

@@ -1,7 +1,8 @@
 /**
  * Run folders: runs/<experiment>/<time>-<key>/ holding config.yaml, env.json, log.txt,
- * metrics.jsonl, results.csv, results.md and the figures. <time> is UTC and sorts
- * lexically, so the latest run is the last name; <key> is the hash of the resolved config.
+ * metrics.jsonl, results.csv, results.md, predictions.jsonl and the figures. <time> is UTC
+ * and sorts lexically, so the latest run is the last name; <key> is the hash of the
+ * resolved config.
  */
 import { writeTextAtomic } from "./cache.ts";
 

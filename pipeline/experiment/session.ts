@@ -2,7 +2,7 @@
  * One invocation of an experiment: resolve the config, look the compared methods up in the
  * registry, build and plan the graph, then either print it (--dry-run), build the data and
  * stop (a method is not available yet: never fake results), or run everything and write the
- * run folder (config, env, log, metrics, results.csv/.md, figures).
+ * run folder (config, env, log, metrics, results.csv/.md, predictions.jsonl, figures).
  */
 import { Effect } from "effect";
 import type { AdapterRecord } from "../../kernels/runtime/runtime.ts";
@@ -19,14 +19,27 @@ import {
 } from "./config.ts";
 import { collectEnv } from "./env.ts";
 import { errorText, MethodUnavailableError, RunDirError } from "./errors.ts";
-import { buildGraph, type ExperimentDef, pointConfig, resultRows } from "./experiment.ts";
+import {
+  buildGraph,
+  type ExperimentDef,
+  pointConfig,
+  predictionRecords,
+  resultRows,
+} from "./experiment.ts";
 import { figuresFor } from "./figures.ts";
 import { type Plan, plan, reachable } from "./graph.ts";
 import { canonicalJson, sha256Hex } from "./hash.ts";
 import type { LockOptions } from "./lock.ts";
 import type { AnyMethod, MethodRegistry } from "./methods.ts";
 import { Progress } from "./progress.ts";
-import { resultsCsv, resultsMarkdown, resultsTable, type SweptRow } from "./report.ts";
+import { constantAnswers, predictionsJsonl } from "./predictions.ts";
+import {
+  constantLabel,
+  resultsCsv,
+  resultsMarkdown,
+  resultsTable,
+  type SweptRow,
+} from "./report.ts";
 import { RunDir } from "./run_dir.ts";
 import { checkForce, explainPlan, runPlan, short } from "./runner.ts";
 
@@ -216,8 +229,14 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
     for (const m of metrics) if (keys.has(String(m.key)) && !list.includes(m)) list.push(m);
     byPoint.set(k, list);
   }
-  const figures = figuresFor(rows, swept, metrics, byPoint);
+  const records = predictionRecords(graph.cells, run.results);
+  const constants = constantAnswers(records);
+  const figures = figuresFor(rows, swept, metrics, byPoint, constants);
   for (const fig of figures) yield* io(`writing ${fig.file}`, () => dir.write(fig.file, fig.svg));
+  yield* io(
+    "writing predictions.jsonl",
+    () => dir.write("predictions.jsonl", predictionsJsonl(records)),
+  );
   yield* io("writing results.csv", () => dir.write("results.csv", resultsCsv(rows, swept)));
   yield* io("writing results.md", () =>
     dir.write(
@@ -228,10 +247,14 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
         swept,
         figures.map((f) => f.file),
         o.experiment.note ?? "",
+        records,
       ),
     ));
   out("");
   out(resultsTable(rows, swept));
+  for (const c of constants) {
+    out(`best constant answer, ${c.task} @ ${c.test_length}: ${constantLabel(c)}`);
+  }
   if (o.experiment.note) out(o.experiment.note);
   out(`\nresults: ${dir.path}/results.md (csv: ${dir.path}/results.csv)`);
   return { kind: "done", resolved, runDir: dir.path, rows, plan: p } as SessionResult;
