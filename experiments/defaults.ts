@@ -67,6 +67,7 @@ const shared: Config = {
   train_position: "rnd",
   test_position: "rnd",
   seed: 0,
+  babi_source: "simulator",
   segment_tokens: 256,
   tokenizer: "gpt2",
   metric: "perk-em",

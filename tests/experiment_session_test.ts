@@ -33,6 +33,7 @@ const base: Config = {
   n_validation: 1,
   n_test: 4,
   seed: 7,
+  babi_source: "simulator",
   segment_tokens: 256,
   tokenizer: "gpt2",
   metric: "perk-em",

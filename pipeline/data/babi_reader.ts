@@ -59,14 +59,18 @@ const FILE_PREFIX: Record<BabiTask, string> = {
   qa3: "qa3_three-supporting-facts",
 };
 
+/** The released file of a task's split, e.g. "qa1_single-supporting-fact_train.txt". */
+export const babiFileName = (task: BabiTask, split: "train" | "test"): string =>
+  `${FILE_PREFIX[task]}_${split}.txt`;
+
 /**
  * Samples of `task` from a released bAbI folder (e.g. ../shared/data/babi/en-10k): the
  * `_train` or `_test` file, whichever `split` names, falling back to the other one.
  */
 export function readBabiFolder(dir: string, task: BabiTask, split: "train" | "test"): BabiSample[] {
   const names = [
-    `${FILE_PREFIX[task]}_${split}.txt`,
-    `${FILE_PREFIX[task]}_${split === "train" ? "test" : "train"}.txt`,
+    babiFileName(task, split),
+    babiFileName(task, split === "train" ? "test" : "train"),
   ];
   for (const name of names) {
     let text: string;
@@ -79,7 +83,8 @@ export function readBabiFolder(dir: string, task: BabiTask, split: "train" | "te
     if (samples.length) return samples;
   }
   throw new DataInputError(
-    `babi source: no ${names.join(" or ")} with questions in ${dir}; set facts.babiDir to a ` +
-      `folder of released bAbI files (e.g. ../shared/data/babi/en-10k) or use the simulator`,
+    `babi source: no ${names.join(" or ")} with questions in ${dir}; point babi_source ` +
+      `(experiments) or --babi-dir (deno task data) at a folder of released bAbI files ` +
+      `(e.g. ../shared/data/babi/en-10k), or use the simulator`,
   );
 }

@@ -8,6 +8,7 @@
 import { Effect } from "effect";
 import type { ProblemSpec } from "../data/problems.ts";
 import { BABI_TASKS } from "../data/babi_world.ts";
+import { resolveBabiSource, SIMULATOR } from "./babi_source.ts";
 import { RECORD_TASKS } from "../data/student_records.ts";
 import { type ConfigBase, type Resolved, sweepGrid } from "./config.ts";
 import { problemsStage, scoreStage, type ScoreSummary } from "./data_stages.ts";
@@ -75,6 +76,8 @@ function problemSpec(
     position: position as ProblemSpec["position"],
     tokenizer: c.tokenizer,
     segmentTokens: c.segment_tokens,
+    // Left out for the simulator (the data layer's default), so its cache keys stay as they were.
+    ...(c.babi_source === SIMULATOR ? {} : { babiSource: c.babi_source }),
   };
 }
 
@@ -103,6 +106,8 @@ export const buildGraph = Effect.fnUntraced(function* (
         });
       }
     }
+    // The released bAbI folder, checked and made absolute before any stage runs.
+    const spec: CoreConfig = { ...c, babi_source: yield* resolveBabiSource(c) };
     const params = new Map<string, unknown>();
     if (!dataOnly) {
       for (const m of c.methods) params.set(m, yield* methodParams(methods.get(m)!, cfg));
@@ -111,16 +116,16 @@ export const buildGraph = Effect.fnUntraced(function* (
       for (const trainLength of c.train_lengths) {
         const train = node(
           problemsStage,
-          problemSpec(c, task, trainLength, "train", c.n_train, c.train_position),
+          problemSpec(spec, task, trainLength, "train", c.n_train, c.train_position),
         );
         const validation = node(
           problemsStage,
-          problemSpec(c, task, trainLength, "validation", c.n_validation, c.train_position),
+          problemSpec(spec, task, trainLength, "validation", c.n_validation, c.train_position),
         );
         for (const testLength of c.test_lengths) {
           const test = node(
             problemsStage,
-            problemSpec(c, task, testLength, "test", c.n_test, c.test_position),
+            problemSpec(spec, task, testLength, "test", c.n_test, c.test_position),
           );
           const base = `${pi}|${task}|${trainLength}|${testLength}`;
           if (dataOnly) {

@@ -3,18 +3,39 @@
  * methods). Method hyperparameters are added beside these in experiments/defaults.ts, which
  * also holds every default value.
  */
-import { Schema } from "effect";
+import { Schema, SchemaTransformation } from "effect";
 import { BABI_TASKS } from "../data/babi_world.ts";
 import { POSITIONS, WINDOWS } from "../data/lengths.ts";
 import { METRICS } from "../data/scorers.ts";
 import { RECORD_TASKS } from "../data/student_records.ts";
+import { SIMULATOR } from "./babi_source.ts";
 import { field } from "./config.ts";
 
-const Length = Schema.Literals(WINDOWS);
+/** Smallest plain token count a length may be: below it no bAbI story fits beside a haystack. */
+export const MIN_LENGTH_TOKENS = 64;
+
+const LENGTH_FORMS =
+  `${WINDOWS.join(", ")} (×1024 tokens) or a token count ≥ ${MIN_LENGTH_TOKENS} ` +
+  `written as digits (e.g. 256)`;
+
+const isLength = (s: string) =>
+  WINDOWS.some((w) => w === s) || (/^\d+$/.test(s) && Number(s) >= MIN_LENGTH_TOKENS);
+
+/**
+ * A context length: a window ("1k" … "128k") or a token count ("256"). YAML and the CLI read
+ * `256` as a number, so integers are accepted and kept as their digits: lengths are strings
+ * everywhere downstream (problem specs, cell labels, results columns).
+ */
+const Length = Schema.Union([Schema.String, Schema.Int]).pipe(
+  Schema.decodeTo(
+    Schema.String,
+    SchemaTransformation.transform({ decode: (v) => String(v), encode: (s) => s }),
+  ),
+).check(Schema.makeFilter((s: string) => isLength(s) || `use ${LENGTH_FORMS}`));
 const lengths = (doc: string) =>
   field(
     Schema.Array(Length).check(Schema.isMinLength(1)),
-    `a non-empty list of ${WINDOWS.join(", ")}`,
+    `a non-empty list of ${LENGTH_FORMS}`,
     doc,
   );
 const count = (min: number, doc: string) =>
@@ -56,6 +77,14 @@ export function coreFields(methodNames: readonly string[]) {
     n_validation: count(0, "validation problems per (task, train length)"),
     n_test: count(1, "test problems per (task, test length)"),
     seed: count(0, "seed of the problem generator (and of methods that draw randomness)"),
+    babi_source: field(
+      Schema.String.check(Schema.isNonEmpty()),
+      `"${SIMULATOR}" or a folder of released bAbI files (qaN_…_train.txt and _test.txt)`,
+      `where babilong's bAbI stories come from: "${SIMULATOR}" (generated here) or a folder of ` +
+        "the released bAbI files, training and validation stories from each task's _train.txt " +
+        "and test stories from its _test.txt (a relative folder resolves against the working " +
+        "directory)",
+    ),
     segment_tokens: count(16, "tokens per context segment (PERK's chunking)"),
     tokenizer: field(
       Schema.String.check(Schema.isNonEmpty()),
@@ -79,6 +108,8 @@ export interface CoreConfig {
   readonly n_validation: number;
   readonly n_test: number;
   readonly seed: number;
+  /** "simulator" or a folder of released bAbI files (absolute once the graph resolves it). */
+  readonly babi_source: string;
   readonly segment_tokens: number;
   readonly tokenizer: string;
   readonly metric: string;
