@@ -11,6 +11,8 @@ import { Schema } from "effect";
 import { type Config, field, type Profile } from "../pipeline/experiment/config.ts";
 import { coreFields } from "../pipeline/experiment/fields.ts";
 import { METHOD_NAMES } from "./methods.ts";
+import { LR_PARAMS } from "../pipeline/perk/train.ts";
+import { TARGET_KEYS } from "../pipeline/perk/encode_problem.ts";
 
 const int = (min: number, doc: string) =>
   field(Schema.Int.check(Schema.isGreaterThanOrEqualTo(min)), `an integer ≥ ${min}`, doc);
@@ -32,8 +34,27 @@ export const FIELDS = {
     'an integer ≥ 0 (leading inner steps detached), or "auto" (2 up to 4K, 3 from 8K)',
     "truncated gradient unrolling: how many leading inner steps are detached",
   ),
-  inner_lr: positive("initial learned inner learning rate (one per LoRA tensor per step)"),
-  outer_lr: positive("meta-training AdamW learning rate"),
+  inner_lr: positive(
+    "initial learned inner learning rate (one per LoRA tensor per step; perk-ttt's constant rate)",
+  ),
+  lr_param: field(
+    Schema.Literals(LR_PARAMS),
+    '"log" or "raw"',
+    'learned inner rates: "log" steps log-rates (positive, own scale); "raw" the authors\' unclamped form',
+  ),
+  outer_lr: positive("meta-training AdamW peak learning rate of the LoRA initial values"),
+  outer_lr_rates: positive("meta-training peak learning rate of the learned inner rates"),
+  outer_lr_weighting: positive("meta-training peak learning rate of the token-weighting model"),
+  target: field(
+    Schema.Literals(TARGET_KEYS),
+    '"support_answer" or "answer"',
+    "PERK's outer target: supporting facts then the answer (paper), or the answer alone",
+  ),
+  lora_dropout: field(
+    Schema.Number.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(1)),
+    "a number in [0, 1)",
+    "LoRA dropout during meta-training (inner and outer passes; paper 0.1)",
+  ),
   epochs: int(1, "meta-training / fine-tuning epochs (upper bound with early stopping)"),
   patience: int(1, "early-stopping patience in validation checks"),
   accumulation: int(1, "gradient accumulation groups over the context's segments at inference"),
@@ -74,7 +95,10 @@ const shared: Config = {
   truncate: "auto",
   steps: 4,
   lora_alpha: 16,
-  inner_lr: 5e-5,
+  // The paper's LoRA dropout (inner and outer passes in the authors' code).
+  lora_dropout: 0.1,
+  // Positive rates on their own scale; "raw" reproduces the authors' unclamped form.
+  lr_param: "log",
   patience: 10,
   base_profile: "cpu",
   base_steps: 100,
@@ -94,8 +118,15 @@ export const DEFAULTS: Readonly<Record<Profile, Config>> = {
     n_validation: 32,
     n_test: 200,
     rank: 16,
-    // The tiny base learns faster than Qwen at the paper's 1e-5.
-    outer_lr: 1e-3,
+    // Measured by the inner-rate probe (pipeline/perk/README.md): 5e-5 (Qwen's) moves a LoRA
+    // entry by at most 2e-4 in four steps on the tiny base and memorises nothing.
+    inner_lr: 3e-3,
+    // At 1e-3 meta-training wrecks the base through θ₀ (context loss 3.2 → 12.8 in the
+    // PyTorch prototype); 1e-4 holds. Log-rates move on their own, much larger, scale.
+    outer_lr: 1e-4,
+    outer_lr_rates: 1e-2,
+    outer_lr_weighting: 1e-4,
+    target: "answer",
     epochs: 2,
     max_new_tokens: 96,
     ft_lr: 1e-3,
@@ -110,7 +141,11 @@ export const DEFAULTS: Readonly<Record<Profile, Config>> = {
     n_validation: 100,
     n_test: 500,
     rank: 256,
+    inner_lr: 5e-5,
     outer_lr: 1e-5,
+    outer_lr_rates: 1e-5,
+    outer_lr_weighting: 1e-5,
+    target: "support_answer",
     epochs: 2,
     max_new_tokens: 512,
     ft_lr: 1e-5,

@@ -23,7 +23,12 @@ export const METHOD_SOURCES: readonly MethodSource[] = [
           "steps",
           "truncate",
           "inner_lr",
+          "lr_param",
           "outer_lr",
+          "outer_lr_rates",
+          "outer_lr_weighting",
+          "target",
+          "lora_dropout",
           "epochs",
           "patience",
           "seed",
@@ -35,6 +40,24 @@ export const METHOD_SOURCES: readonly MethodSource[] = [
         keys: ["rank", "steps", "accumulation"],
       },
       { stage: "reason", per: "test problem (batched per test set)", keys: ["max_new_tokens"] },
+    ],
+  },
+  {
+    name: "perk-no-encode",
+    description: "control: PERK's meta-trained initial adapter answering without the inner loop",
+    module: "pipeline/perk/method_no_encode.ts",
+    outline: [
+      { stage: "perk-meta-train", per: "task × train length (shared with perk)", keys: [] },
+      { stage: "perk-answer", per: "test problem, no inner steps", keys: ["max_new_tokens"] },
+    ],
+  },
+  {
+    name: "perk-ttt",
+    description: "control: test-time training from the untrained init at a constant inner rate",
+    module: "pipeline/perk/method_ttt.ts",
+    outline: [
+      { stage: "perk-init", per: "model", keys: ["rank", "steps", "inner_lr"] },
+      { stage: "perk-answer", per: "test problem", keys: ["steps", "max_new_tokens"] },
     ],
   },
   {

@@ -67,3 +67,11 @@ Deno.test("tiny: a random tiny model runs through the float64 reference", () => 
   assert.equal(logits.length, c.vocab);
   assert.ok(logits.every(Number.isFinite));
 });
+
+Deno.test("tiny: no task-text item ends in a bare prompt (the base must not learn prompt → EOS)", () => {
+  // Items are separated by EOS in pretraining: an item ending "Answer:" teaches the base to
+  // stop where it should answer.
+  const bare = taskText().filter((t) => /Answer:\s*$/.test(t));
+  assert.deepEqual(bare.slice(0, 3), []);
+  assert.ok(taskText().some((t) => /^You have memorized 7 documents\.\n.+\nAnswer: \w+$/.test(t)));
+});

@@ -43,3 +43,16 @@ Deno.test("outer AdamW refuses a non-finite gradient and leaves parameters untou
   assert.equal(params[0].value[0], 1);
   assert.equal(st.step, 0);
 });
+
+Deno.test("outer AdamW: a group's own peak rate follows the shared schedule", () => {
+  const params: MetaParam[] = [
+    { name: "theta0", value: Float32Array.of(0), decay: false },
+    { name: "log_lr", value: Float32Array.of(-5), decay: false, lr: 1 },
+  ];
+  const st = initOuterState(params);
+  // Step 0 of a 100-step schedule with 3 warm-up steps: every group at a third of its peak.
+  const { lr } = outerStep(params, [Float32Array.of(1e-3), Float32Array.of(-1e-3)], st, h);
+  assert.equal(lr, 0.1 / 3);
+  assert.ok(Math.abs(params[0].value[0] - -0.1 / 3) < 1e-6);
+  assert.ok(Math.abs(params[1].value[0] - (-5 + 1 / 3)) < 1e-5);
+});

@@ -127,3 +127,62 @@ Deno.test("a non-finite loss stops with step and problem named; no poisoned chec
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("learned rates: log steps them multiplicatively and keeps them positive; raw steps them additively", async () => {
+  // Adam's first step moves each parameter by ±its learning rate (m̂/√v̂ = sign g), so one
+  // outer step scales every rate by exp(∓η) under "log" and shifts it by ∓η under "raw" —
+  // in the same direction, since d/du f(exp u) = f'(lr)·lr has the sign of f'(lr).
+  const eta = 0.5, lr0 = 1e-2;
+  const run = async (lrParam: "log" | "raw", rates: number) => {
+    const s = await setup(lr0);
+    const r = await metaTrain(s.lm, s.init, s.shapes, s.train.slice(0, 1), [], {
+      steps: N,
+      retained: N,
+      epochs: 1,
+      patience: 100,
+      seed: 4,
+      outer: { lr: 1e-3, warmupFraction: 0, weightDecay: 0 },
+      groupLr: { rates },
+      lrParam,
+    });
+    s.lm.dispose();
+    return r;
+  };
+  const log = (await run("log", eta)).best.lr;
+  const raw = (await run("raw", 0.3 * lr0)).best.lr;
+  let moved = 0;
+  log.forEach((x, i) => {
+    // |step| is η·|m̂|/(√v̂ + ε): just under η where a gradient is tiny next to ε.
+    const step = Math.log(x / lr0), up = step > 0;
+    if (!(x > 0) || !(Math.abs(step) > 0.9 * eta && Math.abs(step) <= eta * (1 + 1e-5))) {
+      throw new Error(`log rate ${i}: ${x} (log step ${step})`);
+    }
+    const d = raw[i] - lr0;
+    if (!(Math.abs(d) > 0.27 * lr0 && Math.abs(d) <= 0.3 * lr0 * (1 + 1e-5)) || (d > 0) !== up) {
+      throw new Error(`raw rate ${i}: ${raw[i]} against log ${x}`);
+    }
+    moved++;
+  });
+  if (moved !== log.length || moved < N * 2) throw new Error(`checked ${moved} of ${log.length}`);
+  // A raw step larger than the rate drives some rates negative; log never can.
+  const big = (await run("raw", 3 * lr0)).best.lr;
+  if (!big.some((x) => x < 0)) throw new Error("raw rates stayed positive under a large step");
+});
+
+Deno.test("log-parameterised rates refuse a non-positive initial rate", async () => {
+  const s = await setup(0);
+  let msg = "";
+  try {
+    await metaTrain(s.lm, s.init, s.shapes, s.train, s.val, {
+      steps: N,
+      retained: N,
+      epochs: 1,
+      patience: 1,
+      seed: 0,
+    });
+  } catch (e) {
+    msg = (e as Error).message;
+  }
+  s.lm.dispose();
+  if (!/inner_lr > 0 or lr_param raw/.test(msg)) throw new Error(`got: ${msg}`);
+});

@@ -70,6 +70,10 @@ export function tinyConfig(vocab = TINY_VOCAB): ModelConfig {
  * Generated task text (seeded): bAbI facts with and without event prefixes, questions,
  * answers, PERK targets and prompts, BabiLong instructions, Student Records of every split
  * with their questions, and "Document {i}: " prefixes up to 1024 documents.
+ *
+ * Every prompt that ends "Answer:" is followed by an answer: items are separated by EOS in
+ * pretraining, and a bare prompt item taught the base "Answer:" → EOS, so PERK started from
+ * a model that answers nothing (it answered ":" or nothing in the 2026-12-06 main job).
  */
 export function taskText(): string[] {
   const out: string[] = [];
@@ -77,6 +81,7 @@ export function taskText(): string[] {
     for (const s of generateBabiSamples(task, 300, 7)) {
       const facts = eventPrefixedFacts(s.facts);
       out.push(s.facts.join(" "), facts.join("\n"), s.question, s.answer);
+      out.push(`${s.question}\nAnswer: ${s.answer}`);
       out.push(supportTarget(s.support.map((i) => facts[i]), s.answer));
       out.push(babilongAnswer(task, s.question, s.answer));
     }
@@ -91,11 +96,16 @@ export function taskText(): string[] {
     for (const task of RECORD_TASKS) {
       for (let i = 0; i < 40; i++) {
         const q = recordQuestion(task, records, rng);
-        out.push(q.question, q.answer, recordsPrompt("", q.question));
+        // Answered on its own line: " Yes" is no token of the compact vocabulary.
+        out.push(q.question, q.answer, `${recordsPrompt("", q.question)}\n${q.answer}`);
       }
     }
   }
-  for (let i = 0; i < 1024; i++) out.push(documentPrefix(i), perkPrompt(i + 1, ""));
+  // PERK's question prompts (every document count a context can have), each answered.
+  const asked = generateBabiSamples("qa1", 1024, 13);
+  for (let i = 0; i < 1024; i++) {
+    out.push(documentPrefix(i), `${perkPrompt(i + 1, asked[i].question)} ${asked[i].answer}`);
+  }
   return out;
 }
 

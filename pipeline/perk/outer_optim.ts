@@ -32,6 +32,13 @@ export interface MetaParam {
   readonly value: Float32Array;
   /** Biases and learned learning rates get no weight decay. */
   readonly decay: boolean;
+  /**
+   * This parameter group's peak learning rate (default: the hyper-parameters' `lr`). The
+   * schedule scales every group alike. Learned inner rates live on another scale than the
+   * LoRA initial values (log-rates move by ~1 per useful change, LoRA entries by ~1e-3), so
+   * one shared rate either freezes the rates or wrecks the initial adapter.
+   */
+  readonly lr?: number;
 }
 
 export interface OuterState {
@@ -80,6 +87,7 @@ export function outerStep(
   }
   const scale = h.clip > 0 && gradNorm > h.clip ? h.clip / gradNorm : 1;
   const lr = cosineLr(h, state.step);
+  const factor = h.lr > 0 ? lr / h.lr : 0;
   const t = state.step + 1;
   const c1 = 1 / (1 - h.beta1 ** t), c2 = 1 / Math.sqrt(1 - h.beta2 ** t);
   params.forEach((p, k) => {
@@ -87,12 +95,13 @@ export function outerStep(
     if (g.length !== x.length) {
       throw new RangeError(`gradient of ${p.name} has ${g.length} values, expected ${x.length}`);
     }
-    const decay = p.decay ? 1 - lr * h.weightDecay : 1;
+    const lrK = p.lr === undefined ? lr : p.lr * factor;
+    const decay = p.decay ? 1 - lrK * h.weightDecay : 1;
     for (let i = 0; i < x.length; i++) {
       const gi = g[i] * scale;
       m[i] = h.beta1 * m[i] + (1 - h.beta1) * gi;
       v[i] = h.beta2 * v[i] + (1 - h.beta2) * gi * gi;
-      x[i] = x[i] * decay - (lr * c1 * m[i]) / (c2 * Math.sqrt(v[i]) + h.eps);
+      x[i] = x[i] * decay - (lrK * c1 * m[i]) / (c2 * Math.sqrt(v[i]) + h.eps);
     }
   });
   state.step = t;

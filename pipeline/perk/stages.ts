@@ -13,14 +13,14 @@ import { defineStage, type OutputCodec } from "../experiment/stage.ts";
 import { StageError } from "../experiment/errors.ts";
 import { stageSources } from "../experiment/sources.ts";
 import { encodeSafetensors, SafetensorsReader } from "../model/safetensors.ts";
-import { gpuLora, GpuModel } from "../model/gpu_model.ts";
-import { generateGreedyGpu } from "../model/gpu_generate.ts";
+import { GpuModel } from "../model/gpu_model.ts";
 import { defaultLoraConfig, initLora, loraScale } from "../model/lora.ts";
 import type { Model, Tensor as WTensor } from "../model/weights.ts";
-import { encodeProblem } from "./encode_problem.ts";
+import { encodeProblem, renumberDocuments, TARGET_KEYS } from "./encode_problem.ts";
 import { perkLM } from "./lm_adapter.ts";
-import { encodeContext } from "./meta_step.ts";
-import { type MetaState, metaTrain, type TrainRecord } from "./train.ts";
+import { LR_PARAMS, type MetaState, metaTrain, type Shapes, type TrainRecord } from "./train.ts";
+import { answerProblem, type AnswerSetup } from "./answer.ts";
+import { perkExactMatch } from "../data/scorers.ts";
 import { initWeighting, weightingShapes } from "./weighting.ts";
 import { type BaseModel, baseTokenizer, resolveBase } from "../model/base_stage.ts";
 
@@ -32,12 +32,20 @@ export const PerkParams = Schema.Struct({
   /** Leading inner steps whose gradient is detached (TGU). */
   truncate: Schema.Int,
   inner_lr: Schema.Number,
+  /** Peak outer rate of the LoRA initial values. */
   outer_lr: Schema.Number,
+  /** Peak outer rates of the learned inner rates and of the weighting model. */
+  outer_lr_rates: Schema.Number,
+  outer_lr_weighting: Schema.Number,
+  lr_param: Schema.Literals(LR_PARAMS),
+  target: Schema.Literals(TARGET_KEYS),
   epochs: Schema.Int,
   patience: Schema.Int,
   seed: Schema.Int,
   dropout: Schema.Number,
   val_limit: Schema.Int,
+  /** Greedy budget of the validation answers (accuracy curve). */
+  max_new_tokens: Schema.Int,
 });
 export type PerkParams = typeof PerkParams.Type;
 
@@ -104,9 +112,31 @@ function loraFor(
   return initLora(base.config, cfg);
 }
 
+/** The meta-parameters before meta-training: PEFT's LoRA init, constant rates, φ₀. */
+function initialState(
+  base: Model,
+  lora: ReturnType<typeof loraFor>,
+  steps: number,
+  lr: number,
+  seed: number,
+) {
+  const init: MetaState = {
+    theta0: lora.specs.map((s) => lora.data.slice(s.offset, s.offset + s.size)),
+    lr: new Float32Array(steps * lora.specs.length).fill(lr),
+    phi: initWeighting(base.config.dim, seed + 17),
+  };
+  const shapes: Shapes = {
+    theta0: lora.specs.map((s) => [...s.shape]),
+    phi: weightingShapes(base.config.dim),
+  };
+  return { init, shapes };
+}
+
 export const metaTrainStage = defineStage({
   name: "perk-meta-train",
-  version: 1,
+  // 2: log-parameterised rates, per-group outer rates, documents renumbered every step,
+  // the target key, validation accuracy in the history.
+  version: 2,
   params: PerkParams,
   kernels: KERNELS,
   codec: metaCodec,
@@ -120,19 +150,33 @@ export const metaTrainStage = defineStage({
           const model = GpuModel.upload(rt, base);
           try {
             const lora = loraFor(base, p);
-            const lm = perkLM(model, lora.specs, lora.scale ?? loraScale(lora.config), p.dropout);
-            const J = lora.specs.length;
-            const init: MetaState = {
-              theta0: lora.specs.map((s) => lora.data.slice(s.offset, s.offset + s.size)),
-              lr: new Float32Array(p.steps * J).fill(p.inner_lr),
-              phi: initWeighting(base.config.dim, p.seed + 17),
+            const scale = lora.scale ?? loraScale(lora.config);
+            const lm = perkLM(model, lora.specs, scale, p.dropout);
+            const { init, shapes } = initialState(base, lora, p.steps, p.inner_lr, p.seed);
+            const enc = (q: Problem) => encodeProblem(tok, q, tok.eosId, p.target);
+            const train = inputs.train.map(enc);
+            const val = inputs.validation.map(enc);
+            const valSet = inputs.validation.slice(0, p.val_limit);
+            // Validation accuracy answers without dropout, as the answer stage does.
+            const answering: AnswerSetup = {
+              lm: perkLM(model, lora.specs, scale, 0),
+              model,
+              specs: lora.specs,
+              scale,
+              shapes,
+              tok,
             };
-            const shapes = {
-              theta0: lora.specs.map((s) => [...s.shape]),
-              phi: weightingShapes(base.config.dim),
+            const accuracy = async (s: MetaState) => {
+              let right = 0;
+              for (const [i, q] of valSet.entries()) {
+                const a = await answerProblem(answering, val[i], s, {
+                  steps: p.steps,
+                  maxNewTokens: p.max_new_tokens,
+                });
+                if (perkExactMatch(a.text, q.target)) right++;
+              }
+              return right / Math.max(1, valSet.length);
             };
-            const train = inputs.train.map((q) => encodeProblem(tok, q));
-            const val = inputs.validation.map((q) => encodeProblem(tok, q));
             const total = p.epochs * train.length;
             const r = await metaTrain(lm, init, shapes, train, val, {
               steps: p.steps,
@@ -141,6 +185,10 @@ export const metaTrainStage = defineStage({
               patience: p.patience,
               seed: p.seed,
               outer: { lr: p.outer_lr },
+              groupLr: { rates: p.outer_lr_rates, weighting: p.outer_lr_weighting },
+              lrParam: p.lr_param,
+              renumber: (q, perm) => renumberDocuments(tok, q, perm),
+              accuracy: valSet.length ? accuracy : undefined,
               dropout: p.dropout > 0,
               valLimit: p.val_limit,
               checkpoint: `${ctx.scratch}/meta.safetensors`,
@@ -162,6 +210,7 @@ export const AnswerParams = Schema.Struct({
   model: Schema.String,
   rank: Schema.Int,
   lora_alpha: Schema.Number,
+  /** Inner steps N at test time; 0: answer from θ₀ alone (the no-encode control). */
   steps: Schema.Int,
   accumulation: Schema.Int,
   max_new_tokens: Schema.Int,
@@ -183,9 +232,17 @@ export const answerStage = defineStage({
           const model = GpuModel.upload(rt, base);
           try {
             const lora = loraFor(base, { ...p, dropout: 0 });
-            const lm = perkLM(model, lora.specs, lora.scale, 0);
-            const shapes = lora.specs.map((s) => [...s.shape]);
-            const wsh = weightingShapes(base.config.dim);
+            const setup: AnswerSetup = {
+              lm: perkLM(model, lora.specs, lora.scale, 0),
+              model,
+              specs: lora.specs,
+              scale: lora.scale,
+              shapes: {
+                theta0: lora.specs.map((s) => [...s.shape]),
+                phi: weightingShapes(base.config.dim),
+              },
+              tok,
+            };
             const out: Prediction[] = [];
             for (const [i, problem] of inputs.test.entries()) {
               const enc = encodeProblem(tok, problem);
@@ -193,26 +250,16 @@ export const answerStage = defineStage({
               const t0 = performance.now();
               const before = rt.pool.inUse;
               rt.pool.resetPeak();
-              const s = inputs.meta.state;
-              const mp = {
-                theta0: s.theta0.map((x, k) => rt.keep(rt.tensor(x, shapes[k]))),
-                lr: rt.keep(rt.tensor(s.lr, [s.lr.length])),
-                phi: s.phi.map((x, k) => rt.keep(rt.tensor(x, wsh[k]))),
-              };
-              const adapted = await encodeContext(lm, enc, mp, {
+              const a = await answerProblem(setup, enc, inputs.meta.state, {
                 steps: p.steps,
                 groups: p.accumulation,
-              });
-              const [gen] = await generateGreedyGpu(model, [Array.from(enc.prompt)], {
                 maxNewTokens: p.max_new_tokens,
-                lora: gpuLora(lora.specs, adapted, lora.scale, 0),
               });
               // Staging textures (CPU adapters) live outside the pool: count all held.
               const peak = rt.pool.peak - before + rt.texelBytes;
-              [...adapted, ...mp.theta0, mp.lr, ...mp.phi].forEach((t) => t.dispose());
               out.push({
                 id: problem.id,
-                prediction: tok.decode(gen.tokens),
+                prediction: a.text,
                 ms: performance.now() - t0,
                 peakBytes: peak,
               });
@@ -225,5 +272,35 @@ export const answerStage = defineStage({
         },
         catch: fail("perk-answer"),
       });
+    }),
+});
+
+export const InitParams = Schema.Struct({
+  model: Schema.String,
+  rank: Schema.Int,
+  lora_alpha: Schema.Number,
+  steps: Schema.Int,
+  inner_lr: Schema.Number,
+  seed: Schema.Int,
+});
+
+/**
+ * The meta-parameters with no meta-training (PEFT's LoRA init, the constant inner rate,
+ * the initial weighting model): what the perk-ttt control encodes with.
+ */
+export const initStage = defineStage({
+  name: "perk-init",
+  version: 1,
+  params: InitParams,
+  codec: metaCodec,
+  run: (p, inputs: { base: BaseModel }) =>
+    Effect.try({
+      try: (): MetaTrained => {
+        const base = resolveBase(inputs.base);
+        const lora = loraFor(base, { ...p, dropout: 0 });
+        const { init } = initialState(base, lora, p.steps, p.inner_lr, p.seed);
+        return { state: init, bestValLoss: Infinity, history: [] };
+      },
+      catch: fail("perk-init"),
     }),
 });
