@@ -14,11 +14,13 @@ import { field } from "./config.ts";
 /** Smallest plain token count a length may be: below it no bAbI story fits beside a haystack. */
 export const MIN_LENGTH_TOKENS = 64;
 
-const LENGTH_FORMS =
+/** The accepted forms of a length, in words (for messages). */
+export const LENGTH_FORMS =
   `${WINDOWS.join(", ")} (×1024 tokens) or a token count ≥ ${MIN_LENGTH_TOKENS} ` +
   `written as digits (e.g. 256)`;
 
-const isLength = (s: string) =>
+/** A window ("1k" … "128k") or a token count ≥ MIN_LENGTH_TOKENS written as digits. */
+export const isLengthLabel = (s: string): boolean =>
   WINDOWS.some((w) => w === s) || (/^\d+$/.test(s) && Number(s) >= MIN_LENGTH_TOKENS);
 
 /**
@@ -31,7 +33,7 @@ const Length = Schema.Union([Schema.String, Schema.Int]).pipe(
     Schema.String,
     SchemaTransformation.transform({ decode: (v) => String(v), encode: (s) => s }),
   ),
-).check(Schema.makeFilter((s: string) => isLength(s) || `use ${LENGTH_FORMS}`));
+).check(Schema.makeFilter((s: string) => isLengthLabel(s) || `use ${LENGTH_FORMS}`));
 const lengths = (doc: string) =>
   field(
     Schema.Array(Length).check(Schema.isMinLength(1)),
