@@ -66,7 +66,12 @@ function metaEntries(s: MetaState): [string, WTensor][] {
 
 const metaCodec: OutputCodec<MetaTrained> = {
   encode: (m) => ({
-    json: { bestValLoss: m.bestValLoss, history: m.history, n: m.state.theta0.length },
+    json: {
+      // null: never validated (perk-init)
+      bestValLoss: Number.isFinite(m.bestValLoss) ? m.bestValLoss : null,
+      history: m.history,
+      n: m.state.theta0.length,
+    },
     blobs: {
       "meta.safetensors": encodeSafetensors(metaEntries(m.state)),
     },
