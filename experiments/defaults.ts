@@ -13,6 +13,7 @@ import { coreFields } from "../pipeline/experiment/fields.ts";
 import { METHOD_NAMES } from "./methods.ts";
 import { LR_PARAMS } from "../pipeline/perk/train.ts";
 import { TARGET_KEYS } from "../pipeline/perk/encode_problem.ts";
+import { BASE_SOURCES } from "../pipeline/model/base_stage.ts";
 
 const int = (min: number, doc: string) =>
   field(Schema.Int.check(Schema.isGreaterThanOrEqualTo(min)), `an integer ≥ ${min}`, doc);
@@ -65,7 +66,12 @@ export const FIELDS = {
     '"tiny", "cpu" or "micro"',
     'size of the base pretrained here when model = "tiny" (pipeline/model/pretrain.ts)',
   ),
-  base_steps: int(1, 'pretraining steps of the base when model = "tiny"'),
+  base_steps: int(1, 'pretraining steps of the base when model = "tiny" and base = "pretrain"'),
+  base: field(
+    Schema.Literals(BASE_SOURCES),
+    '"fixture" or "pretrain"',
+    'where model = "tiny" comes from: the shipped pretrained base, or pretraining in the run',
+  ),
   ft_full: field(
     Schema.Boolean,
     "true or false",
@@ -102,6 +108,7 @@ const shared: Config = {
   patience: 10,
   base_profile: "cpu",
   base_steps: 100,
+  base: "fixture",
   ft_full: false,
   ft_batch: 1,
   rope_scaling: "none",
@@ -127,6 +134,10 @@ export const DEFAULTS: Readonly<Record<Profile, Config>> = {
     outer_lr_rates: 1e-2,
     outer_lr_weighting: 1e-4,
     target: "answer",
+    // The regime found in the PyTorch prototype (bench/torch_perk.py): one retained step of
+    // four (a third of the T = 2 meta-step's cost) and no LoRA dropout.
+    truncate: 3,
+    lora_dropout: 0,
     epochs: 2,
     max_new_tokens: 96,
     ft_lr: 1e-3,

@@ -105,13 +105,70 @@ const pathStage = defineStage({
   run: (p) => Effect.succeed({ path: p.path } as BaseModel),
 });
 
-/** The base-model node for a `model` config value ("tiny" → pretraining; else a path). */
+/**
+ * The shipped tiny base (fixtures/models/tiny-base): a cpu-profile model pretrained once, for
+ * longer than an experiment can afford, on the project's pretraining windows plus in-context
+ * QA windows (bench/torch_perk.py; fixtures/models/tiny-base/README.md has the command that
+ * rebuilds it and its measurements). Loaded by path; its weights' hash is checked on load,
+ * and the hash is in the stage's parameters, so a rebuilt base re-runs everything after it.
+ */
+export const TINY_BASE = {
+  dir: new URL("../../fixtures/models/tiny-base", import.meta.url).pathname,
+  sha256: "4ab2d2da624aa4cb1c33d1b5020db75be0ad33cdd19056ad7de74585de38f28a",
+} as const;
+
+/** Hex SHA-256 of a file. */
+export async function sha256File(path: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const fixtureStage = defineStage({
+  name: "base-fixture",
+  version: 1,
+  params: Schema.Struct({ sha256: Schema.String }),
+  codec: modelCodec,
+  run: (p) =>
+    Effect.tryPromise({
+      try: async (): Promise<BaseModel> => {
+        const file = `${TINY_BASE.dir}/model.safetensors`;
+        const got = await sha256File(file);
+        if (got !== p.sha256) {
+          throw new Error(
+            `${file}: SHA-256 ${got} is not the shipped base's ${p.sha256}; restore it with ` +
+              "git checkout fixtures/models/tiny-base, rebuild it as its README says, or " +
+              "use --set base=pretrain",
+          );
+        }
+        return { path: TINY_BASE.dir };
+      },
+      catch: (e) =>
+        new StageError({
+          stage: "base-fixture",
+          message: e instanceof Error ? e.message : String(e),
+        }),
+    }),
+});
+
+/** Where the "tiny" base comes from: the shipped fixture, or pretraining in the run. */
+export type BaseSource = "fixture" | "pretrain";
+export const BASE_SOURCES: readonly BaseSource[] = ["fixture", "pretrain"];
+
+/**
+ * The base-model node for a `model` config value: "tiny" → the shipped base (`base`
+ * "fixture") or pretraining in the run (`base` "pretrain", sized by profile and steps); any
+ * other value is a model path.
+ */
 export function baseNode(
   model: string,
   seed = 0,
   profile: PretrainProfile = "cpu",
   steps = PRETRAIN_DEFAULTS.steps,
+  base: BaseSource = "pretrain",
 ): Node<BaseModel> {
+  if (model === "tiny" && base === "fixture") {
+    return node(fixtureStage, { sha256: TINY_BASE.sha256 });
+  }
   if (model === "tiny") return node(pretrainStage, { profile, steps, seed });
   return node(pathStage, { path: model });
 }

@@ -10,7 +10,7 @@
 import { Schema } from "effect";
 import { type Node, node } from "../experiment/graph.ts";
 import type { Cell, Method } from "../experiment/methods.ts";
-import { type BaseModel, baseNode } from "../model/base_stage.ts";
+import { BASE_SOURCES, type BaseModel, baseNode } from "../model/base_stage.ts";
 import { answerStage, initStage, type MetaTrained, metaTrainStage } from "./stages.ts";
 import { LR_PARAMS } from "./train.ts";
 import { TARGET_KEYS } from "./encode_problem.ts";
@@ -35,6 +35,7 @@ export const PerkMethodParams = Schema.Struct({
   seed: Schema.Int,
   base_profile: Schema.Literals(["tiny", "cpu", "micro"]),
   base_steps: Schema.Int,
+  base: Schema.Literals(BASE_SOURCES),
 });
 export type PerkMethodParams = typeof PerkMethodParams.Type;
 
@@ -58,6 +59,7 @@ export const PERK_KEYS: readonly (keyof PerkMethodParams)[] = [
   "seed",
   "base_profile",
   "base_steps",
+  "base",
 ];
 
 /** "1k" → 1024 tokens; "256" → 256. */
@@ -73,7 +75,7 @@ export function resolveTruncate(t: "auto" | number, trainLength: string, steps: 
 const VAL_LIMIT = 16;
 
 export const perkBase = (p: PerkMethodParams): Node<BaseModel> =>
-  baseNode(p.model, p.seed, p.base_profile, p.base_steps);
+  baseNode(p.model, p.seed, p.base_profile, p.base_steps, p.base);
 
 /** The meta-training node of a cell (shared by perk and perk-no-encode). */
 export function metaNode(cell: Cell, p: PerkMethodParams): Node<MetaTrained> {

@@ -13,8 +13,10 @@ import { generateProblems } from "../data/problems.ts";
 import { isLengthLabel, LENGTH_FORMS } from "../experiment/fields.ts";
 import { loadModel, loadTokenizerFor } from "../model/load.ts";
 import { probeInnerRates, type ProbeResult } from "./probe.ts";
+import { TINY_BASE } from "../model/base_stage.ts";
 
-export const USAGE = `usage: deno task probe --model DIR [--task qa1|qa2|qa3] [--length 1k] [--n 50]
+export const USAGE =
+  `usage: deno task probe --model DIR|tiny [--task qa1|qa2|qa3] [--length 1k] [--n 50]
          [--steps 4] [--rates 1e-4,3e-4,1e-3,3e-3,1e-2] [--rank 16] [--alpha 16]
          [--split validation|train] [--max-new-tokens 96] [--seed 0] [--groups 1]
          [--segment-tokens 256]
@@ -25,7 +27,8 @@ prints the context loss and the fact-token loss before → after, and the accura
 from the question alone (test-time training without meta-training), beside the control that
 answers without encoding.
 
-  --model DIR         a Hugging Face model directory (config.json + model.safetensors, with
+  --model DIR|tiny    tiny: the shipped base (fixtures/models/tiny-base); or a Hugging Face
+                      model directory (config.json + model.safetensors, with
                       tokenizer.json or compact_vocab.json), e.g. one pretrain.ts wrote
   --task T            bAbI task (default qa1)
   --length L          context length: ${LENGTH_FORMS}; counted in GPT-2 tokens as the
@@ -110,15 +113,10 @@ export function parseProbeArgs(argv: string[]): ProbeArgs | "help" {
   }
   if (v.help === true) return "help";
   const s = (k: string) => (typeof v[k] === "string" ? v[k] : undefined);
-  const model = s("model");
-  if (!model) throw new UsageError("--model DIR is required");
-  if (model === "tiny") {
-    throw new UsageError(
-      "--model tiny: the tiny base is pretrained inside experiments and not shipped as a " +
-        "folder yet; pretrain one (deno run -A pipeline/model/pretrain.ts OUT_DIR " +
-        `'{"profile":"cpu","steps":100}', the cpu profile's base) and pass --model OUT_DIR`,
-    );
-  }
+  const given = s("model");
+  if (!given) throw new UsageError("--model DIR|tiny is required");
+  // "tiny": the shipped base the cpu-profile experiments start from.
+  const model = given === "tiny" ? TINY_BASE.dir : given;
   const task = BABI_TASKS.find((t) => t === (s("task") ?? "qa1"));
   if (!task) throw new UsageError(`--task "${s("task")}": use ${BABI_TASKS.join(", ")}`);
   const length = s("length") ?? "1k";

@@ -7,7 +7,7 @@
 import { Schema } from "effect";
 import { node } from "../../experiment/graph.ts";
 import type { Cell, Method } from "../../experiment/methods.ts";
-import { baseNode } from "../../model/base_stage.ts";
+import { BASE_SOURCES, baseNode } from "../../model/base_stage.ts";
 import { OPTIONAL_DEFAULTS, OptionalFields, optionalKeys } from "../config_keys.ts";
 import { parseRopeChoice } from "../positions.ts";
 import { ftIcrEvalStage, ftIcrTrainStage } from "./stages.ts";
@@ -23,6 +23,7 @@ const Params = Schema.Struct({
   seed: Schema.Int,
   base_profile: Schema.Literals(["tiny", "cpu", "micro"]),
   base_steps: Schema.Int,
+  base: Schema.Literals(BASE_SOURCES),
   ...OptionalFields,
 });
 type Params = typeof Params.Type;
@@ -52,6 +53,7 @@ export const method: Method<Params> = {
     "seed",
     "base_profile",
     "base_steps",
+    "base",
     ...optionalKeys("ft_full", "ft_batch", "rope_scaling"),
   ],
   params: Params,
@@ -59,7 +61,7 @@ export const method: Method<Params> = {
     const full = p.ft_full ?? OPTIONAL_DEFAULTS.ft_full;
     const rope = p.rope_scaling ?? OPTIONAL_DEFAULTS.rope_scaling;
     parseRopeChoice(rope); // a bad value fails while planning, not after training
-    const base = baseNode(p.model, p.seed, p.base_profile, p.base_steps);
+    const base = baseNode(p.model, p.seed, p.base_profile, p.base_steps, p.base);
     const trained = node(ftIcrTrainStage, {
       model: p.model,
       full,

@@ -7,7 +7,7 @@
 import { Schema } from "effect";
 import { node } from "../../experiment/graph.ts";
 import type { Cell, Method } from "../../experiment/methods.ts";
-import { baseNode } from "../../model/base_stage.ts";
+import { BASE_SOURCES, baseNode } from "../../model/base_stage.ts";
 import { OPTIONAL_DEFAULTS, OptionalFields, optionalKeys } from "../config_keys.ts";
 import { parseRopeChoice } from "../positions.ts";
 import { promptEvalStage } from "./stages.ts";
@@ -18,6 +18,7 @@ const Params = Schema.Struct({
   seed: Schema.Int,
   base_profile: Schema.Literals(["tiny", "cpu", "micro"]),
   base_steps: Schema.Int,
+  base: Schema.Literals(BASE_SOURCES),
   rope_scaling: OptionalFields.rope_scaling,
 });
 type Params = typeof Params.Type;
@@ -34,6 +35,7 @@ export const method: Method<Params> = {
     "seed",
     "base_profile",
     "base_steps",
+    "base",
     ...optionalKeys("rope_scaling"),
   ],
   params: Params,
@@ -45,6 +47,6 @@ export const method: Method<Params> = {
       max_new_tokens: p.max_new_tokens,
       examples: EXAMPLES,
       rope_scaling: rope,
-    }, { base: baseNode(p.model, p.seed, p.base_profile, p.base_steps), test: cell.test });
+    }, { base: baseNode(p.model, p.seed, p.base_profile, p.base_steps, p.base), test: cell.test });
   },
 };

@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""PERK prototype in PyTorch on this CPU, for finding a learning regime fast (DEVELOPERS.md).
+
+Same architecture as perk's cpu-profile base (LLaMA block, RMSNorm, RoPE half-split, SwiGLU,
+tied embeddings), same data (bench/torch_perk_export.ts writes QA problems and pretraining
+windows in the tiny compact vocabulary), the same inner loop (LoRA on every linear, rsLoRA
+scale, AdamW 0.9/0.95 wd 0.01 bias-corrected, per-tensor per-step learned rates, last T steps
+unrolled) with log-parameterised rates. Subcommands:
+  pretrain OUT.pt   base on exported windows (+ in-context QA windows from training problems)
+  probe BASE.pt     test-time training alone over a range of constant inner rates
+  meta BASE.pt      meta-train (θ₀ and log rates), report PERK / no-encode / ttt on test
+"""
+import argparse, json, math, random, sys, time
+import torch
+import torch.nn.functional as F
+
+CFG = dict(vocab=6144, dim=128, layers=4, heads=4, hd=32, ffn=352)
+LIN = ["q", "k", "v", "o", "gate", "up", "down"]
+
+
+def shapes(c):
+    d, f = c["dim"], c["ffn"]
+    return {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d), "gate": (d, f), "up": (d, f), "down": (f, d)}
+
+
+def init_base(c, seed):
+    g = torch.Generator().manual_seed(seed)
+    std = 0.02
+    W = {"emb": torch.randn(c["vocab"], c["dim"], generator=g) * std, "norm": torch.ones(c["dim"])}
+    for i in range(c["layers"]):
+        for k, s in shapes(c).items():
+            sd = std / math.sqrt(2 * c["layers"]) if k in ("o", "down") else std
+            W[f"{i}.{k}"] = torch.randn(*s, generator=g) * sd
+        W[f"{i}.n1"] = torch.ones(c["dim"])
+        W[f"{i}.n2"] = torch.ones(c["dim"])
+    return W
+
+
+def rms(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w
+
+
+_rope = {}
+
+
+def rope(x, T, hd):
+    if (T, hd) not in _rope:
+        inv = 10000.0 ** (-torch.arange(0, hd, 2).float() / hd)
+        ang = torch.arange(T).float()[:, None] * inv[None]
+        _rope[(T, hd)] = (torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1))
+    cos, sin = _rope[(T, hd)]
+    x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
+    return x * cos + torch.cat([-x2, x1], -1) * sin
+
+
+def forward(W, c, ids, lora=None, scale=1.0):
+    """ids (B, T) → logits (B, T, V). lora: {f"{i}.{k}": (A, B)}."""
+    B, T = ids.shape
+    H, hd = c["heads"], c["hd"]
+    x = W["emb"][ids]
+    mask = torch.full((T, T), float("-inf")).triu(1)
+
+    def lin(h, i, k):
+        y = h @ W[f"{i}.{k}"]
+        if lora is not None:
+            A, Bm = lora[f"{i}.{k}"]
+            y = y + scale * ((h @ A) @ Bm)
+        return y
+
+    for i in range(c["layers"]):
+        h = rms(x, W[f"{i}.n1"])
+        q = rope(lin(h, i, "q").view(B, T, H, hd).transpose(1, 2), T, hd)
+        k = rope(lin(h, i, "k").view(B, T, H, hd).transpose(1, 2), T, hd)
+        v = lin(h, i, "v").view(B, T, H, hd).transpose(1, 2)
+        a = ((q @ k.transpose(-1, -2)) / math.sqrt(hd) + mask).softmax(-1)
+        x = x + lin((a @ v).transpose(1, 2).reshape(B, T, -1), i, "o")
+        h = rms(x, W[f"{i}.n2"])
+        x = x + lin(F.silu(lin(h, i, "gate")) * lin(h, i, "up"), i, "down")
+    return rms(x, W["norm"]) @ W["emb"].t()
+
+
+def load_data(path):
+    return json.load(open(path))
+
+
+# ---------------------------------------------------------------- pretraining
+def icl_window(p, eos, T, target="target_answer"):
+    """Context segments then the PERK prompt and answer, in one window (in-context QA)."""
+    ids = [t for s in p["segments"] for t in s] + p["prompt"] + p[target]
+    return ids[-T:] if len(ids) > T else ids + [eos] * (T - len(ids))
+
+
+def cmd_pretrain(a):
+    c = CFG
+    torch.manual_seed(a.seed)
+    W = init_base(c, a.seed)
+    for v in W.values():
+        v.requires_grad_()
+    data = load_data(a.data)
+    raw = torch.from_file(a.windows, dtype=torch.int32, size=None) if False else None
+    import numpy as np
+    win = torch.from_numpy(np.fromfile(a.windows, dtype=np.int32).reshape(-1, 256)).long()
+    train = data["train"]
+    opt = torch.optim.AdamW(W.values(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    rng = random.Random(a.seed)
+    t0 = time.time()
+    for step in range(a.steps):
+        lr = a.lr * min(1, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        rows = []
+        for r in range(a.rows):
+            if rng.random() < a.icl:
+                rows.append(icl_window(rng.choice(train), data["eos"], 256))
+            else:
+                rows.append(win[rng.randrange(len(win))].tolist())
+        ids = torch.tensor(rows)
+        logits = forward(W, c, ids[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, c["vocab"]), ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(W.values(), 1.0)
+        opt.step()
+        if step % 100 == 0 or step == a.steps - 1:
+            print(f"step {step} loss {loss.item():.3f} lr {lr:.2e} {time.time()-t0:.0f}s", flush=True)
+            torch.save({k: v.detach() for k, v in W.items()}, a.out)
+    torch.save({k: v.detach() for k, v in W.items()}, a.out)
+
+
+# ---------------------------------------------------------------- PERK
+def lora_init(c, rank, seed):
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for i in range(c["layers"]):
+        for k, (fi, fo) in shapes(c).items():
+            b = 1 / math.sqrt(fi)
+            out[f"{i}.{k}"] = ((torch.rand(fi, rank, generator=g) * 2 - 1) * b, torch.zeros(rank, fo))
+    return out
+
+
+def seg_batch(p, eos, shuffle_rng=None):
+    segs = p["segments"]
+    L = max(len(s) for s in segs)
+    ids = torch.full((len(segs), L), eos, dtype=torch.long)
+    tgt = torch.full((len(segs), L), -100, dtype=torch.long)
+    for r, (s, pre) in enumerate(zip(segs, p["prefix"])):
+        ids[r, : len(s)] = torch.tensor(s)
+        for t in range(max(0, pre - 1), len(s) - 1):
+            tgt[r, t] = s[t + 1]
+    return ids, tgt
+
+
+def inner_loop(W, c, p, eos, theta0, lrs, N, T, scale, create_graph):
+    """N AdamW steps on the context from theta0 (list of tensors); lrs (N, J) actual rates."""
+    ids, tgt = seg_batch(p, eos)
+    names = list(theta0)
+    # Leaves without a graph (test time, the probe) need grads to take the inner steps.
+    th = {k: [x if x.requires_grad else x.detach().requires_grad_() for x in v] for k, v in theta0.items()}
+    flat = lambda d: [x for k in names for x in d[k]]
+    m = [torch.zeros_like(x) for x in flat(th)]
+    v = [torch.zeros_like(x) for x in flat(th)]
+    for n in range(N):
+        keep = create_graph and n >= N - T
+        lo = {k: tuple(th[k]) for k in names}
+        logits = forward(W, c, ids, lo, scale)
+        loss = F.cross_entropy(logits.reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100)
+        ps = flat(th)
+        gs = torch.autograd.grad(loss, ps, create_graph=keep)
+        t = n + 1
+        c1, c2 = 1 / (1 - 0.9 ** t), 1 / math.sqrt(1 - 0.95 ** t)
+        new = []
+        for j, (x, g) in enumerate(zip(ps, gs)):
+            g = g if keep else g.detach()
+            lr = lrs[n, j]
+            m[j] = 0.9 * m[j] + 0.1 * g
+            v[j] = 0.95 * v[j] + 0.05 * g * g
+            new.append(x * (1 - lr * 0.01) - lr * c1 * m[j] / (torch.sqrt(v[j] + 1e-30) * c2 + 1e-8))
+        it = iter(new)
+        th = {k: [next(it), next(it)] for k in names}
+    return {k: tuple(v) for k, v in th.items()}
+
+
+def outer_nll(W, c, p, lora, scale, target):
+    ids = torch.tensor([p["prompt"] + p[target]])
+    logits = forward(W, c, ids[:, :-1], lora, scale)
+    P = len(p["prompt"])
+    return F.cross_entropy(logits[0, P - 1:], ids[0, P:])
+
+
+@torch.no_grad()
+def greedy(W, c, p, lora, scale, max_new=6, eos=1):
+    ids = list(p["prompt"])
+    out = []
+    for _ in range(max_new):
+        nxt = int(forward(W, c, torch.tensor([ids]), lora, scale)[0, -1].argmax())
+        if nxt == eos:
+            break
+        out.append(nxt)
+        ids.append(nxt)
+    return out
+
+
+def correct(p, out):
+    return int(out == p["target_answer"][:-1])
+
+
+def evaluate(W, c, data, split, theta0, lrs, N, scale, n, encode=True):
+    hits = 0
+    probs = data[split][:n]
+    for p in probs:
+        if encode and N > 0:
+            with torch.enable_grad():
+                th = inner_loop(W, c, p, data["eos"], theta0, lrs, N, 0, scale, False)
+            th = {k: (a.detach(), b.detach()) for k, (a, b) in th.items()}
+        else:
+            th = theta0
+        hits += correct(p, greedy(W, c, p, th, scale, eos=data["eos"]))
+    return hits / len(probs)
+
+
+def wilson(k, n, z=1.96):
+    p = k / n
+    cen = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return cen - half, cen + half
+
+
+def load_base(path):
+    W = torch.load(path)
+    for v in W.values():
+        v.requires_grad_(False)
+    return W
+
+
+def cmd_probe(a):
+    c = CFG
+    W = load_base(a.base)
+    data = load_data(a.data)
+    torch.set_num_threads(a.threads)
+    scale = a.alpha / math.sqrt(a.rank)
+    th0 = lora_init(c, a.rank, 0)
+    J = 2 * len(th0)
+    for lr in a.lrs:
+        t0 = time.time()
+        lrs = torch.full((a.N, J), lr)
+        # memorisation: fact-token loss before/after on validation problems
+        pre = post = 0.0
+        for p in data["validation"][: a.n_mem]:
+            ids, tgt = seg_batch(p, data["eos"])
+            with torch.no_grad():
+                pre += F.cross_entropy(forward(W, c, ids, th0, scale).reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100).item()
+            th = inner_loop(W, c, p, data["eos"], th0, lrs, a.N, 0, scale, False)
+            with torch.no_grad():
+                post += F.cross_entropy(forward(W, c, ids, th, scale).reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100).item()
+        acc = evaluate(W, c, data, "validation", th0, lrs, a.N, scale, a.n)
+        print(f"lr {lr:.0e} N {a.N}: context loss {pre/a.n_mem:.3f} → {post/a.n_mem:.3f}; ttt acc {acc:.3f} (n={a.n}) {time.time()-t0:.0f}s", flush=True)
+    acc0 = evaluate(W, c, data, "validation", th0, None, 0, scale, a.n, encode=False)
+    print(f"no-encode acc {acc0:.3f}")
+
+
+def cmd_meta(a):
+    c = CFG
+    W = load_base(a.base)
+    data = load_data(a.data)
+    torch.set_num_threads(a.threads)
+    scale = a.alpha / math.sqrt(a.rank)
+    th0 = {k: (A.clone().requires_grad_(), B.clone().requires_grad_()) for k, (A, B) in lora_init(c, a.rank, 0).items()}
+    J = 2 * len(th0)
+    loglr = torch.full((a.N, J), math.log(a.inner_lr), requires_grad=True)
+    groups = [{"params": [x for v in th0.values() for x in v], "lr": a.lr_theta, "weight_decay": 0.01},
+              {"params": [loglr], "lr": a.lr_rates, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, betas=(0.9, 0.95))
+    rng = random.Random(a.seed)
+    train = data["train"]
+    t0 = time.time()
+    hist = []
+    for step in range(a.steps + 1):
+        if step % a.eval_every == 0:
+            lrs = loglr.detach().exp()
+            thd = {k: (x.detach(), y.detach()) for k, (x, y) in th0.items()}
+            acc = evaluate(W, c, data, "validation", thd, lrs, a.N, scale, a.n_val)
+            acc0 = evaluate(W, c, data, "validation", thd, lrs, 0, scale, a.n_val, encode=False)
+            ml = float(sum(hist[-a.eval_every:]) / max(1, len(hist[-a.eval_every:])))
+            print(f"step {step} outer {ml:.3f} val acc perk {acc:.3f} no-encode {acc0:.3f} lr mean {lrs.mean():.2e} [{lrs.min():.1e},{lrs.max():.1e}] {time.time()-t0:.0f}s", flush=True)
+        if step == a.steps:
+            break
+        p = rng.choice(train)
+        th = inner_loop(W, c, p, data["eos"], th0, loglr.exp(), a.N, a.T, scale, True)
+        loss = outer_nll(W, c, p, th, scale, a.target)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([x for v in th0.values() for x in v] + [loglr], 1.0)
+        opt.step()
+        hist.append(loss.item())
+    lrs = loglr.detach().exp()
+    thd = {k: (x.detach(), y.detach()) for k, (x, y) in th0.items()}
+    n = a.n_test
+    for name, N, enc in [("perk", a.N, True), ("perk-no-encode", 0, False)]:
+        acc = evaluate(W, c, data, "test", thd, lrs, N, scale, n, encode=enc)
+        lo, hi = wilson(round(acc * n), n)
+        print(f"TEST {name}: {acc:.3f} [{lo:.3f}, {hi:.3f}] n={n}")
+    if a.save:
+        torch.save({"theta0": thd, "lrs": lrs}, a.save)
+
+
+def cmd_export(a):
+    """A Hugging Face LLaMA directory (config.json, model.safetensors in f16, compact_vocab.json)
+    that perk loads with --model DIR; nn.Linear weights are (out, in), ours (in, out)."""
+    import os, struct, shutil
+    W = load_base(a.base)
+    c = CFG
+    names = {"emb": "model.embed_tokens.weight", "norm": "model.norm.weight"}
+    hf = {names["emb"]: W["emb"], names["norm"]: W["norm"]}
+    for i in range(c["layers"]):
+        L = f"model.layers.{i}"
+        hf[f"{L}.input_layernorm.weight"] = W[f"{i}.n1"]
+        hf[f"{L}.post_attention_layernorm.weight"] = W[f"{i}.n2"]
+        for k in LIN:
+            mod = "self_attn" if k in ("q", "k", "v", "o") else "mlp"
+            hf[f"{L}.{mod}.{k}_proj.weight"] = W[f"{i}.{k}"].t().contiguous()
+    os.makedirs(a.out, exist_ok=True)
+    header, blobs, off = {}, [], 0
+    for n in sorted(hf):
+        b = hf[n].to(torch.float16).numpy().tobytes()
+        header[n] = {"dtype": "F16", "shape": list(hf[n].shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(os.path.join(a.out, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    shutil.copy(os.path.join(os.path.dirname(__file__), "../fixtures/models/tiny/compact_vocab.json"), a.out)
+    cfg = json.load(open(os.path.join(os.path.dirname(__file__), "../fixtures/models/tiny/config.json")))
+    cfg.update({"hidden_size": c["dim"], "head_dim": c["hd"], "intermediate_size": c["ffn"], "torch_dtype": "float16"})
+    json.dump(cfg, open(os.path.join(a.out, "config.json"), "w"), indent=2)
+    # golden: mean NLL of the f16 weights on fixed windows, for the loader test
+    data = load_data(a.data)
+    Wh = {k: v.to(torch.float16).float() for k, v in W.items()}
+    ids = torch.tensor([icl_window(p, data["eos"], 256) for p in data["validation"][:4]])
+    with torch.no_grad():
+        nll = F.cross_entropy(forward(Wh, c, ids[:, :-1]).reshape(-1, c["vocab"]), ids[:, 1:].reshape(-1)).item()
+    print(f"exported {a.out}; golden NLL of 4 validation windows {nll:.5f}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pretrain")
+    p.add_argument("out"); p.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
+    p.add_argument("--windows", default=".torch_perk/pretrain.i32")
+    p.add_argument("--steps", type=int, default=2000); p.add_argument("--rows", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-3); p.add_argument("--icl", type=float, default=0.3)
+    p.add_argument("--seed", type=int, default=0)
+    for name in ("probe", "meta"):
+        q = sub.add_parser(name)
+        q.add_argument("base"); q.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
+        q.add_argument("--rank", type=int, default=16); q.add_argument("--alpha", type=float, default=16)
+        q.add_argument("--N", type=int, default=4); q.add_argument("--threads", type=int, default=2)
+        q.add_argument("--n", type=int, default=100)
+    q = sub.choices["probe"]
+    q.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2])
+    q.add_argument("--n-mem", type=int, default=10)
+    q = sub.choices["meta"]
+    q.add_argument("--T", type=int, default=1); q.add_argument("--steps", type=int, default=300)
+    q.add_argument("--inner-lr", type=float, default=3e-3); q.add_argument("--lr-theta", type=float, default=1e-4)
+    q.add_argument("--lr-rates", type=float, default=1e-2); q.add_argument("--target", default="target_answer")
+    q.add_argument("--eval-every", type=int, default=50); q.add_argument("--n-val", type=int, default=50)
+    q.add_argument("--n-test", type=int, default=200); q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--save", default="")
+    p = sub.add_parser("export")
+    p.add_argument("base"); p.add_argument("out"); p.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
+    a = ap.parse_args()
+    if a.cmd == "export":
+        cmd_export(a)
+    elif a.cmd == "pretrain":
+        torch.set_num_threads(2)
+        cmd_pretrain(a)
+    elif a.cmd == "probe":
+        cmd_probe(a)
+    else:
+        cmd_meta(a)
+
+
+if __name__ == "__main__":
+    main()
