@@ -46,9 +46,14 @@ Deno.test("probe: a larger inner rate memorises the context more; accuracies ove
     assert.ok(args !== "help");
     const lines: string[] = [];
     const t0 = performance.now();
-    const r = await runProbe(args, rt, (l) => lines.push(l));
+    const rowsSoFar: number[] = [];
+    const r = await runProbe(args, rt, (l, sofar) => {
+      lines.push(l);
+      rowsSoFar.push(sofar.rows.length);
+    });
     console.log(`  ${((performance.now() - t0) / 1000).toFixed(1)} s; ${lines.join("; ")}`);
     assert.equal(lines.length, 3, "one progress line for θ₀, then one per rate");
+    assert.deepEqual(rowsSoFar, [0, 1, 2], "each rate's row is reported as it finishes");
     assert.deepEqual(r.rows.map((x) => x.rate), [1e-3, 1e-2]);
     const [small, large] = r.rows;
     for (const row of r.rows) {

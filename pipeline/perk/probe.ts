@@ -80,6 +80,8 @@ export interface ProbeResult {
   readonly rows: ProbeRow[];
   /** Answers from θ₀ without encoding (B = 0: the base model itself). */
   readonly control: Accuracy;
+  /** The losses at θ₀ (the "before" of every rate). */
+  readonly before: { readonly context: number; readonly facts: number; readonly support: number };
   /** Initial token weight of φ₀ (the same for every token). */
   readonly tokenWeight: number;
   /** LoRA scale alpha/√rank. */
@@ -194,6 +196,11 @@ function meanLoss(
   return { sum, count };
 }
 
+/** Which tokens a loss is taken over: all scored ones, the facts', the supporting facts'. */
+const KINDS = ["context", "facts", "support"] as const;
+type Kind = typeof KINDS[number];
+const pickOf = (m: Masks, kind: Kind) => (kind === "context" ? undefined : m[kind]);
+
 /** Running per-problem means (problems without such tokens are left out). */
 class Mean {
   #total = 0;
@@ -215,7 +222,8 @@ const accuracy = (correct: number, n: number): Accuracy => ({
 });
 
 /**
- * Run the probe. `onProgress` gets one line per finished pass (the θ₀ pass, then each rate).
+ * Run the probe. `onProgress` gets, after each pass (θ₀ first, then each rate), a line and the
+ * result so far, so a caller can print rows as they finish (a run cut short keeps them).
  * The model is uploaded here and released at the end; `problems` should be validation or
  * training problems (the probe chooses a hyperparameter).
  */
@@ -225,7 +233,7 @@ export async function probeInnerRates(
   tok: TextTokenizer,
   problems: readonly Problem[],
   o: ProbeOptions,
-  onProgress: (line: string) => void = () => {},
+  onProgress: (line: string, sofar: ProbeResult) => void = () => {},
 ): Promise<ProbeResult> {
   const metric = o.metric ?? "perk-em", seed = o.seed ?? 0;
   const model = GpuModel.upload(rt, base);
@@ -269,56 +277,61 @@ export async function probeInnerRates(
 
     // θ₀: losses before encoding (the same for every rate) and the no-encode control.
     let t0 = performance.now();
-    const before: Float32Array[][] = [];
     let controlRight = 0;
     const tokens = { context: 0, facts: 0, support: 0 };
+    const at0 = { context: new Mean(), facts: new Mean(), support: new Mean() };
     for (const [i, e] of encoded.entries()) {
       const losses = await positionLosses(lm, e, theta0);
-      before.push(losses);
-      tokens.context += meanLoss(losses).count;
-      tokens.facts += meanLoss(losses, masks[i].facts).count;
-      tokens.support += meanLoss(losses, masks[i].support).count;
+      for (const kind of KINDS) {
+        const x = meanLoss(losses, pickOf(masks[i], kind));
+        tokens[kind] += x.count;
+        at0[kind].add(x);
+      }
       controlRight += score(problems[i], await answer(e, theta0));
     }
-    const control = accuracy(controlRight, problems.length);
+    const rows: ProbeRow[] = [];
+    const result: ProbeResult = {
+      rows,
+      control: accuracy(controlRight, problems.length),
+      before: { context: at0.context.value, facts: at0.facts.value, support: at0.support.value },
+      tokenWeight,
+      scale: lora.scale,
+      tokens,
+      unlocated: masks.reduce((a, x) => a + x.unlocated, 0),
+    };
     onProgress(
       `θ₀ (no encode): ${controlRight}/${problems.length} right; ${tokens.context} context, ` +
         `${tokens.facts} fact tokens (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+      result,
     );
 
-    const rows: ProbeRow[] = [];
     for (const rate of o.rates) {
       t0 = performance.now();
       const lr = keep(rt.tensor(new Float32Array(o.steps * theta0.length).fill(rate), [
         o.steps * theta0.length,
       ]));
       const mp: MetaParams = { theta0, lr, phi };
-      const m = {
-        context: [new Mean(), new Mean()],
-        facts: [new Mean(), new Mean()],
-        support: [new Mean(), new Mean()],
-      };
+      const after = { context: new Mean(), facts: new Mean(), support: new Mean() };
       let right = 0;
       for (const [i, e] of encoded.entries()) {
         const adapted = await encodeContext(lm, e, mp, { steps: o.steps, groups: o.groups });
         try {
-          const after = await positionLosses(lm, e, adapted);
-          for (const [k, losses] of [before[i], after].entries()) {
-            m.context[k].add(meanLoss(losses));
-            m.facts[k].add(meanLoss(losses, masks[i].facts));
-            m.support[k].add(meanLoss(losses, masks[i].support));
-          }
+          const losses = await positionLosses(lm, e, adapted);
+          for (const kind of KINDS) after[kind].add(meanLoss(losses, pickOf(masks[i], kind)));
           right += score(problems[i], await answer(e, adapted));
         } finally {
           adapted.forEach((t) => t.dispose());
         }
       }
-      const pair = (x: Mean[]): LossPair => ({ before: x[0].value, after: x[1].value });
+      const pair = (kind: Kind): LossPair => ({
+        before: result.before[kind],
+        after: after[kind].value,
+      });
       const row: ProbeRow = {
         rate,
-        context: pair(m.context),
-        facts: pair(m.facts),
-        support: pair(m.support),
+        context: pair("context"),
+        facts: pair("facts"),
+        support: pair("support"),
         ...accuracy(right, problems.length),
         seconds: (performance.now() - t0) / 1000,
       };
@@ -326,18 +339,15 @@ export async function probeInnerRates(
       onProgress(
         `rate ${rate.toExponential()}: context ${row.context.before.toFixed(3)} → ${
           row.context.after.toFixed(3)
-        }, facts ${row.facts.before.toFixed(3)} → ${row.facts.after.toFixed(3)}, ` +
-          `${right}/${problems.length} right (${row.seconds.toFixed(1)} s)`,
+        }, facts ${row.facts.before.toFixed(3)} → ${row.facts.after.toFixed(3)}, support ${
+          row.support.before.toFixed(3)
+        } → ${row.support.after.toFixed(3)}, ${right}/${problems.length} right (${
+          row.seconds.toFixed(1)
+        } s)`,
+        result,
       );
     }
-    return {
-      rows,
-      control,
-      tokenWeight,
-      scale: lora.scale,
-      tokens,
-      unlocated: masks.reduce((a, x) => a + x.unlocated, 0),
-    };
+    return result;
   } finally {
     held.forEach((t) => t.dispose());
     model.dispose();

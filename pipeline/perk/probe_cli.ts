@@ -1,8 +1,8 @@
 /**
- * `deno task probe --model DIR [--task qa1] [--length 1k] [--n 50] [--steps 4]
+ * `deno task probe --model DIR|tiny [--task qa1] [--length 1k] [--n 50] [--steps 4]
  * [--rates 1e-4,3e-4,1e-3,3e-3,1e-2] [--rank 16] [--alpha 16] [--split validation] …`:
- * the inner-rate probe (probe.ts) on BabiLong problems, printed as a markdown table; one
- * progress line per rate on stderr. It picks a hyperparameter, so it reads validation (or
+ * the inner-rate probe (probe.ts) on BabiLong problems, printed as a markdown table row by row
+ * as each rate finishes; one progress line per rate on stderr. It picks a hyperparameter, so it reads validation (or
  * training) problems, never test problems.
  */
 import { parseArgs } from "node:util";
@@ -12,7 +12,7 @@ import { BABI_TASKS, type BabiTask } from "../data/babi_world.ts";
 import { generateProblems } from "../data/problems.ts";
 import { isLengthLabel, LENGTH_FORMS } from "../experiment/fields.ts";
 import { loadModel, loadTokenizerFor } from "../model/load.ts";
-import { probeInnerRates, type ProbeResult } from "./probe.ts";
+import { probeInnerRates, type ProbeResult, type ProbeRow } from "./probe.ts";
 import { TINY_BASE } from "../model/base_stage.ts";
 
 export const USAGE =
@@ -165,10 +165,9 @@ const pct = (correct: number, n: number) =>
 const change = (p: { before: number; after: number }) =>
   `${loss(p.before)} → ${loss(p.after)} (×${(p.after / p.before).toFixed(3)})`;
 
-/** The result as markdown: a header saying what was measured, then the table. */
-export function probeTable(a: ProbeArgs, r: ProbeResult): string {
-  const first = r.rows[0];
-  const lines = [
+/** What was measured, the table's head and the no-encode control row (markdown lines). */
+export function probeHead(a: ProbeArgs, r: ProbeResult): string[] {
+  return [
     `Inner-rate probe: ${a.model}, ${a.task} @ ${a.length} (${a.split}, n = ${a.n}, seed ` +
     `${a.seed}), N = ${a.steps} steps, LoRA rank ${a.rank} alpha ${a.alpha} (scale ` +
     `${r.scale.toFixed(3)}), metric perk-em.`,
@@ -184,23 +183,27 @@ export function probeTable(a: ProbeArgs, r: ProbeResult): string {
     "| inner rate | context loss before → after | fact loss before → after | support loss " +
     "before → after | TTT accuracy |",
     "| ---: | --- | --- | --- | --- |",
-    `| no encode (θ₀) | ${loss(first?.context.before ?? NaN)} | ${
-      loss(first?.facts.before ?? NaN)
-    } | ${loss(first?.support.before ?? NaN)} | ${pct(r.control.correct, r.control.n)} |`,
-    ...r.rows.map((row) =>
-      `| ${row.rate.toExponential()} | ${change(row.context)} | ${change(row.facts)} | ${
-        change(row.support)
-      } | ${pct(row.correct, row.n)} |`
-    ),
+    `| no encode (θ₀) | ${loss(r.before.context)} | ${loss(r.before.facts)} | ${
+      loss(r.before.support)
+    } | ${pct(r.control.correct, r.control.n)} |`,
   ];
-  return lines.join("\n");
 }
 
-/** Load the model, build the problems, run the probe (progress lines through `log`). */
+/** One rate's row of the table. */
+export const probeRow = (row: ProbeRow): string =>
+  `| ${row.rate.toExponential()} | ${change(row.context)} | ${change(row.facts)} | ${
+    change(row.support)
+  } | ${pct(row.correct, row.n)} |`;
+
+/** The whole result as markdown. */
+export const probeTable = (a: ProbeArgs, r: ProbeResult): string =>
+  [...probeHead(a, r), ...r.rows.map(probeRow)].join("\n");
+
+/** Load the model, build the problems, run the probe (progress through `log`, as probe.ts). */
 export async function runProbe(
   a: ProbeArgs,
   rt: Runtime,
-  log: (line: string) => void = () => {},
+  log: (line: string, sofar: ProbeResult) => void = () => {},
 ): Promise<ProbeResult> {
   let model, tok;
   try {
@@ -254,8 +257,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   const rt = await createRuntime();
   try {
-    const r = await runProbe(a, rt, (line) => console.error(`probe: ${line}`));
-    console.log(probeTable(a, r));
+    // Rows are printed as they finish: a run cut short still leaves its finished rows.
+    await runProbe(a, rt, (line, sofar) => {
+      console.error(`probe: ${line}`);
+      const last = sofar.rows.at(-1);
+      console.log(last ? probeRow(last) : probeHead(a, sofar).join("\n"));
+    });
     return 0;
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
