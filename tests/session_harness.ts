@@ -1,0 +1,45 @@
+/**
+ * One experiment config run through the real session (runner, cache, run folder) on the test
+ * runtime, for tests that need whole methods end to end: a temporary cache and runs folder,
+ * the registered methods, the cpu profile's request.
+ */
+import assert from "node:assert/strict";
+import { Effect, Exit } from "effect";
+import { Gpu } from "../kernels/runtime/gpu.ts";
+import { FIELDS } from "../experiments/defaults.ts";
+import { METHOD_SOURCES } from "../experiments/methods.ts";
+import type { Config } from "../pipeline/experiment/config.ts";
+import { StageCache } from "../pipeline/experiment/cache.ts";
+import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+import { MethodRegistry } from "../pipeline/experiment/methods.ts";
+import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
+import { runSession } from "../pipeline/experiment/session.ts";
+import { testRuntime } from "./testing.ts";
+
+/** Run `config` (a whole cpu-profile config) in `dir`; asserts success, returns the run. */
+export async function runConfig(dir: string, name: string, config: Config) {
+  const lines: string[] = [];
+  const rt = await testRuntime();
+  const exit = await Effect.runPromiseExit(
+    runSession({
+      experiment: defineExperiment({ name, title: "t", description: "t" }),
+      fields: FIELDS,
+      defaults: { cpu: config, paper: config },
+      registry: new MethodRegistry(METHOD_SOURCES),
+      request: { profile: "cpu" },
+      cache: new StageCache(`${dir}/cache`),
+      runsRoot: `${dir}/runs`,
+      adapter: { line: "adapter: test", record: null, isCpu: true },
+      out: (l) => lines.push(l),
+      warn: () => {},
+    }).pipe(Effect.provideService(Progress, memoryProgress()), Effect.provideService(Gpu, rt)),
+  );
+  assert.ok(Exit.isSuccess(exit), `${exit}\n${lines.join("\n")}`);
+  const result = exit.value;
+  if (result.kind !== "done") throw new Error(`run did not finish: ${result.kind}`);
+  return result;
+}
+
+/** The lines of a run folder's JSONL file, parsed. */
+export const readJsonl = (path: string) =>
+  Deno.readTextFileSync(path).trim().split("\n").map((l) => JSON.parse(l));
