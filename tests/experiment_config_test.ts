@@ -35,7 +35,7 @@ Deno.test("experiment config: profile defaults, experiment overrides, file, then
   assert.equal(config.n_test, 12); // the file beats the experiment's cpu override (100)
   assert.deepEqual(config.tasks, ["qa1", "qa2"]);
   assert.deepEqual(config.test_lengths, ["1k", "8k"]);
-  assert.deepEqual(config.train_lengths, ["1k"]); // the experiment's cpu override
+  assert.deepEqual(config.train_lengths, ["512"]); // the experiment's cpu override
   assert.equal(config.model, "tiny");
   assert.deepEqual(sweep, {});
   const paper = resolve({ profile: "paper" });
@@ -64,7 +64,7 @@ Deno.test("experiment config: unknown and ill-typed keys name the key and the al
   );
   assert.match(
     failure({ sets: ["methods=magic"] }),
-    /allowed: a non-empty list of perk, ft-icr, prompt-only/,
+    /allowed: a non-empty list of perk, perk-no-encode, perk-ttt, ft-icr, prompt-only/,
   );
   assert.match(failure({ sets: ["metric=bleu"] }), /allowed: perk-em, token-f1, babilong, subem/);
   assert.match(
