@@ -8,7 +8,9 @@ scale, AdamW 0.9/0.95 wd 0.01 bias-corrected, per-tensor per-step learned rates,
 unrolled) with log-parameterised rates. Subcommands:
   pretrain OUT.pt   base on exported windows (+ in-context QA windows from training problems)
   probe BASE.pt     test-time training alone over a range of constant inner rates
-  meta BASE.pt      meta-train (θ₀ and log rates), report PERK / no-encode / ttt on test
+  meta BASE.pt      meta-train (θ₀ and log rates), report PERK / no-encode on test
+  export BASE.pt DIR  a Hugging Face directory perk loads (the shipped fixtures/models/tiny-base)
+  gradcheck JSON    compare one perk meta-gradient (bench/torch_perk_gradcheck.ts) with this one
 """
 import argparse, json, math, random, sys, time
 import torch
@@ -343,6 +345,30 @@ def cmd_export(a):
     print(f"exported {a.out}; golden NLL of 4 validation windows {nll:.5f}")
 
 
+def cmd_gradcheck(a):
+    """perk's meta-gradient (bench/torch_perk_gradcheck.ts wrote it, with θ₀ and the problem) against
+    this prototype's on the same base (f16-rounded as shipped), θ₀, rates and problem."""
+    d = json.load(open(a.json))
+    c = CFG
+    W = {k: v.half().float() for k, v in load_base(a.base).items()}
+    names, th = d["names"], {}
+    for i in range(0, len(names), 2):
+        key = names[i].replace("layers.", "").replace(".lora_A", "")
+        mk = lambda j: torch.tensor(d["theta0"][j], dtype=torch.float32).view(*d["shapes"][j]).requires_grad_()
+        th[key] = (mk(i), mk(i + 1))
+    lrs = torch.full((d["steps"], len(names)), d["lr"], requires_grad=True)
+    p = {"segments": d["segments"], "prefix": d["prefix"], "prompt": d["prompt"], "target_answer": d["target"]}
+    out = inner_loop(W, c, p, d["eos"], th, lrs, d["steps"], d["retained"], d["scale"], True)
+    loss = outer_nll(W, c, p, out, d["scale"], "target_answer")
+    loss.backward()
+    gt = torch.cat([x.grad.flatten() for k in th for x in th[k]])
+    gp = torch.cat([torch.tensor(g) for g in d["g_theta0"]])
+    glr_t, glr_p = lrs.grad.flatten(), torch.tensor(d["g_lr"])
+    print(f"outer loss: perk {d['loss']:.6f}, torch {loss.item():.6f}")
+    print(f"θ₀ meta-gradient: relative difference {((gt - gp).norm() / gt.norm()).item():.2e} (norms {gt.norm().item():.4f}, {gp.norm().item():.4f})")
+    print(f"rate meta-gradient: relative difference {((glr_t - glr_p).norm() / glr_t.norm()).item():.2e}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -370,8 +396,12 @@ def main():
     q.add_argument("--save", default="")
     p = sub.add_parser("export")
     p.add_argument("base"); p.add_argument("out"); p.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
+    p = sub.add_parser("gradcheck")
+    p.add_argument("json"); p.add_argument("--base", default=".torch_perk/base.pt")
     a = ap.parse_args()
-    if a.cmd == "export":
+    if a.cmd == "gradcheck":
+        cmd_gradcheck(a)
+    elif a.cmd == "export":
         cmd_export(a)
     elif a.cmd == "pretrain":
         torch.set_num_threads(2)
