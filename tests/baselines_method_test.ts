@@ -68,7 +68,8 @@ Deno.test("FT-ICR plans one training per train length, shared by every test leng
   };
   const p = await Effect.runPromise(plan(targets));
   const count = (stage: string) => p.order.filter((n) => n.node.stage.name === stage).length;
-  assert.equal(count("pretrain-base"), 1);
+  // The cpu profile's base is the shipped one (base: fixture): loaded, not pretrained.
+  assert.equal(count("base-fixture"), 1);
   assert.equal(count("ft-icr-train"), 1);
   assert.equal(count("ft-icr-eval"), 2);
   const train = p.order.find((n) => n.node.stage.name === "ft-icr-train")!;
@@ -80,9 +81,17 @@ Deno.test("FT-ICR plans one training per train length, shared by every test leng
     a: po.predictions(cell("1k"), await Effect.runPromise(methodParams(po, DEFAULTS.cpu))),
   }));
   assert.deepEqual(pp.order.map((n) => n.node.stage.name).filter((s) => !/problems/.test(s)), [
-    "pretrain-base",
+    "base-fixture",
     "prompt-eval",
   ]);
+  // --set base=pretrain pretrains the base in the run instead.
+  const pretrained = await Effect.runPromise(plan({
+    a: po.predictions(
+      cell("1k"),
+      await Effect.runPromise(methodParams(po, { ...DEFAULTS.cpu, base: "pretrain" })),
+    ),
+  }));
+  assert.ok(pretrained.order.some((n) => n.node.stage.name === "pretrain-base"));
   assert.throws(
     () => m.predictions(cell("1k"), { ...params, rope_scaling: "linear" }),
     /rope_scaling "linear": use "none", "linear:F" or "yarn:F"/,
