@@ -5,12 +5,9 @@
  * small random model (training, answering with per-problem time and peak bytes, scoring).
  */
 import assert from "node:assert/strict";
-import { Effect, Exit } from "effect";
-import { Gpu } from "../kernels/runtime/gpu.ts";
+import { Effect } from "effect";
 import { DEFAULTS, FIELDS } from "../experiments/defaults.ts";
 import { METHOD_SOURCES } from "../experiments/methods.ts";
-import { StageCache } from "../pipeline/experiment/cache.ts";
-import { defineExperiment } from "../pipeline/experiment/experiment.ts";
 import { type Node, node, plan } from "../pipeline/experiment/graph.ts";
 import {
   type AnyMethod,
@@ -18,13 +15,8 @@ import {
   methodParams,
   MethodRegistry,
 } from "../pipeline/experiment/methods.ts";
-import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
 import { problemsStage } from "../pipeline/experiment/data_stages.ts";
-import { runSession } from "../pipeline/experiment/session.ts";
-import { saveHfModel } from "../pipeline/model/hf_loader.ts";
-import { tinyConfig } from "../pipeline/model/tiny.ts";
-import { initRandomWeights } from "../pipeline/model/weights.ts";
-import { testRuntime } from "./testing.ts";
+import { microModel, runConfig } from "./session_harness.ts";
 
 const registry = new MethodRegistry(METHOD_SOURCES);
 const resolve = (name: string) => Effect.runPromise(registry.resolve(name));
@@ -100,24 +92,9 @@ Deno.test("FT-ICR plans one training per train length, shared by every test leng
 
 Deno.test("experiment session: FT-ICR and prompt-only train, answer and score on a small model", async () => {
   const dir = await Deno.makeTempDir({ prefix: "baselines-" });
-  // A 1-layer random model over the tiny model's compact vocabulary.
-  const config = {
-    ...tinyConfig(),
-    dim: 16,
-    layers: 1,
-    heads: 1,
-    kvHeads: 1,
-    headDim: 16,
-    hidden: 32,
-  };
-  saveHfModel(`${dir}/model`, { config, weights: initRandomWeights(config, 3) });
-  Deno.copyFileSync(
-    new URL("../fixtures/models/tiny/compact_vocab.json", import.meta.url),
-    `${dir}/model/compact_vocab.json`,
-  );
   const base = {
     ...DEFAULTS.cpu,
-    model: `${dir}/model`,
+    model: microModel(dir),
     methods: ["ft-icr", "prompt-only"],
     metric: "babilong",
     n_train: 2,
@@ -126,26 +103,7 @@ Deno.test("experiment session: FT-ICR and prompt-only train, answer and score on
     epochs: 1,
     max_new_tokens: 4,
   };
-  const lines: string[] = [];
-  const rt = await testRuntime();
-  const exit = await Effect.runPromiseExit(
-    runSession({
-      experiment: defineExperiment({ name: "baselines-test", title: "t", description: "t" }),
-      fields: FIELDS,
-      defaults: { cpu: base, paper: base },
-      registry,
-      request: { profile: "cpu" },
-      cache: new StageCache(`${dir}/cache`),
-      runsRoot: `${dir}/runs`,
-      adapter: { line: "adapter: test", record: null, isCpu: true },
-      out: (l) => lines.push(l),
-      warn: () => {},
-    }).pipe(Effect.provideService(Progress, memoryProgress()), Effect.provideService(Gpu, rt)),
-  );
-  assert.ok(Exit.isSuccess(exit), `${exit}\n${lines.join("\n")}`);
-  const result = exit.value;
-  assert.equal(result.kind, "done");
-  if (result.kind !== "done") return;
+  const result = await runConfig(dir, "baselines-test", base);
   const rows = result.rows;
   assert.deepEqual(rows.map((r) => r.method).sort(), ["ft-icr", "prompt-only"]);
   for (const r of rows) {

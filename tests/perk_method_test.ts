@@ -6,30 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { DEFAULTS } from "../experiments/defaults.ts";
-import { saveHfModel } from "../pipeline/model/hf_loader.ts";
-import { tinyConfig } from "../pipeline/model/tiny.ts";
-import { initRandomWeights } from "../pipeline/model/weights.ts";
-import { readJsonl, runConfig } from "./session_harness.ts";
+import { microModel, readJsonl, runConfig } from "./session_harness.ts";
 
 Deno.test("perk, perk-no-encode and perk-ttt run as methods; the first two share one meta-training", async () => {
   const dir = await Deno.makeTempDir();
-  const config = {
-    ...tinyConfig(),
-    dim: 16,
-    layers: 1,
-    heads: 1,
-    kvHeads: 1,
-    headDim: 16,
-    hidden: 32,
-  };
-  saveHfModel(`${dir}/model`, { config, weights: initRandomWeights(config, 3) });
-  Deno.copyFileSync(
-    new URL("../fixtures/models/tiny/compact_vocab.json", import.meta.url),
-    `${dir}/model/compact_vocab.json`,
-  );
   const base = {
     ...DEFAULTS.cpu,
-    model: `${dir}/model`,
+    model: microModel(dir),
     methods: ["perk", "perk-no-encode", "perk-ttt"],
     train_lengths: ["256"],
     test_lengths: ["256"],

@@ -14,7 +14,29 @@ import { defineExperiment } from "../pipeline/experiment/experiment.ts";
 import { MethodRegistry } from "../pipeline/experiment/methods.ts";
 import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
 import { runSession } from "../pipeline/experiment/session.ts";
+import { saveHfModel } from "../pipeline/model/hf_loader.ts";
+import { tinyConfig } from "../pipeline/model/tiny.ts";
+import { initRandomWeights } from "../pipeline/model/weights.ts";
 import { testRuntime } from "./testing.ts";
+
+/** A 1-layer random model over the tiny compact vocabulary, saved as `${dir}/model`. */
+export function microModel(dir: string): string {
+  const config = {
+    ...tinyConfig(),
+    dim: 16,
+    layers: 1,
+    heads: 1,
+    kvHeads: 1,
+    headDim: 16,
+    hidden: 32,
+  };
+  saveHfModel(`${dir}/model`, { config, weights: initRandomWeights(config, 3) });
+  Deno.copyFileSync(
+    new URL("../fixtures/models/tiny/compact_vocab.json", import.meta.url),
+    `${dir}/model/compact_vocab.json`,
+  );
+  return `${dir}/model`;
+}
 
 /** Run `config` (a whole cpu-profile config) in `dir`; asserts success, returns the run. */
 export async function runConfig(dir: string, name: string, config: Config) {
