@@ -286,7 +286,18 @@ def cmd_meta(a):
             print(f"step {step} outer {ml:.3f} val acc perk {acc:.3f} no-encode {acc0:.3f} lr mean {lrs.mean():.2e} [{lrs.min():.1e},{lrs.max():.1e}] {time.time()-t0:.0f}s", flush=True)
         if step == a.steps:
             break
-        p = rng.choice(train)
+        if a.pool:  # perk's loop: one pass over the first `pool` problems in a shuffled order
+            if step % a.pool == 0:
+                order = list(range(a.pool))
+                rng.shuffle(order)
+            p = train[order[step % a.pool]]
+        else:
+            p = rng.choice(train)
+        if a.schedule == "cosine":  # perk's outer schedule: 3% linear warm-up, cosine to 0
+            warm = max(1, math.ceil(0.03 * a.steps))
+            f = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * min(1, (step - warm) / max(1, a.steps - warm))))
+            for g, base_lr in zip(opt.param_groups, (a.lr_theta, a.lr_rates)):
+                g["lr"] = base_lr * f
         th = inner_loop(W, c, p, data["eos"], th0, loglr.exp(), a.N, a.T, scale, True)
         loss = outer_nll(W, c, p, th, scale, a.target)
         opt.zero_grad()
@@ -394,6 +405,8 @@ def main():
     q.add_argument("--eval-every", type=int, default=50); q.add_argument("--n-val", type=int, default=50)
     q.add_argument("--n-test", type=int, default=200); q.add_argument("--seed", type=int, default=0)
     q.add_argument("--save", default="")
+    q.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    q.add_argument("--pool", type=int, default=0, help="one pass over this many problems (perk's loop); 0: draws from all")
     p = sub.add_parser("export")
     p.add_argument("base"); p.add_argument("out"); p.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
     p = sub.add_parser("gradcheck")

@@ -13,6 +13,7 @@ import { coreFields } from "../pipeline/experiment/fields.ts";
 import { METHOD_NAMES } from "./methods.ts";
 import { LR_PARAMS } from "../pipeline/perk/train.ts";
 import { TARGET_KEYS } from "../pipeline/perk/encode_problem.ts";
+import { OUTER_SCHEDULES } from "../pipeline/perk/outer_optim.ts";
 import { BASE_SOURCES } from "../pipeline/model/base_stage.ts";
 
 const int = (min: number, doc: string) =>
@@ -45,6 +46,11 @@ export const FIELDS = {
   ),
   outer_lr: positive("meta-training AdamW peak learning rate of the LoRA initial values"),
   outer_lr_rates: positive("meta-training peak learning rate of the learned inner rates"),
+  outer_schedule: field(
+    Schema.Literals(OUTER_SCHEDULES),
+    '"cosine" or "constant"',
+    "meta-training schedule after the 3% warm-up: cosine decay to 0 (paper) or constant",
+  ),
   outer_lr_weighting: positive("meta-training peak learning rate of the token-weighting model"),
   target: field(
     Schema.Literals(TARGET_KEYS),
@@ -105,6 +111,7 @@ const shared: Config = {
   lora_dropout: 0.1,
   // Positive rates on their own scale; "raw" reproduces the authors' unclamped form.
   lr_param: "log",
+  outer_schedule: "cosine",
   patience: 10,
   base_profile: "cpu",
   base_steps: 100,
@@ -133,6 +140,9 @@ export const DEFAULTS: Readonly<Record<Profile, Config>> = {
     outer_lr: 1e-4,
     outer_lr_rates: 1e-2,
     outer_lr_weighting: 1e-4,
+    // A decaying schedule stalls the learned rates and PERK collapses onto one answer
+    // (pipeline/perk/README.md: the prototype at 150 steps, constant 38%, cosine 20%).
+    outer_schedule: "constant",
     target: "answer",
     // The regime found in the PyTorch prototype (bench/torch_perk.py): one retained step of
     // four (a third of the T = 2 meta-step's cost) and no LoRA dropout.

@@ -24,6 +24,7 @@ export const METHOD_SOURCES: readonly MethodSource[] = [
           "truncate",
           "inner_lr",
           "lr_param",
+          "outer_schedule",
           "outer_lr",
           "outer_lr_rates",
           "outer_lr_weighting",

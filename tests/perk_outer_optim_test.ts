@@ -56,3 +56,10 @@ Deno.test("outer AdamW: a group's own peak rate follows the shared schedule", ()
   assert.ok(Math.abs(params[0].value[0] - -0.1 / 3) < 1e-6);
   assert.ok(Math.abs(params[1].value[0] - (-5 + 1 / 3)) < 1e-5);
 });
+
+Deno.test("outer schedule: constant holds the peak after the warm-up", () => {
+  const c = { ...h, schedule: "constant" as const };
+  assert.equal(cosineLr(c, 0), 0.1 / 3);
+  assert.equal(cosineLr(c, 3), 0.1);
+  assert.equal(cosineLr(c, 99), 0.1);
+});

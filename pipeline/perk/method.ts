@@ -14,6 +14,7 @@ import { BASE_SOURCES, type BaseModel, baseNode } from "../model/base_stage.ts";
 import { answerStage, initStage, type MetaTrained, metaTrainStage } from "./stages.ts";
 import { LR_PARAMS } from "./train.ts";
 import { TARGET_KEYS } from "./encode_problem.ts";
+import { OUTER_SCHEDULES } from "./outer_optim.ts";
 
 export const PerkMethodParams = Schema.Struct({
   model: Schema.String,
@@ -24,6 +25,7 @@ export const PerkMethodParams = Schema.Struct({
   truncate: Schema.Union([Schema.Literal("auto"), Schema.Int]),
   inner_lr: Schema.Number,
   lr_param: Schema.Literals(LR_PARAMS),
+  outer_schedule: Schema.Literals(OUTER_SCHEDULES),
   outer_lr: Schema.Number,
   outer_lr_rates: Schema.Number,
   outer_lr_weighting: Schema.Number,
@@ -48,6 +50,7 @@ export const PERK_KEYS: readonly (keyof PerkMethodParams)[] = [
   "truncate",
   "inner_lr",
   "lr_param",
+  "outer_schedule",
   "outer_lr",
   "outer_lr_rates",
   "outer_lr_weighting",
@@ -90,6 +93,7 @@ export function metaNode(cell: Cell, p: PerkMethodParams): Node<MetaTrained> {
     outer_lr_rates: p.outer_lr_rates,
     outer_lr_weighting: p.outer_lr_weighting,
     lr_param: p.lr_param,
+    outer_schedule: p.outer_schedule,
     target: p.target,
     epochs: p.epochs,
     patience: p.patience,

@@ -14,6 +14,13 @@ export interface OuterHyper {
   readonly weightDecay: number;
   readonly clip: number; // max global gradient norm (≤ 0: no clipping)
   readonly warmupFraction: number; // paper: 0.03
+  /**
+   * "cosine" (paper): warm-up, then cosine decay to 0. "constant": warm-up, then the peak.
+   * On the tiny base the learned rates must keep growing for the inner loop to outweigh the
+   * answer prior θ₀ picks up early; a decaying schedule stalls them and PERK collapses onto
+   * one answer (PyTorch prototype, 150 steps: constant 38%, cosine 20%; pipeline/perk/README.md).
+   */
+  readonly schedule?: OuterSchedule;
   readonly totalSteps: number;
 }
 
@@ -26,6 +33,9 @@ export const OUTER_DEFAULTS: Omit<OuterHyper, "totalSteps"> = {
   clip: 1.0,
   warmupFraction: 0.03,
 };
+
+export type OuterSchedule = "cosine" | "constant";
+export const OUTER_SCHEDULES: readonly OuterSchedule[] = ["cosine", "constant"];
 
 export interface MetaParam {
   readonly name: string;
@@ -47,10 +57,11 @@ export interface OuterState {
   readonly v: Float32Array[];
 }
 
-/** Learning rate at 0-based step `step`: linear warm-up, then cosine decay to 0. */
+/** Learning rate at 0-based step `step`: linear warm-up, then cosine decay to 0 (or constant). */
 export function cosineLr(h: OuterHyper, step: number): number {
   const warm = Math.max(1, Math.ceil(h.warmupFraction * h.totalSteps));
   if (step < warm) return (h.lr * (step + 1)) / warm;
+  if (h.schedule === "constant") return h.lr;
   const progress = Math.min(1, (step - warm) / Math.max(1, h.totalSteps - warm));
   return 0.5 * h.lr * (1 + Math.cos(Math.PI * progress));
 }

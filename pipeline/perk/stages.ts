@@ -21,6 +21,7 @@ import { perkLM } from "./lm_adapter.ts";
 import { LR_PARAMS, type MetaState, metaTrain, type Shapes, type TrainRecord } from "./train.ts";
 import { answerProblem, type AnswerSetup } from "./answer.ts";
 import { perkExactMatch } from "../data/scorers.ts";
+import { OUTER_SCHEDULES } from "./outer_optim.ts";
 import { initWeighting, weightingShapes } from "./weighting.ts";
 import { type BaseModel, baseTokenizer, resolveBase } from "../model/base_stage.ts";
 
@@ -38,6 +39,7 @@ export const PerkParams = Schema.Struct({
   outer_lr_rates: Schema.Number,
   outer_lr_weighting: Schema.Number,
   lr_param: Schema.Literals(LR_PARAMS),
+  outer_schedule: Schema.Literals(OUTER_SCHEDULES),
   target: Schema.Literals(TARGET_KEYS),
   epochs: Schema.Int,
   patience: Schema.Int,
@@ -189,7 +191,7 @@ export const metaTrainStage = defineStage({
               epochs: p.epochs,
               patience: p.patience,
               seed: p.seed,
-              outer: { lr: p.outer_lr },
+              outer: { lr: p.outer_lr, schedule: p.outer_schedule },
               groupLr: { rates: p.outer_lr_rates, weighting: p.outer_lr_weighting },
               lrParam: p.lr_param,
               renumber: (q, perm) => renumberDocuments(tok, q, perm),
