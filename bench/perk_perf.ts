@@ -4,6 +4,11 @@
  *  - metatrain_1k_T{0..4}_ms / _peak_bytes: one meta-training step (inner loop, outer loss,
  *    TGU meta-gradient) on a 1K-token BabiLong problem, median of PERK_PERF_RUNS (3) after
  *    one untimed run that compiles the pipelines;
+ *  - metatrain_1k_T2_{dispatches,submits,waits}: the runtime's counters for one such step
+ *    (waits: the host blocked on the device, the result read included);
+ *  - metatrain_256_cpu_T1_ms: the same on the cpu profile's model (dim 128) and a 256-token
+ *    problem, N = 4, T = 1: the step the cpu profile's meta-training runs hundreds of times;
+ *  - encode_1k_K1_dispatches: test-time encoding of a 1K problem (N = 4, K = 1), dispatches;
  *  - encode_{8k,32k,128k}_K{k}_ms / _peak_bytes: test-time encoding (N = 4 steps, K-way
  *    gradient accumulation over the segments), one run, after one untimed 1K encode per
  *    process that compiles the pipelines (they do not depend on the length);
@@ -29,10 +34,10 @@ import type { PerfCase } from "./perf_case.ts";
 const N = 4, RANK = 16;
 const results = new Map<string, number>();
 
-function setup(rt: Runtime) {
+function setup(rt: Runtime, profile: "tiny" | "cpu" = "tiny") {
   const vocab = tinyVocab();
   const tok = new CompactTokenizer(vocab);
-  const config = profileConfig("tiny", vocab.size);
+  const config = profileConfig(profile, vocab.size);
   const model = GpuModel.upload(rt, { config, weights: initRandomWeights(config, 1) });
   const lora = initLora(config, defaultLoraConfig(config, { rank: RANK, alpha: 16, seed: 1 }));
   const lm = perkLM(model, lora.specs, lora.scale, 0.1);
@@ -65,31 +70,42 @@ const free = (m: MetaParams) => [...m.theta0, m.lr, ...m.phi].forEach((t) => t.d
 /** Timed runs per meta-step case (after one untimed run that compiles); env PERK_PERF_RUNS. */
 const RUNS = Number(Deno.env.get("PERK_PERF_RUNS") ?? 3);
 let shared: ReturnType<typeof setup> | undefined;
+let sharedCpu: ReturnType<typeof setup> | undefined;
 
-async function measureMeta(rt: Runtime, T: number): Promise<void> {
-  if (results.has(`metatrain_1k_T${T}_ms`)) return;
-  const s = shared ??= setup(rt);
-  const p = s.problem("1k");
-  {
-    const times: number[] = [];
-    let peak = 0;
-    for (let r = 0; r <= RUNS; r++) {
-      const mp = s.mp();
-      await rt.sync();
-      const before = rt.pool.inUse;
-      rt.pool.resetPeak();
-      const t0 = performance.now();
-      const g = await perkMetaGradient(s.lm, p, mp, { steps: N, retained: T, dropoutSeed: 1 });
-      await Promise.all([g.lr].map((t) => rt.readF32(t)));
-      if (r > 0) times.push(performance.now() - t0); // the first run compiles pipelines
-      peak = Math.max(peak, rt.pool.peak - before);
-      [...g.theta0, g.lr, ...g.phi].forEach((t) => t.dispose());
-      free(mp);
-    }
-    times.sort((a, b) => a - b);
-    results.set(`metatrain_1k_T${T}_ms`, times[Math.floor(times.length / 2)]);
-    results.set(`metatrain_1k_T${T}_peak_bytes`, peak);
+type Counter = "dispatches" | "submits" | "waits";
+const COUNTERS: readonly Counter[] = ["dispatches", "submits", "waits"];
+
+/** One meta-step case; `key` names its results (`metatrain_1k_T2`, `metatrain_256_cpu_T1`). */
+async function measureMeta(
+  rt: Runtime,
+  T: number,
+  key = `metatrain_1k_T${T}`,
+  profile: "tiny" | "cpu" = "tiny",
+  length = "1k",
+): Promise<void> {
+  if (results.has(`${key}_ms`)) return;
+  const s = profile === "tiny" ? (shared ??= setup(rt)) : (sharedCpu ??= setup(rt, profile));
+  const p = s.problem(length);
+  const times: number[] = [];
+  let peak = 0;
+  for (let r = 0; r <= RUNS; r++) {
+    const mp = s.mp();
+    await rt.sync();
+    const before = rt.pool.inUse;
+    const stats = { ...rt.stats };
+    rt.pool.resetPeak();
+    const t0 = performance.now();
+    const g = await perkMetaGradient(s.lm, p, mp, { steps: N, retained: T, dropoutSeed: 1 });
+    await Promise.all([g.lr].map((t) => rt.readF32(t)));
+    if (r > 0) times.push(performance.now() - t0); // the first run compiles pipelines
+    for (const c of COUNTERS) results.set(`${key}_${c}`, rt.stats[c] - stats[c]);
+    peak = Math.max(peak, rt.pool.peak - before);
+    [...g.theta0, g.lr, ...g.phi].forEach((t) => t.dispose());
+    free(mp);
   }
+  times.sort((a, b) => a - b);
+  results.set(`${key}_ms`, times[Math.floor(times.length / 2)]);
+  results.set(`${key}_peak_bytes`, peak);
 }
 
 let encodeWarm = false;
@@ -107,11 +123,13 @@ async function encodeCase(rt: Runtime, length: string, K: number): Promise<void>
   const mp = s.mp();
   await rt.sync();
   const before = rt.pool.inUse;
+  const dispatches = rt.stats.dispatches;
   rt.pool.resetPeak();
   const t0 = performance.now();
   const adapted = await encodeContext(s.lm, p, mp, { steps: N, groups: K });
   await rt.readF32(adapted[0]);
   results.set(`encode_${length}_K${K}_ms`, performance.now() - t0);
+  results.set(`encode_${length}_K${K}_dispatches`, rt.stats.dispatches - dispatches);
   results.set(`encode_${length}_K${K}_peak_bytes`, rt.pool.peak - before);
   adapted.forEach((t) => t.dispose());
   free(mp);
@@ -175,9 +193,25 @@ const meta = (T: number, what: "ms" | "peak_bytes"): PerfCase => ({
     return results.get(`metatrain_1k_T${T}_${what}`)!;
   },
 });
-const enc = (length: string, K: number, what: "ms" | "peak_bytes"): PerfCase => ({
+const counter = (T: number, what: Counter): PerfCase => ({
+  name: `metatrain_1k_T${T}_${what}`,
+  unit: "count",
+  run: async (rt) => {
+    await measureMeta(rt, T);
+    return results.get(`metatrain_1k_T${T}_${what}`)!;
+  },
+});
+const cpuMeta: PerfCase = {
+  name: "metatrain_256_cpu_T1_ms",
+  unit: "ms",
+  run: async (rt) => {
+    await measureMeta(rt, 1, "metatrain_256_cpu_T1", "cpu", "256");
+    return results.get("metatrain_256_cpu_T1_ms")!;
+  },
+};
+const enc = (length: string, K: number, what: "ms" | "peak_bytes" | "dispatches"): PerfCase => ({
   name: `encode_${length}_K${K}_${what}`,
-  unit: what === "ms" ? "ms" : "bytes",
+  unit: what === "ms" ? "ms" : what === "dispatches" ? "count" : "bytes",
   run: async (rt) => {
     if (!results.has(`encode_${length}_K${K}_ms`)) await encodeCase(rt, length, K);
     return results.get(`encode_${length}_K${K}_${what}`)!;
@@ -204,6 +238,9 @@ const ratio = (T: number): PerfCase => ({
 
 export const cases: PerfCase[] = [
   ...[0, 1, 2, 3, 4].flatMap((T) => [meta(T, "ms"), meta(T, "peak_bytes")]),
+  ...COUNTERS.map((c) => counter(2, c)),
+  cpuMeta,
+  enc("1k", 1, "dispatches"),
   ...([["8k", 1], ["8k", 16], ["32k", 4], ["128k", 16]] as const).flatMap((
     [l, K],
   ) => [enc(l, K, "ms"), enc(l, K, "peak_bytes")]),

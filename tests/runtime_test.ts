@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { testRuntime } from "./testing.ts";
+import { assertClose, testRuntime } from "./testing.ts";
+import { mapN } from "../kernels/ops/elementwise.ts";
 import { sizeClass } from "../kernels/runtime/pool.ts";
 
 Deno.test("runtime: upload and read back f32/i32", async () => {
@@ -55,4 +56,64 @@ Deno.test("runtime: windows split a tensor into aligned, bindable row ranges", a
   }
   assert.equal(rows, 10);
   t.dispose();
+});
+
+Deno.test("runtime: uniform arena — many blocks per submit, across submits, chunks recycled", async () => {
+  const rt = await testRuntime();
+  const x = rt.tensor(new Float32Array(300).map((_, i) => i / 100));
+  // 3 × 400 dispatches of a uniform-driven kernel (size + params in a uniform block), each
+  // with a different parameter: any slot read at a wrong offset or overwritten while in
+  // flight shows up as a wrong value.
+  const before = { ...rt.stats };
+  for (let round = 0; round < 3; round++) {
+    const outs = [];
+    for (let i = 0; i < 400; i++) outs.push(mapN("a * p.x + p.y", [x], { params: [i, -i] }));
+    const got = await Promise.all([outs[0], outs[199], outs[399]].map((t) => t.read()));
+    for (const [k, i] of [[0, 0], [1, 199], [2, 399]]) {
+      assertClose(got[k], Array.from({ length: 300 }, (_, j) => (j / 100) * i - i), { atol: 1e-4 });
+    }
+    outs.forEach((t) => t.dispose());
+  }
+  assert.equal(rt.stats.dispatches - before.dispatches, 1200);
+  assert.equal(rt.stats.waits - before.waits, 3 * 3, "one wait per read, none per submit");
+  // 1,200 blocks × 256 B = 19 × 64 KiB if nothing were recycled; completion callbacks recycle.
+  await rt.sync();
+  assert.ok(rt.uniformChunks <= 12, `${rt.uniformChunks} uniform chunks`);
+  x.dispose();
+});
+
+Deno.test("runtime: a uniform slot kept past its chunk's recycling is refused", async () => {
+  const rt = await testRuntime();
+  const stale = rt.uniform(new Uint32Array([1, 2, 3, 4]));
+  const x = rt.tensor([1, 2, 3]);
+  // Fill the rest of the chunk, submit, let the completion recycle it.
+  for (let i = 0; i < 300; i++) rt.uniform(new Uint32Array([i]));
+  mapN("a + 1.0", [x]).dispose();
+  await rt.sync();
+  await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 600; i++) rt.uniform(new Uint32Array([i])); // reuses recycled chunks
+  mapN("a + 1.0", [x]).dispose();
+  await rt.sync();
+  await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 600; i++) rt.uniform(new Uint32Array([i]));
+  const spec = { name: "stale_probe", code: "", bindings: ["uniform"] as const };
+  assert.throws(() => rt.dispatch(spec, [stale], [1]), /uniform slot was recycled/);
+  x.dispose();
+});
+
+Deno.test("runtime: the profiler counts every dispatch past one query set (2,048)", async (t) => {
+  const rt = await testRuntime();
+  if (!rt.hasTimestamps) {
+    t.step({ name: "skip: adapter has no timestamp-query", ignore: true, fn: () => {} });
+    return;
+  }
+  const x = rt.tensor([1, 2, 3, 4, 5]);
+  rt.enableProfiling();
+  for (let i = 0; i < 2500; i++) mapN("a * 2.0", [x]).dispose();
+  rt.scope(() => mapN("a + 3.0", [x]));
+  const profile = await rt.collectProfile();
+  assert.equal(profile.get("map(a * 2.0)")?.calls, 2500);
+  assert.equal(profile.get("map(a + 3.0)")?.calls, 1);
+  assert.ok([...profile.values()].every((e) => e.ns >= 0));
+  x.dispose();
 });

@@ -2,12 +2,14 @@
  * The GPU runtime: device, buffer pool, kernel cache, batched command encoding, scopes.
  * Plain class with fast synchronous methods; the Effect `Gpu` service (gpu.ts) owns its
  * lifetime. Dispatches are recorded into one command encoder and submitted in batches;
- * only `read()` waits for the GPU.
+ * only `read()` and `sync()` wait for the GPU (counted in `stats.waits`). Uniform blocks live
+ * in a shared arena (uniforms.ts) uploaded once per submit.
  */
 import { BufferPool } from "./pool.ts";
 import { byteLength, type DType, numel, Tensor } from "./tensor.ts";
 import type { KernelSpec } from "./kernel.ts";
 import { TexelStore, type TexelView } from "./texels.ts";
+import { UniformArena, type UniformSlot } from "./uniforms.ts";
 
 export interface AdapterRecord {
   readonly description: string;
@@ -25,6 +27,9 @@ interface Compiled {
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
 }
+
+/** Dispatches per timestamp query set; a full set is resolved and reused (nothing dropped). */
+const PROFILE_SET = 2048;
 
 export type Binding =
   | Tensor
@@ -63,8 +68,11 @@ export class Runtime {
   readonly hasTimestamps: boolean;
   /** How many dispatches go into one command buffer before it is submitted. */
   batchSize = 64;
-  /** Counters for benchmarks and tests. */
-  stats = { dispatches: 0, submits: 0, reads: 0, compiles: 0 };
+  /**
+   * Counters for benchmarks and tests. `waits`: host waits for the device (each `read`,
+   * `sync` and profile collection) — the only places the host blocks.
+   */
+  stats = { dispatches: 0, submits: 0, reads: 0, waits: 0, compiles: 0 };
   lostReason: string | undefined;
 
   #pipelines = new Map<string, Compiled>();
@@ -72,8 +80,18 @@ export class Runtime {
   #pass: GPUComputePassEncoder | undefined;
   #pending = 0;
   #scopes: Scope[] = [];
-  #uniforms: GPUBuffer[] = [];
-  #profiler: { query: GPUQuerySet; names: string[]; resolve: GPUBuffer } | undefined;
+  readonly #uniforms: UniformArena;
+  /** Pipelines by spec object (kernels keep their specs), then by WGSL text. */
+  #bySpec = new WeakMap<KernelSpec, Compiled>();
+  #profiler:
+    | {
+      query: GPUQuerySet;
+      names: string[];
+      resolve: GPUBuffer;
+      /** Full query sets already resolved into staging buffers, awaiting collectProfile. */
+      staged: { staging: GPUBuffer; names: string[] }[];
+    }
+    | undefined;
   profile: Map<string, { calls: number; ns: number }> | undefined;
 
   readonly #texels: TexelStore;
@@ -81,6 +99,7 @@ export class Runtime {
   constructor(readonly device: GPUDevice, readonly adapter: AdapterRecord) {
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
     this.#texels = new TexelStore(device);
+    this.#uniforms = new UniformArena(device, device.limits.minUniformBufferOffsetAlignment);
     this.hasSubgroups = device.features.has("subgroups");
     this.hasF16 = device.features.has("shader-f16");
     this.hasTimestamps = device.features.has("timestamp-query");
@@ -261,9 +280,14 @@ export class Runtime {
 
   /** Compile (once per distinct source) and return the pipeline for a spec. */
   compile(spec: KernelSpec): Compiled {
+    const known = this.#bySpec.get(spec);
+    if (known) return known;
     const key = spec.code;
     const hit = this.#pipelines.get(key);
-    if (hit) return hit;
+    if (hit) {
+      this.#bySpec.set(spec, hit);
+      return hit;
+    }
     this.device.pushErrorScope("validation");
     const module = this.device.createShaderModule({ code: spec.code, label: spec.name });
     const layout = this.device.createBindGroupLayout({
@@ -302,6 +326,7 @@ export class Runtime {
     this.stats.compiles++;
     const c = { spec, pipeline, layout };
     this.#pipelines.set(key, c);
+    this.#bySpec.set(spec, c);
     return c;
   }
   #compileErrors: string[] = [];
@@ -335,12 +360,13 @@ export class Runtime {
       }
       if ("mapState" in b) return { binding, resource: { buffer: b } };
       if ("view" in b) return { binding, resource: b.view };
+      this.#uniforms.check(b, spec.name);
       return { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } };
     });
     const group = this.device.createBindGroup({ layout: c.layout, entries });
     const [x, y = 1, z = 1] = workgroups;
     if (x === 0 || y === 0 || z === 0) return;
-    if (this.#profiler && this.#profiler.names.length < 2048) {
+    if (this.#profiler) {
       this.#profiledDispatch(c, group, x, y, z);
     } else {
       const pass = this.#beginPass();
@@ -352,16 +378,17 @@ export class Runtime {
     if (++this.#pending >= this.batchSize) this.flush();
   }
 
-  /** A small uniform buffer holding `words` (u32/i32/f32 packed by the caller), freed on flush. */
-  uniform(words: ArrayBufferView): GPUBuffer {
-    const size = Math.max(16, Math.ceil(words.byteLength / 16) * 16);
-    const buf = this.device.createBuffer({ size, usage: 0x0040 | 0x0008 /* UNIFORM|COPY_DST */ });
-    // Writing a fresh buffer is safe without flushing: nothing recorded references it yet.
-    const bytes = new Uint8Array(size);
-    bytes.set(new Uint8Array(words.buffer as ArrayBuffer, words.byteOffset, words.byteLength));
-    this.device.queue.writeBuffer(buf, 0, bytes);
-    this.#uniforms.push(buf);
-    return buf;
+  /**
+   * A uniform block holding `words` (u32/i32/f32 packed by the caller): a slot of the shared
+   * arena, uploaded with the batch. Bind it in the dispatch(es) recorded right after.
+   */
+  uniform(words: ArrayBufferView): UniformSlot {
+    return this.#uniforms.slot(words);
+  }
+
+  /** 64 KiB uniform arena chunks allocated so far (they are recycled, not freed). */
+  get uniformChunks(): number {
+    return this.#uniforms.chunks;
   }
 
   /** Bytes of the staging textures held (not in `pool`; see texels.ts). */
@@ -409,20 +436,19 @@ export class Runtime {
   flush(): void {
     this.#endPass();
     if (!this.#encoder) return;
+    this.#uniforms.upload();
     this.device.queue.submit([this.#encoder.finish()]);
     this.#encoder = undefined;
     this.#pending = 0;
     this.stats.submits++;
-    if (this.#uniforms.length) {
-      const old = this.#uniforms;
-      this.#uniforms = [];
-      this.device.queue.onSubmittedWorkDone().then(() => old.forEach((b) => b.destroy()));
-    }
+    // A completion callback, not a wait: it only recycles the arena chunks this batch read.
+    this.#uniforms.submitted(() => this.device.queue.onSubmittedWorkDone());
   }
 
   /** Wait until the GPU has finished all submitted work. */
   async sync(): Promise<void> {
     this.flush();
+    this.stats.waits++;
     await this.device.queue.onSubmittedWorkDone();
     this.#throwCompileErrors();
   }
@@ -435,6 +461,7 @@ export class Runtime {
     this.#enc().copyBufferToBuffer(t.buf, 0, staging, 0, bytes);
     this.flush();
     this.stats.reads++;
+    this.stats.waits++;
     await staging.mapAsync(1 /* READ */);
     this.#throwCompileErrors();
     if (this.lostReason) throw new Error(`GPU device lost (${this.lostReason})`);
@@ -474,16 +501,45 @@ export class Runtime {
     if (!this.hasTimestamps) return;
     this.flush();
     this.profile = new Map();
-    const count = 4096; // 2048 profiled dispatches between collectProfile() calls
+    const count = 2 * PROFILE_SET; // begin/end per dispatch
     this.#profiler = {
       query: this.device.createQuerySet({ type: "timestamp", count }),
       names: [],
       resolve: this.device.createBuffer({ size: count * 8, usage: 0x0200 | 0x0004 }), // QUERY_RESOLVE|COPY_SRC
+      staged: [],
     };
+  }
+
+  /** Turn profiling off (collect first: what was not collected is dropped). */
+  disableProfiling(): void {
+    const p = this.#profiler;
+    if (!p) return;
+    this.#endPass();
+    this.flush();
+    p.query.destroy();
+    p.resolve.destroy();
+    p.staged.forEach((s) => s.staging.destroy());
+    this.#profiler = undefined;
+    this.profile = undefined;
+  }
+
+  /** Resolve the query set's timestamps into a staging buffer (recorded, not waited on). */
+  #stageProfile(): void {
+    const p = this.#profiler!;
+    const n = p.names.length;
+    if (!n) return;
+    const staging = this.device.createBuffer({ size: n * 16, usage: 0x0001 | 0x0008 });
+    this.#endPass();
+    this.#enc().resolveQuerySet(p.query, 0, 2 * n, p.resolve, 0);
+    this.#enc().copyBufferToBuffer(p.resolve, 0, staging, 0, n * 16);
+    p.staged.push({ staging, names: p.names });
+    p.names = [];
   }
 
   #profiledDispatch(c: Compiled, group: GPUBindGroup, x: number, y: number, z: number): void {
     const p = this.#profiler!;
+    // A full set is resolved and the set reused: every dispatch is counted.
+    if (p.names.length === PROFILE_SET) this.#stageProfile();
     this.#endPass();
     const i = p.names.length;
     const pass = this.#enc().beginComputePass({
@@ -504,23 +560,21 @@ export class Runtime {
   async collectProfile(): Promise<Map<string, { calls: number; ns: number }>> {
     const p = this.#profiler;
     if (!p || !this.profile) return new Map();
-    if (p.names.length) {
-      const n = p.names.length;
-      const staging = this.device.createBuffer({ size: n * 16, usage: 0x0001 | 0x0008 });
-      this.#endPass();
-      this.#enc().resolveQuerySet(p.query, 0, 2 * n, p.resolve, 0);
-      this.#enc().copyBufferToBuffer(p.resolve, 0, staging, 0, n * 16);
-      this.flush();
+    this.#stageProfile();
+    this.flush();
+    const staged = p.staged;
+    p.staged = [];
+    if (staged.length) this.stats.waits++;
+    for (const { staging, names } of staged) {
       await staging.mapAsync(1);
       const ts = new BigUint64Array(staging.getMappedRange().slice(0));
       staging.destroy();
-      p.names.forEach((name, i) => {
+      names.forEach((name, i) => {
         const e = this.profile!.get(name) ?? { calls: 0, ns: 0 };
         e.calls++;
         e.ns += Number(ts[2 * i + 1] - ts[2 * i]);
         this.profile!.set(name, e);
       });
-      p.names = [];
     }
     return this.profile;
   }
@@ -531,6 +585,7 @@ export class Runtime {
     } finally {
       this.pool.trim();
       this.#texels.destroy();
+      this.#uniforms.destroy();
       this.device.destroy();
     }
   }
