@@ -117,6 +117,33 @@ const cases: OpCase[] = [
     ref: (a, b) =>
       matmul64(a, transA ? [7, 5] : [5, 7], b, transB ? [3, 7] : [7, 3], { transA, transB }),
   })),
+  ...([[false, false], [true, false], [false, true]] as const).map(([transA, transB]): OpCase => ({
+    name: `matmul α = −0.75${transA ? " Aᵀ" : ""}${transB ? " Bᵀ" : ""}`,
+    shapes: [transA ? [7, 5] : [5, 7], transB ? [3, 7] : [7, 3]],
+    gpu: (a, b) => ad.matmul(a, b, { transA, transB, alpha: -0.75 }),
+    ref: (a, b) =>
+      matmul64(a, transA ? [7, 5] : [5, 7], b, transB ? [3, 7] : [7, 3], { transA, transB })
+        .map((v) => -0.75 * v),
+  })),
+  {
+    name: "matmul α = 2.5, batched A, shared B, bias (bias not scaled)",
+    shapes: [[2, 3, 5], [5, 4], [4]],
+    gpu: (a, b, c) => ad.matmul(a, b, { bias: c, alpha: 2.5 }),
+    ref: (a, b, c) => matmul64(a, [2, 3, 5], b, [5, 4]).map((v, i) => 2.5 * v + c[i % 4]),
+  },
+  {
+    name: "matmul α = 0.5 Bᵀ + addend (y + α·x·Wᵀ, the LoRA form)",
+    shapes: [[5, 7], [3, 7], [5, 3]],
+    gpu: (a, b, c) => ad.matmul(a, b, { transB: true, alpha: 0.5, addend: c }),
+    ref: (a, b, c) =>
+      matmul64(a, [5, 7], b, [3, 7], { transB: true }).map((v, i) => 0.5 * v + c[i]),
+  },
+  {
+    name: "matmul + bias + addend, batched A",
+    shapes: [[2, 3, 5], [5, 4], [4], [2, 3, 4]],
+    gpu: (a, b, c, d) => ad.matmul(a, b, { bias: c, addend: d }),
+    ref: (a, b, c, d) => matmul64(a, [2, 3, 5], b, [5, 4]).map((v, i) => v + c[i % 4] + d[i]),
+  },
   {
     name: "matmul batched A, shared B, bias",
     shapes: [[2, 3, 5], [5, 4], [4]],

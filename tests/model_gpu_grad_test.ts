@@ -14,7 +14,7 @@ import { grad, hvp } from "../kernels/autodiff/transforms.ts";
 import { matmul, reshape, softplus } from "../kernels/autodiff/basic.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
 import assert from "node:assert/strict";
-import { assertClose, randn, testRuntime } from "./testing.ts";
+import { assertClose, randn, relErr as relErrVec, testRuntime } from "./testing.ts";
 
 const rt = await testRuntime();
 const fixture = (arch: string): Model =>
@@ -246,9 +246,13 @@ Deno.test("gpu nll: the head in row chunks gives the same NLL and gradient", asy
     };
     const whole = await run(), chunked = await run(5); // 16 rows → chunks of 4
     assert.deepEqual(chunked.nll, whole.nll);
-    chunked.gs.forEach((x, i) =>
-      assertClose(x, whole.gs[i], { rtol: 1e-5, atol: 1e-7, label: `grad ${i}` })
-    );
+    // Chunking only reorders float32 sums: each gradient tensor agrees to 1e-5 of its norm
+    // (an element-wise 1e-5 fails on near-cancelling elements once the LoRA sum moved into
+    // the matmul epilogue; measured worst 6.5e-7 of the norm).
+    chunked.gs.forEach((x, i) => {
+      const e = relErrVec(x, whole.gs[i]);
+      assert.ok(e <= 1e-5, `grad ${i}: relative error ${e.toExponential(2)}`);
+    });
     const tgT = rt.tensor(targets, [N], "i32");
     const viaTensor = await rt.readF32(
       rt.scope(() => g.nll(ids, { batch: B, targets: tgT, headRows: 3 }).nll),

@@ -39,7 +39,13 @@ const binRule: Record<Bin, Rule> = {
       const t = da && db ? ew.add(da, db) : da ?? db;
       return [t && !sameShape(t.shape, shape) ? st.expand(t, shape) : t];
     },
-    vjp: ([a, b], _, [g]) => [sumTo(g!, a.shape), sumTo(g!, b.shape)],
+    vjp: (
+      [a, b],
+      _,
+      [g],
+      __,
+      [na, nb],
+    ) => [na ? sumTo(g!, a.shape) : undefined, nb ? sumTo(g!, b.shape) : undefined],
   },
   sub: {
     name: "sub",
@@ -56,7 +62,10 @@ const binRule: Record<Bin, Rule> = {
         : undefined;
       return [t && !sameShape(t.shape, shape) ? st.expand(t, shape) : t];
     },
-    vjp: ([a, b], _, [g]) => [sumTo(g!, a.shape), sumTo(scale(g!, -1), b.shape)],
+    vjp: ([a, b], _, [g], __, [na, nb]) => [
+      na ? sumTo(g!, a.shape) : undefined,
+      nb ? sumTo(scale(g!, -1), b.shape) : undefined,
+    ],
   },
   mul: {
     name: "mul",
@@ -67,7 +76,10 @@ const binRule: Record<Bin, Rule> = {
       const t = t1 && t2 ? ew.add(t1, t2) : t1 ?? t2;
       return [t && !sameShape(t.shape, shape) ? st.expand(t, shape) : t];
     },
-    vjp: ([a, b], _, [g]) => [sumTo(mul(g!, b), a.shape), sumTo(mul(g!, a), b.shape)],
+    vjp: ([a, b], _, [g], __, [na, nb]) => [
+      na ? sumTo(mul(g!, b), a.shape) : undefined,
+      nb ? sumTo(mul(g!, a), b.shape) : undefined,
+    ],
   },
   div: {
     name: "div",
@@ -79,9 +91,9 @@ const binRule: Record<Bin, Rule> = {
       const t = t1 && t2 ? ew.add(t1, t2) : t1 ?? t2;
       return [t && !sameShape(t.shape, shape) ? st.expand(t, shape) : t];
     },
-    vjp: ([a, b], _, [g]) => [
-      sumTo(div(g!, b), a.shape),
-      sumTo(neg(div(mul(g!, a), mul(b, b))), b.shape),
+    vjp: ([a, b], _, [g], __, [na, nb]) => [
+      na ? sumTo(div(g!, b), a.shape) : undefined,
+      nb ? sumTo(neg(div(mul(g!, a), mul(b, b))), b.shape) : undefined,
     ],
   },
 };
@@ -305,46 +317,94 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
 export interface MatmulFlags {
   readonly transA?: boolean;
   readonly transB?: boolean;
+  /** C = α·op(A)·op(B) (+ bias): the scale rides in the matmul's epilogue (no extra pass). */
+  readonly alpha?: number;
 }
 const batchOf = (t: Tensor) => t.shape.slice(0, -2).reduce((a, b) => a * b, 1);
 
-const matmulRule: Rule<MatmulFlags> = {
+/** Which optional inputs a matmul node has: [a, b, bias?, addend?]. */
+interface MatmulP extends MatmulFlags {
+  readonly hasBias: boolean;
+  readonly hasAddend: boolean;
+}
+const matmulParts = <T>(xs: readonly T[], p: MatmulP) => ({
+  bias: p.hasBias ? xs[2] : undefined,
+  addend: p.hasAddend ? xs[p.hasBias ? 3 : 2] : undefined,
+});
+const flagsOf = ({ transA, transB, alpha }: MatmulP) => ({ transA, transB, alpha });
+
+const matmulRule: Rule<MatmulP> = {
   name: "matmul",
-  forward: ([a, b, bias], f) => [mm(a, b, { ...f, bias } as MatmulOptions)],
-  jvp: ([a, b], [da, db, dbias], [y], f) => {
-    // Ċ = op(Ȧ)·op(B) + op(A)·op(Ḃ) + ḃias, the bias riding on the first product.
-    let t: MaybeTensor = da && mm(da, b, { ...f, bias: dbias });
-    if (db) t = t ? mm(a, db, { ...f, accumulate: t, out: t }) : mm(a, db, { ...f, bias: dbias });
-    if (!t && dbias) t = st.expand(dbias, y.shape);
+  // The vjp reads a and b; bias and addend only for their shapes.
+  saveInputs: [0, 1],
+  forward: ([a, b, ...rest], p) => {
+    const { bias, addend } = matmulParts([a, b, ...rest], p);
+    return [mm(a, b, { ...flagsOf(p), bias, accumulate: addend } as MatmulOptions)];
+  },
+  jvp: ([a, b], dxs, [y], p) => {
+    // Ċ = α·(op(Ȧ)·op(B) + op(A)·op(Ḃ)) + ḃias + Ḋ: bias and addend tangents ride on the
+    // first product's epilogue (α is in the flags, so each product carries it).
+    const [da, db] = dxs;
+    const { bias: dbias, addend: dd } = matmulParts(dxs, p);
+    const f = flagsOf(p);
+    let t: MaybeTensor = da && mm(da, b, { ...f, bias: dbias, accumulate: dd });
+    if (db) {
+      t = t
+        ? mm(a, db, { ...f, accumulate: t, out: t })
+        : mm(a, db, { ...f, bias: dbias, accumulate: dd });
+    }
+    if (!t && dbias) t = dd ? ew.add(dd, dbias) : st.expand(dbias, y.shape);
+    if (!t && dd) t = ew.scale(dd, 1);
     return [t];
   },
-  vjp: ([a, b, bias], _, [g], { transA, transB }) => {
+  vjp: ([a, b, ...rest], _, [g], p, needs) => {
+    const { transA, transB, alpha = 1 } = p;
+    const [na, nb] = needs;
+    const { bias } = matmulParts([a, b, ...rest], p);
+    const { bias: nbias, addend: nd } = matmulParts(needs, p);
     const G = g!;
-    let ga: Tensor, gb: Tensor;
+    const al = alpha === 1 ? {} : { alpha }; // C = α·op(A)·op(B): both cotangents carry α
+    let ga: Tensor | undefined, gb: Tensor | undefined;
     if (transA && transB) throw new Error("matmul: Aᵀ·Bᵀ has no VJP rule (transpose one operand)");
     // C = op(A)·op(B)
-    if (!transA) ga = transB ? matmul(G, b) : matmul(G, b, { transB: true });
-    else ga = matmul(b, G, { transB: true }); // A (K,M): dA = B·Gᵀ
+    if (!na) ga = undefined;
+    else if (!transA) ga = transB ? matmul(G, b, al) : matmul(G, b, { transB: true, ...al });
+    else ga = matmul(b, G, { transB: true, ...al }); // A (K,M): dA = B·Gᵀ
     const bBatched = b.shape.length > 2 && batchOf(b) > 1;
     const aBatched = a.shape.length > 2 && batchOf(a) > 1;
-    if (aBatched && !bBatched) {
+    if (!nb) gb = undefined;
+    else if (aBatched && !bBatched) {
       // dB sums over the batch: flatten (batch·M) rows where the layout allows.
       const flat = (t: Tensor) => reshape(t, [t.size / t.shape.at(-1)!, t.shape.at(-1)!]);
       if (!transA) {
-        gb = transB ? matmul(flat(G), flat(a), { transA: true }) : matmul(flat(a), flat(G), {
+        gb = transB ? matmul(flat(G), flat(a), { transA: true, ...al }) : matmul(flat(a), flat(G), {
           transA: true,
+          ...al,
         });
-      } else gb = sum(reshape(matmul(a, G), [batchOf(a), b.shape.at(-2)!, b.shape.at(-1)!]), 0);
+      } else gb = sum(reshape(matmul(a, G, al), [batchOf(a), b.shape.at(-2)!, b.shape.at(-1)!]), 0);
       gb = reshape(gb, b.shape);
     } else {
-      if (!transA) gb = transB ? matmul(G, a, { transA: true }) : matmul(a, G, { transA: true });
-      else gb = matmul(a, G);
+      if (!transA) {
+        gb = transB ? matmul(G, a, { transA: true, ...al }) : matmul(a, G, { transA: true, ...al });
+      } else gb = matmul(a, G, al);
     }
-    return [ga, gb, bias && sumTo(G, bias.shape)];
+    const out: MaybeTensor[] = [ga, gb];
+    if (p.hasBias) out.push(bias && nbias ? sumTo(G, bias.shape) : undefined);
+    if (p.hasAddend) out.push(nd ? G : undefined); // ∂C/∂D = I
+    return out;
   },
 };
-/** op(A)·op(B) (+ bias); batched over A's leading dims (B shared or batched alike). */
-export function matmul(a: Tensor, b: Tensor, f: MatmulFlags & { bias?: Tensor } = {}): Tensor {
-  const { bias, ...flags } = f;
-  return apply1(matmulRule, bias ? [a, b, bias] : [a, b], flags);
+/**
+ * α·op(A)·op(B) (+ bias) (+ addend); batched over A's leading dims (B shared or batched
+ * alike). `addend` (the result's shape) is added in the epilogue: `y + x·A·B` costs no
+ * separate add pass.
+ */
+export function matmul(
+  a: Tensor,
+  b: Tensor,
+  f: MatmulFlags & { bias?: Tensor; addend?: Tensor } = {},
+): Tensor {
+  const { bias, addend, ...flags } = f;
+  const xs = [a, b, ...(bias ? [bias] : []), ...(addend ? [addend] : [])];
+  return apply1(matmulRule, xs, { ...flags, hasBias: !!bias, hasAddend: !!addend });
 }

@@ -198,21 +198,24 @@ const loraRule: Rule<LoraP> = {
     if (db) t = t ? ew.add(t, db) : expandTo(db, y.shape);
     return [t];
   },
-  vjp: ([x, W, A, B], _, [g], p) => {
+  vjp: ([x, W, A, B], _, [g], p, [nx, nW, nA, nB, nb]) => {
     const G = g!;
     const xd = p.dropout ? dropout(x, p.dropout.p, p.dropout.seed) : x;
-    const gB_ = scale(matmul(G, B, { transB: true }), p.scale); // (rows, r): s·G·Bᵀ
-    const gxLow = matmul(gB_, A, { transB: true }); // (rows, in)
-    const gx = add(
-      matmul(G, W, { transB: true }),
-      p.dropout ? dropout(gxLow, p.dropout.p, p.dropout.seed) : gxLow,
-    );
+    const gB_ = nx || nA ? scale(matmul(G, B, { transB: true }), p.scale) : undefined; // s·G·Bᵀ
+    let gx: Tensor | undefined;
+    if (nx) {
+      const gxLow = matmul(gB_!, A, { transB: true }); // (rows, in)
+      gx = add(
+        matmul(G, W, { transB: true }),
+        p.dropout ? dropout(gxLow, p.dropout.p, p.dropout.seed) : gxLow,
+      );
+    }
     return [
       gx,
-      matmul(x, G, { transA: true }),
-      matmul(xd, gB_, { transA: true }),
-      scale(matmul(matmul(xd, A), G, { transA: true }), p.scale),
-      ...(p.hasBias ? [sum(G, 0)] : []),
+      nW ? matmul(x, G, { transA: true }) : undefined,
+      nA ? matmul(xd, gB_!, { transA: true }) : undefined,
+      nB ? scale(matmul(matmul(xd, A), G, { transA: true }), p.scale) : undefined,
+      ...(p.hasBias ? [nb ? sum(G, 0) : undefined] : []),
     ];
   },
 };

@@ -34,12 +34,15 @@ export interface Rule<P = void> {
   /**
    * Input cotangents from output cotangents (undefined = zero), written with differentiable
    * ops. Only saved inputs/outputs may be read (others are shape-only: their data is gone).
+   * `needs[k]` is false when input k does not depend on the tape's leaves: its cotangent
+   * would be dropped, so a rule may skip computing it (e.g. ∂W of a frozen weight).
    */
   vjp(
     xs: readonly Tensor[],
     ys: readonly Tensor[],
     gs: readonly MaybeTensor[],
     p: P,
+    needs: readonly boolean[],
   ): MaybeTensor[];
   /** Which inputs the VJP reads (default: all). */
   readonly saveInputs?: boolean | readonly number[];
@@ -182,7 +185,10 @@ function backward(
     const gs = node.ys.map((y) => grads.get(y));
     for (const y of node.ys) grads.delete(y);
     if (gs.some((g) => g)) {
-      const dxs = rt.scope(() => node.rule.vjp(node.xs, node.ys, gs, node.p).map((d) => d ?? null));
+      const needs = node.xs.map((x) => state.live.has(x));
+      const dxs = rt.scope(() =>
+        node.rule.vjp(node.xs, node.ys, gs, node.p, needs).map((d) => d ?? null)
+      );
       const seen = new Set<Tensor>(gs.filter((g): g is Tensor => !!g));
       dxs.forEach((d, k) => {
         if (!d) return;

@@ -302,7 +302,11 @@ export class GpuModel {
       this.#linear(x, weight, bias, false, o.weights);
     const lora = o.lora;
     let linearIndex = 0;
-    const loraDelta = (x: Tensor, l: number, m: string): Tensor | undefined => {
+    /**
+     * s·(dropout(x)·A)·B (+ addend, summed in the second product's epilogue); undefined when
+     * this linear has no adapter.
+     */
+    const loraTerm = (x: Tensor, l: number, m: string, addend?: Tensor): Tensor | undefined => {
       const k = linearIndex++;
       if (!lora) return undefined;
       const A = lora.tensors.get(`layers.${l}.${m}.lora_A`);
@@ -312,13 +316,12 @@ export class GpuModel {
       const xd = o.dropoutSeed !== undefined && p > 0
         ? dropoutOp(x, p, mixSeed(o.dropoutSeed, k))
         : x;
-      // The scale rides on the rank-r intermediate (r columns instead of out).
-      return matmul(scale(matmul(xd, A), lora.scale), Bm);
+      // The scale and the sum ride in the second product's epilogue (no passes of their own).
+      return matmul(matmul(xd, A), Bm, { alpha: lora.scale, addend });
     };
     const proj = (x: Tensor, l: number, m: string) => {
       const y = linear(x, `layers.${l}.${m}.weight`, `layers.${l}.${m}.bias`);
-      const d = loraDelta(x, l, m);
-      return d ? add(y, d) : y;
+      return loraTerm(x, l, m, y) ?? y;
     };
     const norm = (x: Tensor, name: string) =>
       c.norm === "rmsnorm"
@@ -384,7 +387,7 @@ export class GpuModel {
     for (let l = 0; l < c.layers; l++) {
       const h = norm(x, `layers.${l}.norm1`);
       let q = proj(h, l, "q"), k = proj(h, l, "k"), v = proj(h, l, "v"); // (BT, H·hd) (BT, Hkv·hd)
-      const fused = loraDelta(h, l, "qkv"); // GPT-2's c_attn adapter: q | k | v columns
+      const fused = loraTerm(h, l, "qkv"); // GPT-2's c_attn adapter: q | k | v columns
       if (fused) {
         q = add(q, slice(fused, 1, 0, qw));
         k = add(k, slice(fused, 1, qw, kvw));
