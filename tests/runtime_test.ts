@@ -76,7 +76,8 @@ Deno.test("runtime: uniform arena — many blocks per submit, across submits, ch
   }
   assert.equal(rt.stats.dispatches - before.dispatches, 1200);
   assert.equal(rt.stats.waits - before.waits, 3 * 3, "one wait per read, none per submit");
-  // 1,200 blocks × 256 B = 19 × 64 KiB if nothing were recycled; completion callbacks recycle.
+  // 1,200 blocks × 256 B = 19 × 64 KiB if nothing were recycled; each read recycles the
+  // chunks of the submits it waited for.
   await rt.sync();
   assert.ok(rt.uniformChunks <= 12, `${rt.uniformChunks} uniform chunks`);
   x.dispose();

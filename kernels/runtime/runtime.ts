@@ -441,15 +441,18 @@ export class Runtime {
     this.#encoder = undefined;
     this.#pending = 0;
     this.stats.submits++;
-    // A completion callback, not a wait: it only recycles the arena chunks this batch read.
-    this.#uniforms.submitted(() => this.device.queue.onSubmittedWorkDone());
+    // No completion callback here: Deno's onSubmittedWorkDone() blocks until the device is
+    // idle (uniforms.ts). Arena chunks are recycled after the waits reads make anyway.
+    this.#uniforms.submitted();
   }
 
   /** Wait until the GPU has finished all submitted work. */
   async sync(): Promise<void> {
     this.flush();
     this.stats.waits++;
+    const serial = this.#uniforms.serial;
     await this.device.queue.onSubmittedWorkDone();
+    this.#uniforms.completed(serial);
     this.#throwCompileErrors();
   }
 
@@ -462,7 +465,10 @@ export class Runtime {
     this.flush();
     this.stats.reads++;
     this.stats.waits++;
+    const serial = this.#uniforms.serial;
     await staging.mapAsync(1 /* READ */);
+    // The copy was submitted last, so every earlier submit has completed too.
+    this.#uniforms.completed(serial);
     this.#throwCompileErrors();
     if (this.lostReason) throw new Error(`GPU device lost (${this.lostReason})`);
     const copy = staging.getMappedRange().slice(0);
