@@ -10,6 +10,7 @@ unrolled) with log-parameterised rates. Subcommands:
   probe BASE.pt     test-time training alone over a range of constant inner rates
   meta BASE.pt      meta-train (θ₀ and log rates), report PERK / no-encode on test
   export BASE.pt DIR  a Hugging Face directory perk loads (the shipped fixtures/models/tiny-base)
+  import DIR BASE.pt  the reverse: the shipped base as this prototype's BASE.pt (f16 values)
   gradcheck JSON    compare one perk meta-gradient (bench/torch_perk_gradcheck.ts) with this one
 """
 import argparse, json, math, random, sys, time
@@ -356,6 +357,33 @@ def cmd_export(a):
     print(f"exported {a.out}; golden NLL of 4 validation windows {nll:.5f}")
 
 
+def cmd_import(a):
+    """The inverse of export: read DIR/model.safetensors (f16) into this prototype's weights,
+    so a fresh machine starts from exactly the base perk ships."""
+    import os, struct
+    import numpy as np
+    raw = open(os.path.join(a.dir, "model.safetensors"), "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    body = raw[8 + n:]
+    def t(name):
+        h = header[name]
+        lo, hi = h["data_offsets"]
+        assert h["dtype"] == "F16", f"{name}: {h['dtype']}"
+        return torch.from_numpy(np.frombuffer(body[lo:hi], dtype=np.float16).copy()).float().reshape(h["shape"])
+    c = CFG
+    W = {"emb": t("model.embed_tokens.weight"), "norm": t("model.norm.weight")}
+    for i in range(c["layers"]):
+        L = f"model.layers.{i}"
+        W[f"{i}.n1"] = t(f"{L}.input_layernorm.weight")
+        W[f"{i}.n2"] = t(f"{L}.post_attention_layernorm.weight")
+        for k in LIN:
+            mod = "self_attn" if k in ("q", "k", "v", "o") else "mlp"
+            W[f"{i}.{k}"] = t(f"{L}.{mod}.{k}_proj.weight").t().contiguous()
+    torch.save(W, a.out)
+    print(f"imported {a.dir} → {a.out} ({sum(v.numel() for v in W.values())} parameters)")
+
+
 def cmd_gradcheck(a):
     """perk's meta-gradient (bench/torch_perk_gradcheck.ts wrote it, with θ₀ and the problem) against
     this prototype's on the same base (f16-rounded as shipped), θ₀, rates and problem."""
@@ -409,11 +437,15 @@ def main():
     q.add_argument("--pool", type=int, default=0, help="one pass over this many problems (perk's loop); 0: draws from all")
     p = sub.add_parser("export")
     p.add_argument("base"); p.add_argument("out"); p.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
+    p = sub.add_parser("import")
+    p.add_argument("dir"); p.add_argument("out")
     p = sub.add_parser("gradcheck")
     p.add_argument("json"); p.add_argument("--base", default=".torch_perk/base.pt")
     a = ap.parse_args()
     if a.cmd == "gradcheck":
         cmd_gradcheck(a)
+    elif a.cmd == "import":
+        cmd_import(a)
     elif a.cmd == "export":
         cmd_export(a)
     elif a.cmd == "pretrain":
