@@ -16,8 +16,8 @@
  *
  * Env: PERK_LEARN_LENGTH (128), PERK_LEARN_TRAIN meta-training problems (one outer step each;
  * 60), PERK_LEARN_TEST test problems (100), PERK_LEARN_SET JSON config overrides (e.g.
- * '{"outer_lr":1e-4,"outer_lr_rates":1e-2}' with PERK_LEARN_LENGTH=256 PERK_LEARN_TRAIN=300:
- * the long run of the README). PERK_LEARN_ZERO_RATES=1 forces the inner rates to ~0 (raw rates
+ * '{"outer_lr":1e-4,"outer_lr_rates":1e-2,"max_new_tokens":96}' with PERK_LEARN_LENGTH=256
+ * PERK_LEARN_TRAIN=300: the long run of the README). PERK_LEARN_ZERO_RATES=1 forces the inner rates to ~0 (raw rates
  * of 1e-30 that the outer loop cannot move): then PERK cannot read the context and the test
  * must fail — the control that shows the margin comes from encoding.
  */
