@@ -34,7 +34,6 @@ interface Chunk {
   uploaded: number;
   /** Serial of the last submit that bound it (0: none). */
   lastSubmit: number;
-  closed: boolean;
   generation: number;
 }
 
@@ -97,12 +96,11 @@ export class UniformArena {
     }
   }
 
-  /** After a submit: the chunks this batch bound are read by it. Returns its serial. */
-  submitted(): number {
+  /** After a submit: the chunks this batch bound are read by it (its serial). */
+  submitted(): void {
     const serial = ++this.#serial;
     for (const c of this.#batch) c.lastSubmit = serial;
     this.#batch.clear();
-    return serial;
   }
 
   /** Every submit up to `serial` has completed (the runtime just waited): recycle. */
@@ -110,7 +108,6 @@ export class UniformArena {
     const still: Chunk[] = [];
     for (const c of this.#closed) {
       if (c.lastSubmit <= serial && !this.#batch.has(c)) {
-        c.closed = false;
         c.used = c.uploaded = 0;
         c.lastSubmit = 0;
         c.generation++;
@@ -138,7 +135,6 @@ export class UniformArena {
    * its serial covers them.
    */
   #close(c: Chunk): void {
-    c.closed = true;
     this.#batch.add(c);
     this.#closed.push(c);
   }
@@ -152,7 +148,6 @@ export class UniformArena {
       used: 0,
       uploaded: 0,
       lastSubmit: 0,
-      closed: false,
       generation: 0,
     };
     this.#all.push(c);
