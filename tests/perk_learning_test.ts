@@ -19,7 +19,8 @@
  * '{"outer_lr":1e-4,"outer_lr_rates":1e-2,"max_new_tokens":96}' with PERK_LEARN_LENGTH=256
  * PERK_LEARN_TRAIN=300: the long run of the README). PERK_LEARN_ZERO_RATES=1 forces the inner rates to ~0 (raw rates
  * of 1e-30 that the outer loop cannot move): then PERK cannot read the context and the test
- * must fail — the control that shows the margin comes from encoding.
+ * must fail — the control that shows the margin comes from encoding. PERK_LEARN_KEEP=1 keeps
+ * the run folder and prints its path (a failing run's folder is always kept).
  */
 import assert from "node:assert/strict";
 import { DEFAULTS } from "../experiments/defaults.ts";
@@ -110,6 +111,8 @@ Deno.test({
       `perk ${perk.k / perk.n} is not 15 points over perk-no-encode ${ctl.k / ctl.n}`,
     );
     assert.ok(lo > constant, `perk's 95% lower bound ${lo} ≤ the best constant answer ${constant}`);
-    await Deno.remove(dir, { recursive: true });
+    // PERK_LEARN_KEEP=1 keeps the run folder (predictions.jsonl, results.md, metrics.jsonl).
+    if (Deno.env.get("PERK_LEARN_KEEP") === "1") console.log(`  run folder: ${result.runDir}`);
+    else await Deno.remove(dir, { recursive: true });
   },
 });
