@@ -13,7 +13,7 @@ unrolled) with log-parameterised rates. Subcommands:
   import DIR BASE.pt  the reverse: the shipped base as this prototype's BASE.pt (f16 values)
   gradcheck JSON    compare one perk meta-gradient (bench/torch_perk_gradcheck.ts) with this one
 """
-import argparse, json, math, random, sys, time
+import argparse, json, math, random, re, sys, time
 import torch
 import torch.nn.functional as F
 
@@ -82,8 +82,14 @@ def forward(W, c, ids, lora=None, scale=1.0):
     return rms(x, W["norm"]) @ W["emb"].t()
 
 
+TOKENS = None  # each id's text when the data file has it (support targets are scored on text)
+
+
 def load_data(path):
-    return json.load(open(path))
+    global TOKENS
+    d = json.load(open(path))
+    TOKENS = d.get("tokens")
+    return d
 
 
 # ---------------------------------------------------------------- pretraining
@@ -190,8 +196,12 @@ def outer_nll(W, c, p, lora, scale, target):
     return F.cross_entropy(logits[0, P - 1:], ids[0, P:])
 
 
+MAX_NEW = 6  # --max-new: support targets need ~50 tokens
+
+
 @torch.no_grad()
-def greedy(W, c, p, lora, scale, max_new=6, eos=1):
+def greedy(W, c, p, lora, scale, max_new=None, eos=1):
+    max_new = max_new or MAX_NEW
     ids = list(p["prompt"])
     out = []
     for _ in range(max_new):
@@ -204,7 +214,13 @@ def greedy(W, c, p, lora, scale, max_new=6, eos=1):
 
 
 def correct(p, out):
-    return int(out == p["target_answer"][:-1])
+    if out == p["target_answer"][:-1]:
+        return 1
+    if TOKENS is None:
+        return 0
+    text = "".join(TOKENS[i] for i in out)
+    m = re.search(r"<output>(.*?)(</output>|$)", text, re.S)
+    return int((m.group(1) if m else text).strip() == p["answer"])
 
 
 def evaluate(W, c, data, split, theta0, lrs, N, scale, n, encode=True):
@@ -262,6 +278,8 @@ def cmd_probe(a):
 
 
 def cmd_meta(a):
+    global MAX_NEW
+    MAX_NEW = a.max_new
     c = CFG
     W = load_base(a.base)
     data = load_data(a.data)
@@ -433,6 +451,7 @@ def main():
     q.add_argument("--eval-every", type=int, default=50); q.add_argument("--n-val", type=int, default=50)
     q.add_argument("--n-test", type=int, default=200); q.add_argument("--seed", type=int, default=0)
     q.add_argument("--save", default="")
+    q.add_argument("--max-new", type=int, default=6)
     q.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     q.add_argument("--pool", type=int, default=0, help="one pass over this many problems (perk's loop); 0: draws from all")
     p = sub.add_parser("export")

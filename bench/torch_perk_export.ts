@@ -19,6 +19,8 @@ const [outDir = ".torch_perk", len = "256", task = "qa1", nTrain = "2000", steps
 const tok = new CompactTokenizer(tinyVocab());
 Deno.mkdirSync(outDir, { recursive: true });
 const out: Record<string, unknown> = { vocab: tinyVocab().size, eos: EOS_ID };
+// Each id's text, so the prototype can score generated "<output>…</output>" answers.
+out.tokens = Array.from({ length: tinyVocab().size }, (_, i) => tok.decode([i]));
 const sizes = { train: Number(nTrain), validation: 100, test: 200 };
 for (const split of ["train", "validation", "test"] as const) {
   const ps = generateProblems({
