@@ -87,6 +87,45 @@ Deno.test("splits: problem i is stable under n, and splits/seeds never coincide"
   assert.equal(keys.size, 12);
 });
 
+Deno.test("long stories are redrawn: QA3 at 1K builds (its stories run past 1K tokens of facts)", async () => {
+  for (const split of ["train", "test"] as const) {
+    const ps = generateProblems(
+      { dataset: "babilong", task: "qa3", length: "1k", split, n: 60, seed: 0 },
+      tok,
+    );
+    for (const p of ps) {
+      assert.ok(p.contextTokens <= 1024, `${p.id}: ${p.contextTokens} tokens`);
+      assert.equal(p.support.length, 3);
+    }
+  }
+  // Problems whose first draw fits are the ones earlier problem sets had: this set's
+  // fingerprint, taken before redrawing existed.
+  const kept = generateProblems(
+    { dataset: "babilong", task: "qa2", length: "1k", split: "test", n: 6, seed: 3 },
+    tok,
+  );
+  assert.equal(
+    kept.map((p) => p.answer).join(","),
+    "kitchen,bedroom,bedroom,office,garden,kitchen",
+  );
+  const h = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(kept))),
+  );
+  assert.equal(
+    [...h.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join(""),
+    "cf9b6db40021cc88",
+  );
+  // A window nothing fits is still a clear error.
+  assert.throws(
+    () =>
+      generateProblems(
+        { dataset: "babilong", task: "qa3", length: "40", split: "train", n: 1, seed: 0 },
+        tok,
+      ),
+    /length 40: none of 64 qa3 stories drawn for problem 0 fits .*use a longer length/,
+  );
+});
+
 Deno.test("JSONL round trip and clear errors", () => {
   const ps = generateProblems({
     dataset: "student-records",

@@ -150,11 +150,21 @@ function meta(s: Required<ProblemSpec>, index: number, targetTokens: number) {
 }
 
 const releasedCache = new Map<string, BabiSample[]>();
+/** Draws of a bAbI sample per problem before a length counts as too short for the task. */
+const MAX_REDRAWS = 64;
 
-/** The bAbI sample behind problem `index`: simulated, or drawn from released files. */
-function babiSample(s: Required<ProblemSpec>, index: number): BabiSample {
+/**
+ * The bAbI sample behind problem `index`: simulated, or drawn from released files. `attempt`
+ * > 0 draws another one (a sample whose facts do not fit the length is redrawn); attempt 0 is
+ * the draw every earlier problem set used.
+ */
+function babiSample(s: Required<ProblemSpec>, index: number, attempt = 0): BabiSample {
   const task = s.task as BabiTask;
-  const rng = seededRng(deriveSeed(s.seed, "babi", task, s.split, index));
+  const rng = seededRng(
+    attempt === 0
+      ? deriveSeed(s.seed, "babi", task, s.split, index)
+      : deriveSeed(s.seed, "babi", task, s.split, index, "redraw", attempt),
+  );
   if (s.babiSource === "simulator") {
     for (;;) {
       const story = generateBabiStory(task, rng);
@@ -176,13 +186,23 @@ function babiSample(s: Required<ProblemSpec>, index: number): BabiSample {
 
 function babilongProblem(s: Required<ProblemSpec>, index: number, tok: TextTokenizer): Problem {
   const targetTokens = windowTokens(s.length);
-  const sample = babiSample(s, index);
-  const facts = s.format === "perk" ? eventPrefixedFacts(sample.facts) : sample.facts;
-  const factTokens = facts.reduce((n, f) => n + spacedTokens(tok, f), 0);
-  if (factTokens >= targetTokens) {
+  // Long stories (QA3's run past 1K tokens of facts) are redrawn, as BabiLong keeps only
+  // samples that fit the window; a length that almost nothing fits is an error.
+  let sample: BabiSample | undefined, facts: string[] = [], factTokens = 0, longest = 0;
+  for (let attempt = 0; attempt < MAX_REDRAWS; attempt++) {
+    const x = babiSample(s, index, attempt);
+    facts = s.format === "perk" ? eventPrefixedFacts(x.facts) : x.facts;
+    factTokens = facts.reduce((n, f) => n + spacedTokens(tok, f), 0);
+    if (factTokens < targetTokens) {
+      sample = x;
+      break;
+    }
+    longest = Math.max(longest, factTokens);
+  }
+  if (!sample) {
     throw new DataInputError(
-      `length ${s.length}: the story's ${facts.length} facts alone take ${factTokens} tokens; ` +
-        `use a longer length`,
+      `length ${s.length}: none of ${MAX_REDRAWS} ${s.task} stories drawn for problem ${index} ` +
+        `fits (facts alone take up to ${longest} tokens); use a longer length`,
     );
   }
   const haystack = buildHaystackWith(tok, {
