@@ -126,10 +126,15 @@ export const DEFAULTS: Readonly<Record<Profile, Config>> = {
   cpu: {
     ...shared,
     model: "tiny",
-    train_lengths: ["1k"],
+    // The regime PERK learns in on this CPU (pipeline/perk/README.md): short training contexts
+    // (one 256-token segment; PERK reads a longer test context segment by segment), 300 outer
+    // steps of one problem each, a 4-problem validation (loss and accuracy curve), tests at
+    // the experiment's length. Every experiment's cpu profile fits 90 min on the reference
+    // host: `--dry-run` prints the estimate (pipeline/experiment/cost.ts).
+    train_lengths: ["256"],
     test_lengths: ["1k"],
-    n_train: 512,
-    n_validation: 32,
+    n_train: 300,
+    n_validation: 4,
     n_test: 200,
     rank: 16,
     // Measured by the inner-rate probe (pipeline/perk/README.md): 5e-5 (Qwen's) moves a LoRA
@@ -148,7 +153,7 @@ export const DEFAULTS: Readonly<Record<Profile, Config>> = {
     // four (a third of the T = 2 meta-step's cost) and no LoRA dropout.
     truncate: 3,
     lora_dropout: 0,
-    epochs: 2,
+    epochs: 1,
     max_new_tokens: 96,
     ft_lr: 1e-3,
   },

@@ -9,10 +9,15 @@ export default defineExperiment({
     all: { tasks: ["qa1"], methods: ["perk", "ft-icr"] },
     // FT-ICR reads the whole context: prompts beyond the base's positions (4096 for the tiny
     // base, 32768 for Qwen2.5) need scaled RoPE; YaRN leaves shorter prompts as they were.
+    // Two training lengths × three test lengths, 50 tests a cell; the 1K training is 150
+    // steps at the larger outer rates (~75 min on the reference host).
     cpu: {
-      train_lengths: ["1k", "2k"],
-      test_lengths: ["1k", "2k", "4k", "8k"],
+      train_lengths: ["256", "1k"],
+      test_lengths: ["1k", "2k", "4k"],
+      n_train: 150,
       n_test: 50,
+      outer_lr: 3e-4,
+      outer_lr_rates: 3e-2,
       rope_scaling: "yarn:4",
     },
     paper: {
@@ -21,5 +26,6 @@ export default defineExperiment({
       rope_scaling: "yarn:2",
     },
   },
-  note: "The cpu profile uses 50 test problems per cell: read the intervals.",
+  note: "The cpu profile trains at 256 and 1K tokens, tests up to 4K with 50 problems per " +
+    "cell: read the intervals.",
 });

@@ -10,6 +10,7 @@ import { extractOutput, METRICS } from "../data/scorers.ts";
 import { buildProblems, ProblemSpecSchema, score } from "../data/stages.ts";
 import type { Prediction } from "./methods.ts";
 import { defineStage, type OutputCodec } from "./stage.ts";
+import { problemsOf, UNIT } from "./cost.ts";
 
 const repoRoot = new URL("../../", import.meta.url);
 
@@ -49,6 +50,10 @@ export const problemsStage = defineStage({
   params: ProblemSpecSchema,
   kernels: sourcesIn("pipeline/data", "pipeline/tokenizer"),
   codec: problemsCodec,
+  estimate: (spec) => {
+    const p = problemsOf(spec);
+    return p && p.n * p.tokens * UNIT.problemsMsPerToken / 1000;
+  },
   run: (spec, _inputs: Record<string, never>, ctx) =>
     buildProblems(spec).pipe(
       Effect.tap((ps) => Effect.sync(() => ctx.progress(ps.length, spec.n))),
@@ -88,6 +93,7 @@ export const scoreStage = defineStage({
   version: 2,
   params: Schema.Struct({ metric: Schema.Literals(METRICS) }),
   kernels: ["pipeline/data/scorers.ts"],
+  estimate: () => 0,
   run: (params, inputs: { problems: Problem[]; predictions: Prediction[] }) =>
     Effect.gen(function* () {
       const byId = new Map<string, Prediction>();

@@ -42,6 +42,7 @@ import {
 } from "./report.ts";
 import { RunDir } from "./run_dir.ts";
 import { checkForce, explainPlan, runPlan, short } from "./runner.ts";
+import { costLine, formatDuration, nodeCost } from "./cost.ts";
 
 /** The GPU adapter as the session reports it. */
 export interface AdapterInfo {
@@ -90,12 +91,17 @@ const compact = (v: unknown): string => {
 const planLines = Effect.fnUntraced(function* (p: Plan, o: SessionOptions) {
   const rows = yield* explainPlan(p, { cache: o.cache, force: o.force });
   const lines = [`plan: ${p.order.length} stage runs`];
+  const compute = new Set<string>();
   for (const { planned, why } of rows) {
+    const miss = why.startsWith("miss");
+    if (miss) compute.add(planned.key);
+    const s = miss ? nodeCost(p, planned) : undefined;
     lines.push(
       `  ${planned.node.stage.name} ${short(planned.key)} ${compact(planned.encodedParams)}`,
-      `      ${why}`,
+      `      ${why}${s === undefined ? "" : ` · ~${formatDuration(s)}`}`,
     );
   }
+  lines.push(costLine(p, compute));
   return lines;
 });
 
@@ -193,6 +199,13 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
     () => RunDir.create(o.runsRoot, o.experiment.name, runKey),
   );
   out(`run folder: ${dir.path}`);
+  const planned = yield* explainPlan(p, { cache: o.cache, force: o.force });
+  const estimate = costLine(
+    p,
+    new Set(planned.filter((r) => r.why.startsWith("miss")).map((r) => r.planned.key)),
+  );
+  out(estimate);
+  dir.log(estimate);
   yield* io(
     "writing config.yaml",
     () => dir.write("config.yaml", configYaml(o.experiment.name, resolved)),

@@ -53,6 +53,15 @@ export interface Stage<P, I extends AnyInputs, O, E = never, R = never> {
   /** Repository-relative paths of the kernel sources this stage runs (hashed into the key). */
   readonly kernels?: readonly string[];
   readonly codec?: OutputCodec<O>;
+  /**
+   * Seconds this stage takes on the reference host (cost.ts), from its parameters and its
+   * upstream nodes' parameters (input name → decoded params); undefined where no cost model
+   * applies (another model). `--dry-run` sums these over the stages it would compute.
+   */
+  readonly estimate?: (
+    params: P,
+    upstream: Readonly<Record<string, unknown>>,
+  ) => number | undefined;
   run(params: P, inputs: I, ctx: StageContext): Effect.Effect<O, E, R>;
 }
 

@@ -8,6 +8,7 @@ import { Effect, Schema } from "effect";
 import { Gpu } from "../../kernels/runtime/gpu.ts";
 import { defineStage, type OutputCodec } from "../experiment/stage.ts";
 import { StageError } from "../experiment/errors.ts";
+import { UNIT } from "../experiment/cost.ts";
 import { stageSources } from "../experiment/sources.ts";
 import { type Node, node } from "../experiment/graph.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
@@ -59,6 +60,10 @@ export const pretrainStage = defineStage({
   params: PretrainParams,
   kernels: stageSources(import.meta.url),
   codec: modelCodec,
+  // 4 windows of 256 tokens a step (PRETRAIN_DEFAULTS); the tiny profile costs 2.9× the cpu one.
+  estimate: (p) =>
+    p.profile === "micro" ? undefined : p.steps * PRETRAIN_DEFAULTS.rows *
+      PRETRAIN_DEFAULTS.seqLen / UNIT.pretrainTokensPerS * (p.profile === "tiny" ? 2.9 : 1),
   run: (p, _inputs: Record<string, never>, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
@@ -102,6 +107,7 @@ const pathStage = defineStage({
   version: 1,
   params: Schema.Struct({ path: Schema.String }),
   codec: modelCodec,
+  estimate: () => 0,
   run: (p) => Effect.succeed({ path: p.path } as BaseModel),
 });
 
@@ -128,6 +134,7 @@ const fixtureStage = defineStage({
   version: 1,
   params: Schema.Struct({ sha256: Schema.String }),
   codec: modelCodec,
+  estimate: () => 0,
   run: (p) =>
     Effect.tryPromise({
       try: async (): Promise<BaseModel> => {

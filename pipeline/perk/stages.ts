@@ -11,6 +11,7 @@ import type { Problem } from "../data/problems.ts";
 import type { Prediction } from "../experiment/methods.ts";
 import { defineStage, type OutputCodec } from "../experiment/stage.ts";
 import { StageError } from "../experiment/errors.ts";
+import { encodeS, problemsOf, UNIT } from "../experiment/cost.ts";
 import { stageSources } from "../experiment/sources.ts";
 import { encodeSafetensors, SafetensorsReader } from "../model/safetensors.ts";
 import { GpuModel } from "../model/gpu_model.ts";
@@ -147,6 +148,18 @@ export const metaTrainStage = defineStage({
   params: PerkParams,
   kernels: KERNELS,
   codec: metaCodec,
+  // An upper bound: early stopping can end sooner. Validation twice an epoch and at the end,
+  // each validation problem encoded twice (loss, then the accuracy answer).
+  estimate: (p, up) => {
+    const train = problemsOf(up.train), val = problemsOf(up.validation);
+    if (p.model !== "tiny" || !train || !val) return undefined;
+    const retained = Math.max(0, p.steps - p.truncate);
+    const stepS = encodeS(train.tokens, p.steps) +
+      train.tokens * retained * UNIT.retainedStepMsPerToken / 1000;
+    const checks = p.epochs * Math.min(2, train.n) + 1;
+    const checkS = Math.min(p.val_limit, val.n) * (2 * encodeS(val.tokens, p.steps) + UNIT.answerS);
+    return p.epochs * train.n * stepS + checks * checkS;
+  },
   run: (p, inputs: { base: BaseModel; train: Problem[]; validation: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
@@ -229,6 +242,12 @@ export const answerStage = defineStage({
   version: 1,
   params: AnswerParams,
   kernels: KERNELS,
+  estimate: (p, up) => {
+    const test = problemsOf(up.test);
+    return p.model === "tiny" && test
+      ? test.n * (encodeS(test.tokens, p.steps) + UNIT.answerS)
+      : undefined;
+  },
   run: (p, inputs: { base: BaseModel; meta: MetaTrained; test: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
@@ -300,6 +319,7 @@ export const initStage = defineStage({
   version: 1,
   params: InitParams,
   codec: metaCodec,
+  estimate: () => 0,
   run: (p, inputs: { base: BaseModel }) =>
     Effect.try({
       try: (): MetaTrained => {

@@ -10,6 +10,7 @@ import { Gpu } from "../../../kernels/runtime/gpu.ts";
 import type { Runtime } from "../../../kernels/runtime/runtime.ts";
 import type { Problem } from "../../data/problems.ts";
 import { StageError } from "../../experiment/errors.ts";
+import { problemsOf, UNIT } from "../../experiment/cost.ts";
 import { stageSources } from "../../experiment/sources.ts";
 import type { Prediction } from "../../experiment/methods.ts";
 import { defineStage, type OutputCodec } from "../../experiment/stage.ts";
@@ -111,6 +112,12 @@ export const ftIcrTrainStage = defineStage({
   params: FtIcrTrainParams,
   kernels: FT_ICR_SOURCES,
   codec: trainedCodec,
+  estimate: (p, up) => {
+    const train = problemsOf(up.train);
+    return p.model === "tiny" && !p.full && train
+      ? p.epochs * train.n * train.tokens * UNIT.ftMsPerToken / 1000
+      : undefined;
+  },
   run: (p, inputs: { base: BaseModel; train: Problem[]; validation: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
@@ -219,6 +226,12 @@ export const ftIcrEvalStage = defineStage({
   name: "ft-icr-eval",
   version: 1,
   params: FtIcrEvalParams,
+  estimate: (p, up) => {
+    const test = problemsOf(up.test);
+    return p.model === "tiny" && test
+      ? test.n * (test.tokens * UNIT.inContextMsPerToken / 1000 + UNIT.answerS)
+      : undefined;
+  },
   kernels: FT_ICR_SOURCES,
   run: (p, inputs: { base: BaseModel; trained: FtIcrTrained; test: Problem[] }, ctx) =>
     Effect.gen(function* () {

@@ -7,6 +7,7 @@ import { Effect, Schema } from "effect";
 import { Gpu } from "../../../kernels/runtime/gpu.ts";
 import type { Problem } from "../../data/problems.ts";
 import { StageError } from "../../experiment/errors.ts";
+import { problemsOf, UNIT } from "../../experiment/cost.ts";
 import { stageSources } from "../../experiment/sources.ts";
 import type { Prediction } from "../../experiment/methods.ts";
 import { defineStage } from "../../experiment/stage.ts";
@@ -26,6 +27,12 @@ export const promptEvalStage = defineStage({
   name: "prompt-eval",
   version: 1,
   params: PromptEvalParams,
+  estimate: (p, up) => {
+    const test = problemsOf(up.test);
+    return p.model === "tiny" && test
+      ? test.n * (test.tokens * UNIT.inContextMsPerToken / 1000 + UNIT.answerS)
+      : undefined;
+  },
   kernels: stageSources(import.meta.url),
   run: (p, inputs: { base: BaseModel; test: Problem[] }, ctx) =>
     Effect.gen(function* () {
