@@ -1,6 +1,6 @@
 /**
- * Run folders: runs/<experiment>/<time>-<key>/ holding config.yaml, env.json, log.txt,
- * metrics.jsonl, results.csv, results.md, predictions.jsonl and the figures. <time> is UTC
+ * Run folders: runs/<experiment>/<time>-<key>/ holding config.yaml, stages.json, env.json,
+ * log.txt, metrics.jsonl, results.csv, results.md, predictions.jsonl and the figures. <time> is UTC
  * and sorts lexically, so the latest run is the last name; <key> is the hash of the
  * resolved config.
  */
@@ -14,6 +14,34 @@ export function defaultRunsRoot(): string {
 /** "2025-06-01T12-30-05Z": ISO time with ':' replaced (valid in folder names everywhere). */
 export function runStamp(d = new Date()): string {
   return d.toISOString().replace(/\.\d+Z$/, "Z").replaceAll(":", "-");
+}
+
+/** One node of a run's plan, as stages.json records it (its output is in the cache by key). */
+export interface StageRecord {
+  readonly stage: string;
+  readonly key: string;
+  readonly params: unknown;
+  /** Input name → upstream key. */
+  readonly upstream: Readonly<Record<string, string>>;
+}
+
+/** A run folder's stages.json; a clear error when it is missing or malformed. */
+export function readStages(runDir: string): StageRecord[] {
+  const path = `${runDir}/stages.json`;
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new Error(
+      e instanceof Deno.errors.NotFound
+        ? `${path} does not exist: give a run folder made by \`./perk experiment\` ` +
+          "(runs before 2026-12-07 have none: rerun the experiment; cached stages are reused)"
+        : `${path}: ${(e as Error).message}`,
+    );
+  }
+  const j = JSON.parse(text) as { nodes?: StageRecord[] };
+  if (!Array.isArray(j.nodes)) throw new Error(`${path}: no "nodes" list; the file is damaged`);
+  return j.nodes;
 }
 
 export class RunDir {

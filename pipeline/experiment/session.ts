@@ -40,7 +40,7 @@ import {
   resultsTable,
   type SweptRow,
 } from "./report.ts";
-import { RunDir } from "./run_dir.ts";
+import { RunDir, type StageRecord } from "./run_dir.ts";
 import { checkForce, explainPlan, runPlan, short } from "./runner.ts";
 import { costLine, formatDuration, nodeCost } from "./cost.ts";
 
@@ -104,6 +104,17 @@ const planLines = Effect.fnUntraced(function* (p: Plan, o: SessionOptions) {
   lines.push(costLine(p, compute));
   return lines;
 });
+
+/** The run's plan as stages.json (see `StageRecord`). */
+function stagesJson(p: Plan): string {
+  const nodes: StageRecord[] = p.order.map((n) => ({
+    stage: n.node.stage.name,
+    key: n.key,
+    params: n.encodedParams,
+    upstream: n.upstream,
+  }));
+  return JSON.stringify({ nodes }, null, 1) + "\n";
+}
 
 /** What an unavailable method would run, with the parameter values of this config. */
 function outlineLines(
@@ -210,6 +221,9 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
     "writing config.yaml",
     () => dir.write("config.yaml", configYaml(o.experiment.name, resolved)),
   );
+  // Every node's stage, key, parameters and upstream keys: what `ask` and `export` read to
+  // find this run's meta-parameters in the cache, whatever the code has become since.
+  yield* io("writing stages.json", () => dir.write("stages.json", stagesJson(p)));
   const env = yield* Effect.promise(() => collectEnv(o.adapter.record, o.argv ?? []));
   yield* io("writing env.json", () => dir.write("env.json", JSON.stringify(env, null, 2) + "\n"));
   if (env.git.dirty) progress.line("note: the git working tree has uncommitted changes (env.json)");

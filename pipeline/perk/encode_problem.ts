@@ -17,19 +17,29 @@ export const TARGET_KEYS: readonly TargetKey[] = ["support_answer", "answer"];
 
 const PREFIX = /^(Document \d+:)/;
 
+/** Context segments as token rows ("Document i:" prefix lengths masked, EOS last). */
+export function encodeSegments(
+  tok: TextTokenizer,
+  context: readonly string[],
+  eos = tok.eosId,
+): { segments: Int32Array[]; prefixLengths: number[] } {
+  const segments: Int32Array[] = [], prefixLengths: number[] = [];
+  for (const seg of context) {
+    const m = PREFIX.exec(seg);
+    const ids = tok.encode(seg);
+    segments.push(Int32Array.from([...ids, eos]));
+    prefixLengths.push(m ? tok.encode(m[1]).length : 0);
+  }
+  return { segments, prefixLengths };
+}
+
 export function encodeProblem(
   tok: TextTokenizer,
   p: Problem,
   eos = tok.eosId,
   target: TargetKey = "support_answer",
 ): IdProblem {
-  const segments: Int32Array[] = [], prefixLengths: number[] = [];
-  for (const seg of p.context) {
-    const m = PREFIX.exec(seg);
-    const ids = tok.encode(seg);
-    segments.push(Int32Array.from([...ids, eos]));
-    prefixLengths.push(m ? tok.encode(m[1]).length : 0);
-  }
+  const { segments, prefixLengths } = encodeSegments(tok, p.context, eos);
   const text = target === "answer" ? p.answerTarget : p.target;
   return {
     id: p.id,

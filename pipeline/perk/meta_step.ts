@@ -97,7 +97,13 @@ export async function encodeContext(
   lm: PerkLM,
   problem: EncodedProblem,
   mp: MetaParams,
-  o: { steps: number; groups?: number; dropoutSeed?: number },
+  o: {
+    steps: number;
+    groups?: number;
+    dropoutSeed?: number;
+    /** Called after each group's gradient: (done, steps × groups). */
+    onProgress?: (done: number, total: number) => void;
+  },
 ): Promise<Tensor[]> {
   const rt = lm.rt;
   const n = problem.segments.length;
@@ -132,6 +138,7 @@ export async function encodeContext(
       let total: Tensor[] | undefined;
       for (let g = 0; g < K; g++) {
         const part = await objectives[g].grad(theta, step);
+        o.onProgress?.(step * K + g + 1, o.steps * K);
         if (!total) total = part.map((p) => scaleInPlace(p, groups[g].norm));
         else {
           part.forEach((p, j) => accumulateInto(total![j], p, groups[g].norm));

@@ -67,7 +67,7 @@ function metaEntries(s: MetaState): [string, WTensor][] {
   ];
 }
 
-const metaCodec: OutputCodec<MetaTrained> = {
+export const metaCodec: OutputCodec<MetaTrained> = {
   encode: (m) => ({
     json: {
       // null: never validated (perk-init)
@@ -106,7 +106,7 @@ const KERNELS = stageSources(import.meta.url);
 const fail = (stage: string) => (e: unknown) =>
   new StageError({ stage, message: e instanceof Error ? e.message : String(e) });
 
-function loraFor(
+export function loraFor(
   base: Model,
   p: { rank: number; lora_alpha: number; dropout: number; seed: number },
 ) {
