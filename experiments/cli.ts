@@ -16,7 +16,8 @@ import { consoleProgress, Progress } from "../pipeline/experiment/progress.ts";
 import { defaultRunsRoot, latestRun } from "../pipeline/experiment/run_dir.ts";
 import { type AdapterInfo, runSession } from "../pipeline/experiment/session.ts";
 import { defaultCacheRoot } from "../pipeline/experiment/cache.ts";
-import { DEFAULTS, FIELDS } from "./defaults.ts";
+import { CONSTRAINTS, DEFAULTS, FIELDS } from "./defaults.ts";
+import { callerPath, looksLikePath } from "../pipeline/caller_path.ts";
 import { METHOD_SOURCES } from "./methods.ts";
 import { EXPERIMENTS } from "./registry.ts";
 
@@ -28,6 +29,7 @@ options:
   --profile cpu|paper     defaults (default: cpu on a fallback/CPU adapter, paper otherwise)
   --set key=value         override one parameter (repeatable)
   --config FILE.yaml      parameters from YAML (flat key: value, or a run's config.yaml)
+  --force-config          accept a run's config.yaml from another experiment
   --model PATH            base model directory (same as --set model=PATH)
   --sweep k=v1,v2 [k2=…]  run the grid of these values (shared stages computed once)
   --cache DIR             stage cache folder (default cache/, or $PERK_CACHE)
@@ -49,6 +51,7 @@ export interface CliArgs {
   readonly runs?: string;
   readonly explain: boolean;
   readonly dryRun: boolean;
+  readonly forceConfig: boolean;
   readonly csv: boolean;
   readonly list: boolean;
   readonly help: boolean;
@@ -69,6 +72,7 @@ export function parseCli(argv: readonly string[]): CliArgs {
     force: [] as string[],
     explain: false,
     dryRun: false,
+    forceConfig: false,
     csv: false,
     list: false,
     help: false,
@@ -121,6 +125,9 @@ export function parseCli(argv: readonly string[]): CliArgs {
       case "--dry-run":
         a.dryRun = true;
         break;
+      case "--force-config":
+        a.forceConfig = true;
+        break;
       case "--csv":
         a.csv = true;
         break;
@@ -163,7 +170,7 @@ function adapterInfo(rt: Runtime): AdapterInfo {
 
 /** `results`: print the latest results.md table, or with --csv the CSV's path. */
 async function results(args: CliArgs): Promise<number> {
-  const root = args.runs ?? defaultRunsRoot();
+  const root = args.runs ? callerPath(args.runs) : defaultRunsRoot();
   const run = await latestRun(root, args.experiment!);
   if (!run) {
     console.error(
@@ -222,9 +229,23 @@ export async function main(argv: readonly string[]): Promise<number> {
     adapter = { line: `adapter: none (${errorText(e).split("\n")[0]})`, record: null, isCpu: true };
   }
 
-  const file = args.config ? Effect.runSync(Effect.result(readConfigFile(args.config))) : undefined;
+  const file = args.config
+    ? Effect.runSync(Effect.result(readConfigFile(callerPath(args.config))))
+    : undefined;
   if (file && file._tag === "Failure") {
     console.error(`error: ${file.failure.message}`);
+    runtime?.destroy();
+    return 2;
+  }
+  // A run's config.yaml names its experiment: running it under another experiment's title
+  // and folder would mislabel every result.
+  const other = file?._tag === "Success" ? configExperiment(file.success.values) : undefined;
+  if (other !== undefined && other !== experiment.name && !args.forceConfig) {
+    console.error(
+      `error: --config ${args.config} is experiment "${other}"'s config, not "${experiment.name}"'s; ` +
+        `run \`./perk experiment ${other} --config ${args.config}\`, or add --force-config to ` +
+        `run its parameters as ${experiment.name}`,
+    );
     runtime?.destroy();
     return 2;
   }
@@ -232,15 +253,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     experiment,
     fields: FIELDS,
     defaults: DEFAULTS,
+    constraints: CONSTRAINTS,
     registry: new MethodRegistry(METHOD_SOURCES),
     request: {
       profile: args.profile as Profile | undefined,
       file: file?._tag === "Success" ? file.success : undefined,
-      sets: args.sets,
+      sets: args.sets.map(callerSet),
       sweeps: args.sweeps,
     },
-    cache: new StageCache(args.cache ?? defaultCacheRoot()),
-    runsRoot: args.runs ?? defaultRunsRoot(),
+    cache: new StageCache(args.cache ? callerPath(args.cache) : defaultCacheRoot()),
+    runsRoot: args.runs ? callerPath(args.runs) : defaultRunsRoot(),
     adapter,
     force: new Set(args.force),
     explain: args.explain,
@@ -283,3 +305,21 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
+
+/** The `experiment:` a run's config.yaml names, if the file is one. */
+function configExperiment(values: unknown): string | undefined {
+  if (!values || typeof values !== "object" || Array.isArray(values)) return undefined;
+  const e = (values as Record<string, unknown>).experiment;
+  return typeof e === "string" ? e : undefined;
+}
+
+/** Keys whose values may be paths the caller typed (resolved against their directory). */
+const PATH_KEYS = new Set(["model", "corpus", "babi_source"]);
+
+/** `--set model=./m` → `model=/caller/dir/m`; other settings as they are. */
+function callerSet(set: string): string {
+  const i = set.indexOf("=");
+  if (i < 0) return set;
+  const key = set.slice(0, i).trim(), value = set.slice(i + 1).trim();
+  return PATH_KEYS.has(key) && looksLikePath(value) ? `${key}=${callerPath(value)}` : set;
+}

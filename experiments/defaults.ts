@@ -8,7 +8,12 @@
  *        per length, 8K training contexts where the experiment trains long).
  */
 import { Schema } from "effect";
-import { type Config, field, type Profile } from "../pipeline/experiment/config.ts";
+import {
+  type Config,
+  type Constraint,
+  field,
+  type Profile,
+} from "../pipeline/experiment/config.ts";
 import { coreFields } from "../pipeline/experiment/fields.ts";
 import { METHOD_NAMES } from "./methods.ts";
 import { LR_PARAMS } from "../pipeline/perk/train.ts";
@@ -177,3 +182,12 @@ export const DEFAULTS: Readonly<Record<Profile, Config>> = {
     ft_lr: 1e-5,
   },
 };
+
+/** Rules between keys, checked on every sweep point (a silent clamp would hide the mistake). */
+export const CONSTRAINTS: readonly Constraint[] = [
+  (c) =>
+    typeof c.truncate === "number" && typeof c.steps === "number" && c.truncate > c.steps
+      ? `truncate = ${c.truncate} detaches more inner steps than steps = ${c.steps} takes; ` +
+        `set truncate ≤ ${c.steps} (truncate = steps is first-order meta-learning)`
+      : undefined,
+];

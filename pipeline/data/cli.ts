@@ -6,6 +6,7 @@
  * `deno task data score --in PREDICTIONS.jsonl [--metrics perk-em,token-f1,babilong,subem]`
  * prints the mean of each metric over lines `{prediction, target, question?, answers?}`.
  */
+import { callerPath, looksLikePath } from "../caller_path.ts";
 import { parseArgs } from "node:util";
 import { Effect } from "effect";
 import { DataError } from "./errors.ts";
@@ -124,11 +125,16 @@ const runGenerate = (argv: string[]): Effect.Effect<string, DataError> =>
       try: () => parseCli(argv),
       catch: (e) => e instanceof DataError ? e : new DataError({ message: String(e) }),
     });
+    // Paths typed by the caller are relative to their directory, not the repository's.
+    for (const k of ["corpus", "babiSource", "tokenizer"]) {
+      const v = raw[k];
+      if (typeof v === "string" && looksLikePath(v)) raw[k] = callerPath(v);
+    }
     const spec: ProblemSpec = yield* decodeProblemSpec(raw);
     const started = performance.now();
     const problems = yield* buildProblems(spec);
     yield* Effect.try({
-      try: () => writeJsonl(out, problems),
+      try: () => writeJsonl(callerPath(out), problems),
       catch: (e) => new DataError({ message: `--out ${out}: ${(e as Error).message}` }),
     });
     const secs = ((performance.now() - started) / 1000).toFixed(2);

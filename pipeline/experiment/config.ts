@@ -50,9 +50,16 @@ export interface ConfigRequest {
   readonly sweeps?: readonly string[];
 }
 
+/**
+ * A rule between parameters, checked on every sweep point of the resolved config: a message
+ * naming both keys and the fix, or undefined when the point is fine.
+ */
+export type Constraint = (config: Config) => string | undefined;
+
 /** The layers below the request: shared defaults and the experiment's own choices. */
 export interface ConfigBase {
   readonly defaults: Readonly<Record<Profile, Config>>;
+  readonly constraints?: readonly Constraint[];
   readonly overrides?: Readonly<Partial<Record<Profile | "all", Config>>>;
   readonly sweep?: Readonly<Partial<Record<Profile | "all", Sweep>>>;
 }
@@ -61,6 +68,17 @@ export interface Resolved {
   readonly profile: Profile;
   readonly config: Config;
   readonly sweep: Sweep;
+}
+
+/** The first value that occurs twice (compared as JSON), or undefined. */
+function repeated(values: readonly unknown[]): unknown {
+  const seen = new Set<string>();
+  for (const v of values) {
+    const k = JSON.stringify(v);
+    if (seen.has(k)) return v;
+    seen.add(k);
+  }
+  return undefined;
 }
 
 function describe(value: unknown): string {
@@ -256,6 +274,32 @@ export const resolveConfig = Effect.fnUntraced(function* (
         message: `parameter "${key}" has no value in profile "${profile}"; ` +
           `set it with --set ${key}=… (allowed: ${fields[key].allowed})`,
       });
+    }
+  }
+  // Repeated values would run the same point twice, or one method or task twice.
+  for (const [key, values] of Object.entries(sweep)) {
+    const dup = repeated(values);
+    if (dup !== undefined) {
+      return yield* new ConfigError({
+        message: `sweep ${key}: the value ${describe(dup)} is given twice; give distinct values`,
+      });
+    }
+  }
+  for (const [key, value] of Object.entries(config)) {
+    const dup = Array.isArray(value) ? repeated(value) : undefined;
+    if (dup !== undefined) {
+      return yield* new ConfigError({
+        message: `parameter "${key}" lists ${describe(dup)} twice; list each value once`,
+      });
+    }
+  }
+  for (const point of sweepGrid(sweep)) {
+    for (const rule of base.constraints ?? []) {
+      const message = rule({ ...config, ...point });
+      if (message) {
+        const at = Object.keys(point).length ? ` (sweep point ${JSON.stringify(point)})` : "";
+        return yield* new ConfigError({ message: message + at });
+      }
     }
   }
   // A one-value sweep is just a setting; keep it out of the grid (and the CSV columns).

@@ -11,6 +11,7 @@ import {
   type Config,
   type ConfigRequest,
   configYaml,
+  type Constraint,
   type Fields,
   type Profile,
   resolveConfig,
@@ -42,7 +43,7 @@ import {
 } from "./report.ts";
 import { RunDir, type StageRecord } from "./run_dir.ts";
 import { checkForce, explainPlan, runPlan, short } from "./runner.ts";
-import { costLine, formatDuration, nodeCost } from "./cost.ts";
+import { costLine, formatDuration, nodeCost, planCost } from "./cost.ts";
 
 /** The GPU adapter as the session reports it. */
 export interface AdapterInfo {
@@ -57,6 +58,8 @@ export interface SessionOptions {
   readonly experiment: ExperimentDef;
   readonly fields: Fields;
   readonly defaults: Readonly<Record<Profile, Config>>;
+  /** Rules between parameters (checked on every sweep point). */
+  readonly constraints?: readonly Constraint[];
   readonly registry: MethodRegistry;
   readonly request: Omit<ConfigRequest, "profile"> & { readonly profile?: Profile };
   readonly cache: StageCache;
@@ -143,6 +146,7 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
   const profile: Profile = o.request.profile ?? (o.adapter.isCpu ? "cpu" : "paper");
   const resolved = yield* resolveConfig(o.fields, {
     defaults: o.defaults,
+    constraints: o.constraints,
     overrides: o.experiment.overrides,
     sweep: o.experiment.sweep,
   }, { ...o.request, profile });
@@ -211,12 +215,18 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
   );
   out(`run folder: ${dir.path}`);
   const planned = yield* explainPlan(p, { cache: o.cache, force: o.force });
-  const estimate = costLine(
-    p,
-    new Set(planned.filter((r) => r.why.startsWith("miss")).map((r) => r.planned.key)),
+  const computing = new Set(
+    planned.filter((r) => r.why.startsWith("miss")).map((r) => r.planned.key),
   );
+  const estimate = costLine(p, computing);
   out(estimate);
   dir.log(estimate);
+  if (planCost(p, computing).seconds > 3600) {
+    progress.line(
+      "warning: this run is estimated at over an hour on the reference host; Ctrl-C stops it " +
+        "(finished stages stay cached), --dry-run shows each stage's share",
+    );
+  }
   yield* io(
     "writing config.yaml",
     () => dir.write("config.yaml", configYaml(o.experiment.name, resolved)),

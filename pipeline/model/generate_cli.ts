@@ -4,6 +4,7 @@
  * is generated. Runs on the GPU (gpu_model.ts + gpu_generate.ts: KV cache, argmax on the
  * device) by default; `--reference` runs the float64 CPU reference decoder instead.
  */
+import { callerPath } from "../caller_path.ts";
 import { parseArgs } from "node:util";
 import { createRuntime } from "../../kernels/runtime/device.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
@@ -93,9 +94,10 @@ interface Prepared {
 }
 
 function prepare(a: GenerateArgs, write: (s: string) => void): Prepared {
-  const model = loadModel(a.model);
-  const tok = loadTokenizerFor(a.model, model, a.tokenizer);
-  const lora = a.adapter ? importPeft(a.adapter, model.config) : undefined;
+  const path = callerPath(a.model);
+  const model = loadModel(path);
+  const tok = loadTokenizerFor(path, model, a.tokenizer && callerPath(a.tokenizer));
+  const lora = a.adapter ? importPeft(callerPath(a.adapter), model.config) : undefined;
   const prompt = promptIds(model, tok, a.prompt);
   const base = tok.decode(prompt);
   const out: number[] = [];

@@ -11,6 +11,7 @@ import { TINY_BASE } from "../model/base_stage.ts";
 import { loadModel } from "../model/load.ts";
 import { Reader } from "./ask.ts";
 import { loadMeta } from "./meta_source.ts";
+import { callerPath } from "../caller_path.ts";
 
 export const USAGE = `usage: deno task ask --meta RUN_FOLDER|DIR --context FILE|- [--question Q …]
                      [--model tiny|DIR] [--cell N] [--cache DIR] [--save-adapter DIR]
@@ -134,9 +135,12 @@ export async function main(argv: string[]): Promise<number> {
   let reader: Reader | undefined;
   let rt: Awaited<ReturnType<typeof createRuntime>> | undefined;
   try {
-    const meta = await loadMeta(a.meta, new StageCache(a.cache ?? defaultCacheRoot()), a.cell);
-    const text = await readContext(a.context);
-    const base = a.model ? loadModel(a.model === "tiny" ? TINY_BASE.dir : a.model) : undefined;
+    const cache = new StageCache(a.cache ? callerPath(a.cache) : defaultCacheRoot());
+    const meta = await loadMeta(callerPath(a.meta), cache, a.cell);
+    const text = await readContext(a.context === "-" ? "-" : callerPath(a.context));
+    const base = a.model
+      ? loadModel(a.model === "tiny" ? TINY_BASE.dir : callerPath(a.model))
+      : undefined;
     rt = await createRuntime();
     reader = new Reader(rt, meta, base);
     write(`PERK from ${meta.origin}\n`);
@@ -147,7 +151,10 @@ export async function main(argv: string[]): Promise<number> {
         `${(e.ms / 1000).toFixed(1)} s\n`,
     );
     if (a.saveAdapter) {
-      await reader.saveAdapter(a.saveAdapter, "path" in meta.base ? meta.base.path : "");
+      await reader.saveAdapter(
+        callerPath(a.saveAdapter),
+        "path" in meta.base ? meta.base.path : "",
+      );
       write(`adapted LoRA written to ${a.saveAdapter} (PEFT; generate --adapter loads it)\n`);
     }
     const ask = async (q: string) => {

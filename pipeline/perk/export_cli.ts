@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { defaultCacheRoot, StageCache } from "../experiment/cache.ts";
 import { resolveBase } from "../model/base_stage.ts";
 import { metaFromRun, writeExport } from "./meta_source.ts";
+import { callerPath } from "../caller_path.ts";
 
 export const USAGE = `usage: deno task export RUN_FOLDER --peft DIR [--cell N] [--cache DIR]
 
@@ -52,9 +53,13 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    const cache = new StageCache(v.cache ?? defaultCacheRoot());
-    const meta = await metaFromRun(run, cache, v.cell === undefined ? undefined : Number(v.cell));
-    writeExport(v.peft, meta, resolveBase(meta.base));
+    const cache = new StageCache(v.cache ? callerPath(v.cache) : defaultCacheRoot());
+    const meta = await metaFromRun(
+      callerPath(run),
+      cache,
+      v.cell === undefined ? undefined : Number(v.cell),
+    );
+    writeExport(callerPath(v.peft), meta, resolveBase(meta.base));
     console.log(`exported ${meta.origin} to ${v.peft}`);
     return 0;
   } catch (e) {

@@ -12,6 +12,7 @@ import { BABI_TASKS, type BabiTask } from "../data/babi_world.ts";
 import { generateProblems } from "../data/problems.ts";
 import { isLengthLabel, LENGTH_FORMS } from "../experiment/fields.ts";
 import { loadModel, loadTokenizerFor } from "../model/load.ts";
+import { callerPath, looksLikePath } from "../caller_path.ts";
 import { probeInnerRates, type ProbeResult, type ProbeRow } from "./probe.ts";
 import { TINY_BASE } from "../model/base_stage.ts";
 
@@ -207,8 +208,9 @@ export async function runProbe(
 ): Promise<ProbeResult> {
   let model, tok;
   try {
-    model = loadModel(a.model);
-    tok = loadTokenizerFor(a.model, model);
+    const path = looksLikePath(a.model) ? callerPath(a.model) : a.model;
+    model = loadModel(path);
+    tok = loadTokenizerFor(path, model);
   } catch (e) {
     throw new UsageError(`--model ${a.model}: ${e instanceof Error ? e.message : String(e)}`);
   }
