@@ -17,7 +17,7 @@ import { defaultRunsRoot, latestRun } from "../pipeline/experiment/run_dir.ts";
 import { type AdapterInfo, runSession } from "../pipeline/experiment/session.ts";
 import { defaultCacheRoot } from "../pipeline/experiment/cache.ts";
 import { CONSTRAINTS, DEFAULTS, FIELDS } from "./defaults.ts";
-import { callerPath, looksLikePath } from "../pipeline/caller_path.ts";
+import { callerPath, looksLikePath } from "../pipeline/cli_helpers.ts";
 import { METHOD_SOURCES } from "./methods.ts";
 import { EXPERIMENTS } from "./registry.ts";
 
@@ -58,6 +58,17 @@ export interface CliArgs {
 }
 
 export class UsageError extends Error {}
+
+/** Keys whose values may be paths the caller typed (resolved against their directory). */
+const PATH_KEYS = new Set(["model", "corpus", "babi_source"]);
+
+/** `--set model=./m` → `model=/caller/dir/m`; other settings as they are. */
+function callerSet(set: string): string {
+  const i = set.indexOf("=");
+  if (i < 0) return set;
+  const key = set.slice(0, i).trim(), value = set.slice(i + 1).trim();
+  return PATH_KEYS.has(key) && looksLikePath(value) ? `${key}=${callerPath(value)}` : set;
+}
 
 /** Parse argv (after the `run`/`results` word). `--sweep` takes every following key=value. */
 export function parseCli(argv: readonly string[]): CliArgs {
@@ -215,6 +226,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     );
     return 2;
   }
+  const inputProblem = checkInputs(args);
+  if (inputProblem) {
+    console.error(`error: ${inputProblem}`);
+    return 2;
+  }
 
   let runtime: Runtime | undefined;
   let adapter: AdapterInfo;
@@ -313,13 +329,33 @@ function configExperiment(values: unknown): string | undefined {
   return typeof e === "string" ? e : undefined;
 }
 
-/** Keys whose values may be paths the caller typed (resolved against their directory). */
-const PATH_KEYS = new Set(["model", "corpus", "babi_source"]);
-
-/** `--set model=./m` → `model=/caller/dir/m`; other settings as they are. */
-function callerSet(set: string): string {
-  const i = set.indexOf("=");
-  if (i < 0) return set;
-  const key = set.slice(0, i).trim(), value = set.slice(i + 1).trim();
-  return PATH_KEYS.has(key) && looksLikePath(value) ? `${key}=${callerPath(value)}` : set;
+/**
+ * Folders and model paths checked before anything starts (a run folder is not made for a
+ * run that cannot begin): --cache and --runs must be folders (or not exist yet), a model path
+ * must be a model folder (config.json) or a llama2.c .bin file.
+ */
+function checkInputs(args: CliArgs): string | undefined {
+  const stat = (p: string) => {
+    try {
+      return Deno.statSync(p);
+    } catch {
+      return undefined;
+    }
+  };
+  for (const [flag, v] of [["--cache", args.cache], ["--runs", args.runs]] as const) {
+    if (v === undefined) continue;
+    const s = stat(callerPath(v));
+    if (s && !s.isDirectory) return `${flag} ${v} is a file; give a folder (made when missing)`;
+  }
+  for (const set of args.sets) {
+    const m = /^model=(.*)$/.exec(set.trim());
+    if (!m || !looksLikePath(m[1])) continue;
+    const path = callerPath(m[1]), s = stat(path);
+    if (!s) return `--model ${m[1]}: no such file or folder (${path})`;
+    if (s.isDirectory && !stat(`${path}/config.json`)) {
+      return `--model ${m[1]}: the folder has no config.json; give a Hugging Face model folder ` +
+        "or a llama2.c .bin file";
+    }
+  }
+  return undefined;
 }

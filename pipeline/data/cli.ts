@@ -6,13 +6,15 @@
  * `deno task data score --in PREDICTIONS.jsonl [--metrics perk-em,token-f1,babilong,subem]`
  * prints the mean of each metric over lines `{prediction, target, question?, answers?}`.
  */
-import { callerPath, looksLikePath } from "../caller_path.ts";
+import { callerPath, joinNegativeValues, looksLikePath } from "../cli_helpers.ts";
 import { parseArgs } from "node:util";
 import { Effect } from "effect";
 import { DataError } from "./errors.ts";
 import { readJsonl, writeJsonl } from "./jsonl.ts";
 import { type Metric, METRICS, type ScoredItem } from "./scorers.ts";
-import type { ProblemSpec } from "./problems.ts";
+import { DATASETS, type ProblemSpec } from "./problems.ts";
+import { RECORD_TASKS, SPLITS } from "./student_records.ts";
+import { BABI_TASKS } from "./babi_world.ts";
 import { buildProblems, decodeProblemSpec, score } from "./stages.ts";
 
 export const USAGE =
@@ -52,7 +54,7 @@ export function parseCli(argv: string[]): { spec: Record<string, unknown>; out: 
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv),
       allowPositionals: true,
       strict: true,
       options: Object.fromEntries(FLAGS.map((f) => [f, { type: "string" as const }])),
@@ -67,13 +69,28 @@ export function parseCli(argv: string[]): { spec: Record<string, unknown>; out: 
   for (const f of ["task", "length", "split", "n", "seed", "out"]) {
     if (v[f] === undefined) throw new DataError({ message: `--${f} is required` });
   }
+  const oneOf = (what: string, v: string, allowed: readonly string[]) => {
+    if (!allowed.includes(v)) {
+      throw new DataError({ message: `${what} "${v}": use one of ${allowed.join(", ")}` });
+    }
+  };
+  oneOf("dataset", parsed.positionals[0], DATASETS);
+  oneOf(
+    "--task",
+    v.task!,
+    parsed.positionals[0] === "babilong" ? BABI_TASKS : RECORD_TASKS,
+  );
+  oneOf("--split", v.split!, SPLITS);
+  const n = integer("n", v.n)!, seed = integer("seed", v.seed)!;
+  if (n < 1) throw new DataError({ message: `--n must be an integer ≥ 1, got ${n}` });
+  if (seed < 0) throw new DataError({ message: `--seed must be an integer ≥ 0, got ${seed}` });
   const spec: Record<string, unknown> = {
     dataset: parsed.positionals[0],
     task: v.task,
     length: v.length,
     split: v.split,
-    n: integer("n", v.n),
-    seed: integer("seed", v.seed),
+    n,
+    seed,
     position: v.position,
     format: v.format,
     corpus: v.corpus,
@@ -91,7 +108,7 @@ const runScore = (argv: string[]): Effect.Effect<string, DataError> =>
     const { values } = yield* Effect.try({
       try: () =>
         parseArgs({
-          args: argv,
+          args: joinNegativeValues(argv),
           strict: true,
           options: { in: { type: "string" }, metrics: { type: "string" } },
         }),
@@ -142,6 +159,10 @@ const runGenerate = (argv: string[]): Effect.Effect<string, DataError> =>
   });
 
 if (import.meta.main) {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
   const result = await Effect.runPromise(
     runCli(Deno.args).pipe(
       Effect.map((msg) => ({ ok: true as const, msg })),

@@ -95,9 +95,10 @@ export function planCost(
 export function costLine(p: Plan, compute: ReadonlySet<string>): string {
   const { seconds, unknown } = planCost(p, compute);
   if (compute.size === 0) return "estimate: nothing to compute (every stage is cached)";
-  const none = unknown.length ? `; no estimate for ${unknown.join(", ")}` : "";
-  return `estimate: ~${
-    formatDuration(seconds)
-  } for ${compute.size} stage runs on ${REFERENCE_HOST}` +
-    `${none} (cached stages cost nothing; early stopping can end meta-training sooner)`;
+  const t = seconds < 0.5 ? "<1 s" : `~${formatDuration(seconds)}`;
+  const none = unknown.length
+    ? `; no estimate for ${unknown.join(", ")} (no cost model for this model)`
+    : "";
+  return `estimate: ${t} for ${compute.size} stage runs on ${REFERENCE_HOST}${none} ` +
+    "(cached stages cost nothing; early stopping can end meta-training sooner)";
 }

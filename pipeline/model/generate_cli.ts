@@ -4,7 +4,7 @@
  * is generated. Runs on the GPU (gpu_model.ts + gpu_generate.ts: KV cache, argmax on the
  * device) by default; `--reference` runs the float64 CPU reference decoder instead.
  */
-import { callerPath } from "../caller_path.ts";
+import { callerPath, joinNegativeValues } from "../cli_helpers.ts";
 import { parseArgs } from "node:util";
 import { createRuntime } from "../../kernels/runtime/device.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
@@ -51,7 +51,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs | "help" {
   let v;
   try {
     v = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv),
       options: {
         model: { type: "string" },
         prompt: { type: "string" },
@@ -99,6 +99,14 @@ function prepare(a: GenerateArgs, write: (s: string) => void): Prepared {
   const tok = loadTokenizerFor(path, model, a.tokenizer && callerPath(a.tokenizer));
   const lora = a.adapter ? importPeft(callerPath(a.adapter), model.config) : undefined;
   const prompt = promptIds(model, tok, a.prompt);
+  const room = model.config.maxPositions - prompt.length;
+  if (a.maxTokens > room) {
+    throw new ModelError(
+      `--max-tokens ${a.maxTokens}: the prompt's ${prompt.length} tokens and ${a.maxTokens} new ` +
+        `ones exceed the model's ${model.config.maxPositions} positions; give --max-tokens ` +
+        `${Math.max(0, room)} or less`,
+    );
+  }
   const base = tok.decode(prompt);
   const out: number[] = [];
   let shown = "";

@@ -11,7 +11,7 @@ import { TINY_BASE } from "../model/base_stage.ts";
 import { loadModel } from "../model/load.ts";
 import { Reader } from "./ask.ts";
 import { loadMeta } from "./meta_source.ts";
-import { callerPath } from "../caller_path.ts";
+import { callerPath, joinNegativeValues } from "../cli_helpers.ts";
 
 export const USAGE = `usage: deno task ask --meta RUN_FOLDER|DIR --context FILE|- [--question Q …]
                      [--model tiny|DIR] [--cell N] [--cache DIR] [--save-adapter DIR]
@@ -52,7 +52,7 @@ export function parseAskArgs(argv: string[]): AskArgs | "help" {
   let v;
   try {
     v = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv),
       options: {
         meta: { type: "string" },
         context: { type: "string" },

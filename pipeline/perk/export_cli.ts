@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { defaultCacheRoot, StageCache } from "../experiment/cache.ts";
 import { resolveBase } from "../model/base_stage.ts";
 import { metaFromRun, writeExport } from "./meta_source.ts";
-import { callerPath } from "../caller_path.ts";
+import { callerPath, joinNegativeValues } from "../cli_helpers.ts";
 
 export const USAGE = `usage: deno task export RUN_FOLDER --peft DIR [--cell N] [--cache DIR]
 
@@ -27,7 +27,7 @@ export async function main(argv: string[]): Promise<number> {
   let v, run: string | undefined;
   try {
     const r = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv),
       options: {
         peft: { type: "string" },
         cell: { type: "string" },

@@ -12,7 +12,7 @@ import { BABI_TASKS, type BabiTask } from "../data/babi_world.ts";
 import { generateProblems } from "../data/problems.ts";
 import { isLengthLabel, LENGTH_FORMS } from "../experiment/fields.ts";
 import { loadModel, loadTokenizerFor } from "../model/load.ts";
-import { callerPath, looksLikePath } from "../caller_path.ts";
+import { callerPath, joinNegativeValues, looksLikePath } from "../cli_helpers.ts";
 import { probeInnerRates, type ProbeResult, type ProbeRow } from "./probe.ts";
 import { TINY_BASE } from "../model/base_stage.ts";
 
@@ -101,7 +101,7 @@ export function parseProbeArgs(argv: string[]): ProbeArgs | "help" {
   let v: Record<string, string | boolean | undefined>;
   try {
     v = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv),
       options: {
         ...Object.fromEntries(names.map((f) => [f, { type: "string" as const }])),
         help: { type: "boolean" },
