@@ -281,3 +281,19 @@ Deno.test("experiment cli: results prints the latest table, --csv its path", asy
     `${runs}/babilong-qa1-1k/2025-02-01T00-00-00Z-bbbbbbbbbbbb/results.csv`,
   ]);
 });
+
+Deno.test("experiment session: a failed run says so in its folder (FAILED, the log's last line) and writes no results", async () => {
+  const r = await session({ request: { sweeps: ["rank=99"] } });
+  assert.ok(Exit.isFailure(r.exit));
+  const root = r.options.runsRoot;
+  const [run] = [...Deno.readDirSync(`${root}/toy-exp`)].map((e) => `${root}/toy-exp/${e.name}`);
+  assert.match(Deno.readTextFileSync(`${run}/FAILED`), /rank 99 is refused by the toy/);
+  const log = Deno.readTextFileSync(`${run}/log.txt`).trim().split("\n");
+  assert.match(log.at(-1)!, /^FAILED: .*rank 99 is refused by the toy/);
+  // Each event is logged once.
+  // (the training problems were built before toy-fit failed: one "running", one "done")
+  assert.equal(log.filter((l) => /build-problems .*: running/.test(l)).length, 1);
+  assert.equal(log.filter((l) => /build-problems/.test(l) && /done in/.test(l)).length, 1);
+  assert.equal(log.filter((l) => / start$/.test(l)).length, 0);
+  assert.ok(![...Deno.readDirSync(run)].some((e) => e.name === "results.md"));
+});

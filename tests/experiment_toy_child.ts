@@ -13,6 +13,7 @@ import { node } from "../pipeline/experiment/graph.ts";
 import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
 import { runGraph } from "../pipeline/experiment/runner.ts";
 import { defineStage } from "../pipeline/experiment/stage.ts";
+import { StageError } from "../pipeline/experiment/errors.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -53,12 +54,15 @@ const toyFit = defineStage({
   name: "toy-fit",
   version: 1,
   params: Schema.Struct({ rank: Schema.Int }),
+  // Rank 99 fails (a stage error), for the FAILED run-folder test.
   run: (p, inputs: { train: Problem[] }, ctx) =>
-    Effect.sync(() => {
-      toyCounts.fit++;
-      for (let step = 1; step <= 3; step++) ctx.metric({ step, loss: 1 / (step * p.rank) });
-      return { rank: p.rank, seen: inputs.train.length };
-    }),
+    p.rank === 99
+      ? Effect.fail(new StageError({ stage: "toy-fit", message: "rank 99 is refused by the toy" }))
+      : Effect.sync(() => {
+        toyCounts.fit++;
+        for (let step = 1; step <= 3; step++) ctx.metric({ step, loss: 1 / (step * p.rank) });
+        return { rank: p.rank, seen: inputs.train.length };
+      }),
 });
 
 const toyAnswer = defineStage({

@@ -185,7 +185,6 @@ export const runPlan = Effect.fnUntraced(function* (p: Plan, options: RunOptions
           const metrics: MetricRecord[] = [];
           const started = performance.now();
           progress.line(`${label}: running`);
-          options.log?.(`${stage.name} ${pn.key} start`);
           const ctx = {
             key: pn.key,
             scratch,
@@ -235,7 +234,6 @@ export const runPlan = Effect.fnUntraced(function* (p: Plan, options: RunOptions
             ).pipe(Effect.flatMap(store))
           );
           const ms = performance.now() - started;
-          options.log?.(`${stage.name} ${pn.key} done in ${ms.toFixed(0)} ms`);
           progress.line(`${label}: done in ${(ms / 1000).toFixed(1)} s`);
           reports.push({ key: pn.key, stage: stage.name, status: "computed", ms });
         }),

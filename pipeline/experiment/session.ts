@@ -4,7 +4,7 @@
  * stop (a method is not available yet: never fake results), or run everything and write the
  * run folder (config, env, log, metrics, results.csv/.md, predictions.jsonl, figures).
  */
-import { Effect } from "effect";
+import { Cause, Effect } from "effect";
 import type { AdapterRecord } from "../../kernels/runtime/runtime.ts";
 import type { MetricRecord, StageCache } from "./cache.ts";
 import {
@@ -253,7 +253,20 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
       dir.metric(record);
     },
     log: (line) => dir.log(line),
-  }).pipe(Effect.provideService(Progress, logged));
+  }).pipe(
+    Effect.provideService(Progress, logged),
+    // A failed or stopped run says so in its folder: FAILED holds the reason, and log.txt
+    // ends with it (finished stages stay cached, so a rerun resumes).
+    Effect.onError((cause) =>
+      Effect.sync(() => {
+        const why = Cause.hasInterruptsOnly(cause)
+          ? "interrupted (Ctrl-C); finished stages stay cached, rerun to resume"
+          : errorText(Cause.squash(cause));
+        dir.log(`FAILED: ${why}`);
+        Deno.writeTextFileSync(`${dir.path}/FAILED`, `${why}\n`);
+      })
+    ),
+  );
 
   const rows = resultRows(graph.cells, run.results);
   const swept = Object.keys(resolved.sweep);
