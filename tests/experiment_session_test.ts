@@ -297,3 +297,19 @@ Deno.test("experiment session: a failed run says so in its folder (FAILED, the l
   assert.equal(log.filter((l) => / start$/.test(l)).length, 0);
   assert.ok(![...Deno.readDirSync(run)].some((e) => e.name === "results.md"));
 });
+
+Deno.test("experiment session: tasks set by the user show in the title, results.md and the folder name", async () => {
+  const r = await session({ request: { sets: ["tasks=[qa2]"], sweeps: ["rank=1"] } });
+  assert.ok(Exit.isSuccess(r.exit), String(Exit.isFailure(r.exit) && r.exit.cause));
+  const done = r.exit.value;
+  if (done.kind !== "done") throw new Error(done.kind);
+  assert.ok(
+    r.lines.some((l) => /toy experiment \(as run: tasks qa2\)/.test(l)),
+    r.lines.join("\n"),
+  );
+  assert.match(done.runDir, /-[0-9a-f]{12}-qa2$/);
+  assert.match(
+    Deno.readTextFileSync(`${done.runDir}/results.md`),
+    /^# toy-exp: toy experiment \(as run: tasks qa2\)/,
+  );
+});

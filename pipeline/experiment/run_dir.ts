@@ -48,8 +48,15 @@ export class RunDir {
   readonly #enc = new TextEncoder();
   private constructor(readonly path: string) {}
 
-  static async create(root: string, experiment: string, key: string): Promise<RunDir> {
-    const base = `${root}/${experiment}/${runStamp()}-${key.slice(0, 12)}`;
+  /** `scope` (e.g. "qa1-perk": tasks or methods changed from the experiment's) ends the name. */
+  static async create(
+    root: string,
+    experiment: string,
+    key: string,
+    scope = "",
+  ): Promise<RunDir> {
+    const tail = scope.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "");
+    const base = `${root}/${experiment}/${runStamp()}-${key.slice(0, 12)}${tail ? `-${tail}` : ""}`;
     // Two runs started in the same second with the same config get distinct folders.
     for (let i = 0;; i++) {
       const path = i === 0 ? base : `${base}-${i}`;

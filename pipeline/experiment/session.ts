@@ -108,6 +108,24 @@ const planLines = Effect.fnUntraced(function* (p: Plan, o: SessionOptions) {
   return lines;
 });
 
+/** Tasks and methods whose resolved values differ from the experiment's own. */
+function changedScope(
+  o: SessionOptions,
+  profile: Profile,
+  r: Resolved,
+): [string, string[]][] {
+  const out: [string, string[]][] = [];
+  for (const key of ["tasks", "methods"]) {
+    const own = o.experiment.overrides?.[profile]?.[key] ?? o.experiment.overrides?.all?.[key] ??
+      o.defaults[profile][key];
+    const now = r.config[key];
+    if (Array.isArray(now) && JSON.stringify(now) !== JSON.stringify(own)) {
+      out.push([key, now.map(String)]);
+    }
+  }
+  return out;
+}
+
 /** The run's plan as stages.json (see `StageRecord`). */
 function stagesJson(p: Plan): string {
   const nodes: StageRecord[] = p.order.map((n) => ({
@@ -150,10 +168,17 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
     overrides: o.experiment.overrides,
     sweep: o.experiment.sweep,
   }, { ...o.request, profile });
+  // Tasks or methods set by the user make a different experiment than the title says.
+  const changed = changedScope(o, profile, resolved);
+  const title = changed.length
+    ? `${o.experiment.title} (as run: ${
+      changed.map(([k, v]) => `${k} ${v.join(", ")}`).join("; ")
+    })`
+    : o.experiment.title;
   out(
     `experiment ${o.experiment.name} (profile ${profile}${
       Object.keys(resolved.sweep).length ? `, ${sweepGrid(resolved.sweep).length} sweep points` : ""
-    }): ${o.experiment.title}`,
+    }): ${title}`,
   );
 
   // Methods are looked up at run time: a method whose module does not exist yet is missing.
@@ -211,7 +236,13 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
     });
   const dir = yield* io(
     "creating the run folder",
-    () => RunDir.create(o.runsRoot, o.experiment.name, runKey),
+    () =>
+      RunDir.create(
+        o.runsRoot,
+        o.experiment.name,
+        runKey,
+        changed.flatMap(([, v]) => v).join("-"),
+      ),
   );
   out(`run folder: ${dir.path}`);
   const planned = yield* explainPlan(p, { cache: o.cache, force: o.force });
@@ -292,7 +323,7 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
     dir.write(
       "results.md",
       resultsMarkdown(
-        `${o.experiment.name}: ${o.experiment.title} (profile ${profile})`,
+        `${o.experiment.name}: ${title} (profile ${profile})`,
         rows,
         swept,
         figures.map((f) => f.file),
