@@ -9,6 +9,8 @@ import { Gpu } from "../../kernels/runtime/gpu.ts";
 import { defineStage, type OutputCodec } from "../experiment/stage.ts";
 import { StageError } from "../experiment/errors.ts";
 import { UNIT } from "../experiment/cost.ts";
+import { defaultCacheRoot } from "../experiment/cache.ts";
+import { modelFingerprint } from "./fingerprint.ts";
 import { stageSources } from "../experiment/sources.ts";
 import { type Node, node } from "../experiment/graph.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
@@ -104,8 +106,9 @@ export const pretrainStage = defineStage({
 
 const pathStage = defineStage({
   name: "base-path",
-  version: 1,
-  params: Schema.Struct({ path: Schema.String }),
+  // 2: the model's content fingerprint is a parameter (weights rewritten in place re-run).
+  version: 2,
+  params: Schema.Struct({ path: Schema.String, content: Schema.String }),
   codec: modelCodec,
   estimate: () => 0,
   run: (p) => Effect.succeed({ path: p.path } as BaseModel),
@@ -177,7 +180,10 @@ export function baseNode(
     return node(fixtureStage, { sha256: TINY_BASE.sha256 });
   }
   if (model === "tiny") return node(pretrainStage, { profile, steps, seed });
-  return node(pathStage, { path: model });
+  return node(pathStage, {
+    path: model,
+    content: modelFingerprint(model, `${defaultCacheRoot()}/model-hashes.json`),
+  });
 }
 
 /** The model itself (loading a path now). */
