@@ -18,6 +18,7 @@ import { type AdapterInfo, runSession } from "../pipeline/experiment/session.ts"
 import { defaultCacheRoot } from "../pipeline/experiment/cache.ts";
 import { CONSTRAINTS, DEFAULTS, FIELDS } from "./defaults.ts";
 import { callerPath, looksLikePath } from "../pipeline/cli_helpers.ts";
+import { calibration } from "../pipeline/perk/calibrate.ts";
 import { METHOD_SOURCES } from "./methods.ts";
 import { EXPERIMENTS } from "./registry.ts";
 
@@ -30,6 +31,8 @@ options:
   --set key=value         override one parameter (repeatable)
   --config FILE.yaml      parameters from YAML (flat key: value, or a run's config.yaml)
   --force-config          accept a run's config.yaml from another experiment
+  --recalibrate           measure this adapter's speed for time estimates again (it is
+                          measured once and cached; a busy machine measures slow)
   --model PATH            base model directory (same as --set model=PATH)
   --sweep k=v1,v2 [k2=…]  run the grid of these values (shared stages computed once)
   --cache DIR             stage cache folder (default cache/, or $PERK_CACHE)
@@ -52,6 +55,7 @@ export interface CliArgs {
   readonly explain: boolean;
   readonly dryRun: boolean;
   readonly forceConfig: boolean;
+  readonly recalibrate: boolean;
   readonly csv: boolean;
   readonly list: boolean;
   readonly help: boolean;
@@ -84,6 +88,7 @@ export function parseCli(argv: readonly string[]): CliArgs {
     explain: false,
     dryRun: false,
     forceConfig: false,
+    recalibrate: false,
     csv: false,
     list: false,
     help: false,
@@ -138,6 +143,9 @@ export function parseCli(argv: readonly string[]): CliArgs {
         break;
       case "--force-config":
         a.forceConfig = true;
+        break;
+      case "--recalibrate":
+        a.recalibrate = true;
         break;
       case "--csv":
         a.csv = true;
@@ -265,11 +273,26 @@ export async function main(argv: readonly string[]): Promise<number> {
     runtime?.destroy();
     return 2;
   }
+  const cacheRoot = args.cache ? callerPath(args.cache) : defaultCacheRoot();
   const program = runSession({
     experiment,
     fields: FIELDS,
     defaults: DEFAULTS,
     constraints: CONSTRAINTS,
+    // Time estimates scaled to this adapter: measured once, cached beside the stage cache.
+    calibrate: runtime && !Deno.env.get("PERK_NO_CALIBRATION")
+      ? async () => {
+        const a = runtime!.adapter;
+        const c = await calibration(
+          runtime!,
+          `${a.description}|${a.vendor}|${a.architecture}`,
+          `${cacheRoot}/calibration.json`,
+          (line) => console.log(line),
+          args.recalibrate,
+        );
+        return { factor: c.speed, adapter: a.description || "this adapter" };
+      }
+      : undefined,
     registry: new MethodRegistry(METHOD_SOURCES),
     request: {
       profile: args.profile as Profile | undefined,
@@ -277,7 +300,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       sets: args.sets.map(callerSet),
       sweeps: args.sweeps,
     },
-    cache: new StageCache(args.cache ? callerPath(args.cache) : defaultCacheRoot()),
+    cache: new StageCache(cacheRoot),
     runsRoot: args.runs ? callerPath(args.runs) : defaultRunsRoot(),
     adapter,
     force: new Set(args.force),

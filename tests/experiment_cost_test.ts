@@ -14,6 +14,8 @@ import { costLine, formatDuration, nodeCost, planCost } from "../pipeline/experi
 import { DEFAULTS, FIELDS } from "../experiments/defaults.ts";
 import { EXPERIMENTS } from "../experiments/registry.ts";
 import { METHOD_SOURCES } from "../experiments/methods.ts";
+import { calibration } from "../pipeline/perk/calibrate.ts";
+import { testRuntime } from "./testing.ts";
 
 const registry = new MethodRegistry(METHOD_SOURCES);
 
@@ -93,4 +95,28 @@ Deno.test("cost: durations read as seconds, minutes or hours", () => {
   assert.equal(formatDuration(42), "42 s");
   assert.equal(formatDuration(600), "10 min");
   assert.equal(formatDuration(3 * 3600), "3.0 h");
+});
+
+Deno.test("cost: a calibration scales the estimate to this machine and is measured once per adapter", async () => {
+  const p = await planOf("babilong-qa2-8k");
+  const ref = planCost(p, all(p)).seconds;
+  const line = costLine(p, all(p), { factor: 2, adapter: "fast card" });
+  assert.match(line, new RegExp(`^estimate: ~${formatDuration(ref / 2)} for \\d+ stage runs here`));
+  assert.match(line, /fast card measured at 2\.00× the speed of the reference host/);
+
+  const dir = await Deno.makeTempDir();
+  const rt = await testRuntime();
+  const logs: string[] = [];
+  const c = await calibration(rt, "test-adapter", `${dir}/calibration.json`, (l) => logs.push(l));
+  assert.ok(c.innerStepMsPerToken > 0 && Number.isFinite(c.speed));
+  assert.equal(logs.length, 1);
+  const again = await calibration(
+    rt,
+    "test-adapter",
+    `${dir}/calibration.json`,
+    (l) => logs.push(l),
+  );
+  assert.deepEqual(again, c); // from the file: not measured again
+  assert.equal(logs.length, 1);
+  await Deno.remove(dir, { recursive: true });
 });

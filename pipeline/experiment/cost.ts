@@ -27,6 +27,11 @@ export const UNIT = {
    * validations: 3.56 s a step, 1.43 s of which are the four inner steps).
    */
   retainedStepMsPerToken: 4.2,
+  /**
+   * The calibration's own unit on the reference host, idle (pipeline/perk/calibrate.ts: one
+   * inner step of 4 × 256 tokens, best of two): a machine measuring this is 1.0×.
+   */
+  calibrationMsPerToken: 0.7,
   /** Greedy answer from the question alone (a few tokens, then EOS): 6.3 s / 40. */
   answerS: 0.16,
   /** FT-ICR fine-tuning per training token and epoch (validation included): 113 s / 76,800. */
@@ -91,14 +96,31 @@ export function planCost(
   return { seconds, unknown: [...unknown] };
 }
 
-/** One line: the estimate of a plan's computing nodes (cached nodes cost nothing). */
-export function costLine(p: Plan, compute: ReadonlySet<string>): string {
+/** This machine's speed against the reference host (from a calibration), for estimates. */
+export interface Speed {
+  /** Reference time over this machine's time (2: this machine is twice as fast). */
+  readonly factor: number;
+  /** What it was measured on, for the line. */
+  readonly adapter: string;
+}
+
+/**
+ * One line: the estimate of a plan's computing nodes (cached nodes cost nothing), scaled to
+ * this machine when a calibration is given.
+ */
+export function costLine(p: Plan, compute: ReadonlySet<string>, speed?: Speed): string {
   const { seconds, unknown } = planCost(p, compute);
   if (compute.size === 0) return "estimate: nothing to compute (every stage is cached)";
-  const t = seconds < 0.5 ? "<1 s" : `~${formatDuration(seconds)}`;
+  const t = (s: number) => s < 0.5 ? "<1 s" : `~${formatDuration(s)}`;
   const none = unknown.length
     ? `; no estimate for ${unknown.join(", ")} (no cost model for this model)`
     : "";
-  return `estimate: ${t} for ${compute.size} stage runs on ${REFERENCE_HOST}${none} ` +
-    "(cached stages cost nothing; early stopping can end meta-training sooner)";
+  const where = speed
+    ? `here (${speed.adapter} measured at ${
+      speed.factor.toFixed(2)
+    }× the speed of ${REFERENCE_HOST}, ` +
+      `where it takes ${t(seconds)})`
+    : `on ${REFERENCE_HOST}`;
+  return `estimate: ${t(speed ? seconds / speed.factor : seconds)} for ${compute.size} stage ` +
+    `runs ${where}${none} (cached stages cost nothing; early stopping can end meta-training sooner)`;
 }

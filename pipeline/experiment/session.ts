@@ -43,7 +43,7 @@ import {
 } from "./report.ts";
 import { RunDir, type StageRecord } from "./run_dir.ts";
 import { checkForce, explainPlan, runPlan, short } from "./runner.ts";
-import { costLine, formatDuration, nodeCost, planCost } from "./cost.ts";
+import { costLine, formatDuration, nodeCost, planCost, type Speed } from "./cost.ts";
 
 /** The GPU adapter as the session reports it. */
 export interface AdapterInfo {
@@ -58,6 +58,11 @@ export interface SessionOptions {
   readonly experiment: ExperimentDef;
   readonly fields: Fields;
   readonly defaults: Readonly<Record<Profile, Config>>;
+  /**
+   * Measures (or reads the cached) speed of this machine for time estimates; called once the
+   * plan is known. Absent: the reference host's figures.
+   */
+  readonly calibrate?: () => Promise<Speed | undefined>;
   /** Rules between parameters (checked on every sweep point). */
   readonly constraints?: readonly Constraint[];
   readonly registry: MethodRegistry;
@@ -91,20 +96,21 @@ const compact = (v: unknown): string => {
 };
 
 /** Plan lines: one per node (stage, key, params, why it hits/misses). */
-const planLines = Effect.fnUntraced(function* (p: Plan, o: SessionOptions) {
+const planLines = Effect.fnUntraced(function* (p: Plan, o: SessionOptions, speed?: Speed) {
   const rows = yield* explainPlan(p, { cache: o.cache, force: o.force });
   const lines = [`plan: ${p.order.length} stage runs`];
   const compute = new Set<string>();
   for (const { planned, why } of rows) {
     const miss = why.startsWith("miss");
     if (miss) compute.add(planned.key);
-    const s = miss ? nodeCost(p, planned) : undefined;
+    const s0 = miss ? nodeCost(p, planned) : undefined;
+    const s = s0 === undefined ? undefined : s0 / (speed?.factor ?? 1);
     lines.push(
       `  ${planned.node.stage.name} ${short(planned.key)} ${compact(planned.encodedParams)}`,
       `      ${why}${s === undefined ? "" : ` · ~${formatDuration(s)}`}`,
     );
   }
-  lines.push(costLine(p, compute));
+  lines.push(costLine(p, compute, speed));
   return lines;
 });
 
@@ -197,11 +203,13 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
   const graph = yield* buildGraph(resolved, methods, { dataOnly: missing.length > 0 });
   const p = yield* plan(graph.targets);
   yield* checkForce(p, o.force);
+  const calibrate = o.calibrate;
+  const speed = calibrate ? yield* Effect.promise(() => calibrate()) : undefined;
 
   if (o.dryRun) {
     out("resolved config:");
     out(configYaml(o.experiment.name, resolved).trimEnd().replace(/^/gm, "  "));
-    for (const line of yield* planLines(p, o)) out(line);
+    for (const line of yield* planLines(p, o, speed)) out(line);
     for (const line of outlineLines(o, resolved, missing)) out(line);
     return { kind: "dry-run", resolved, plan: p } as SessionResult;
   }
@@ -218,7 +226,7 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
     // Build and cache the data so the run is ready when the method lands; then stop.
     progress.line("building the data stages (a compared method is not available yet)");
     yield* runPlan(p, runOptions);
-    for (const line of yield* planLines(p, o)) out(line);
+    for (const line of yield* planLines(p, o, speed)) out(line);
     for (const line of outlineLines(o, resolved, missing)) out(line);
     return yield* new MethodUnavailableError({
       method: missing.map((m) => m.method).join(", "),
@@ -249,13 +257,13 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
   const computing = new Set(
     planned.filter((r) => r.why.startsWith("miss")).map((r) => r.planned.key),
   );
-  const estimate = costLine(p, computing);
+  const estimate = costLine(p, computing, speed);
   out(estimate);
   dir.log(estimate);
-  if (planCost(p, computing).seconds > 3600) {
+  if (planCost(p, computing).seconds / (speed?.factor ?? 1) > 3600) {
     progress.line(
-      "warning: this run is estimated at over an hour on the reference host; Ctrl-C stops it " +
-        "(finished stages stay cached), --dry-run shows each stage's share",
+      "warning: this run is estimated at over an hour; Ctrl-C stops it (finished stages stay " +
+        "cached), --dry-run shows each stage's share",
     );
   }
   yield* io(
