@@ -1,6 +1,6 @@
 import { assertClose, randn, testRuntime } from "./testing.ts";
 import { adamwAdjoint, adamwStep } from "../kernels/optim/adamw.ts";
-import { adamwAdjointRef, adamwStepRef, INNER_ADAMW } from "../pipeline/perk/adamw_math.ts";
+import { adamwAdjointRef, adamwStepRef, INNER_ADAMW } from "../kernels/optim/adamw_math.ts";
 
 Deno.test("AdamW step and adjoint kernels match the float64 reference (odd sizes, v = 0 lanes)", async () => {
   const rt = await testRuntime();

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { innerLoopRef, metaGradientRef, type Params } from "../pipeline/perk/metagrad_ref.ts";
-import { adamwAdjointRef, adamwStepRef } from "../pipeline/perk/adamw_math.ts";
+import { adamwAdjointRef, adamwStepRef } from "../kernels/optim/adamw_math.ts";
 import { toy } from "./perk_toy.ts";
 
 const N = 4;

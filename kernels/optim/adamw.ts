@@ -1,13 +1,13 @@
 /**
  * AdamW step and its adjoint as WGSL kernels (one dispatch per parameter tensor).
- * Reference: pipeline/perk/adamw_math.ts (float64). The learning rate is read from a GPU
+ * Reference: adamw_math.ts beside it (float64). The learning rate is read from a GPU
  * tensor of learned rates (`lr[lrIndex]`), so meta-learned rates never leave the GPU and
  * one pipeline serves every tensor, step and size (sizes travel in a uniform).
  */
 import type { Tensor } from "../runtime/tensor.ts";
 import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
-import type { AdamWHyper } from "../../pipeline/perk/adamw_math.ts";
-import { biasCorrections } from "../../pipeline/perk/adamw_math.ts";
+import type { AdamWHyper } from "./adamw_math.ts";
+import { biasCorrections } from "./adamw_math.ts";
 
 const WG = 64;
 

@@ -17,7 +17,7 @@ import * as red from "../../kernels/ops/reduce.ts";
 import { concat } from "../../kernels/ops/strided.ts";
 import { adamwStep } from "../../kernels/optim/adamw.ts";
 import { grad } from "../../kernels/autodiff/transforms.ts";
-import type { AdamWHyper } from "../perk/adamw_math.ts";
+import type { AdamWHyper } from "../../kernels/optim/adamw_math.ts";
 import { type ModelConfig, validateConfig } from "./config.ts";
 import { ModelError } from "./errors.ts";
 import { readSafetensors, writeSafetensors } from "./safetensors.ts";

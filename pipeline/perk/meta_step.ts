@@ -7,7 +7,7 @@ import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import { accumulateInto } from "../../kernels/optim/accumulate.ts";
 import { innerLoop, type InnerObjective, metaGradient } from "./metagrad.ts";
 import { gpuBackend } from "./metagrad_gpu.ts";
-import type { AdamWHyper } from "./adamw_math.ts";
+import type { AdamWHyper } from "../../kernels/optim/adamw_math.ts";
 import { type EncodedProblem, innerBatch, outerBatch } from "./batch.ts";
 import { innerObjective, outerObjective, type PerkLM, uploadTargets } from "./objectives.ts";
 

@@ -7,7 +7,7 @@ import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import { adamwAdjoint, adamwStep } from "../../kernels/optim/adamw.ts";
 import { accumulateInto } from "../../kernels/optim/accumulate.ts";
 import type { SweepBackend } from "./metagrad.ts";
-import { type AdamWHyper, INNER_ADAMW } from "./adamw_math.ts";
+import { type AdamWHyper, INNER_ADAMW } from "../../kernels/optim/adamw_math.ts";
 
 export function gpuBackend(
   lr: Tensor,

@@ -2,7 +2,12 @@
  * Float64 backend for the meta-gradient sweep (metagrad.ts): the plain reference that
  * tests check against finite differences, and that the GPU path is checked against.
  */
-import { adamwAdjointRef, type AdamWHyper, adamwStepRef, INNER_ADAMW } from "./adamw_math.ts";
+import {
+  adamwAdjointRef,
+  type AdamWHyper,
+  adamwStepRef,
+  INNER_ADAMW,
+} from "../../kernels/optim/adamw_math.ts";
 import {
   innerLoop,
   type InnerObjective,

@@ -21,7 +21,7 @@ import {
   type OuterState,
   outerStep,
 } from "./outer_optim.ts";
-import type { AdamWHyper } from "./adamw_math.ts";
+import type { AdamWHyper } from "../../kernels/optim/adamw_math.ts";
 
 /**
  * How learned inner rates are parameterised. "log" (default): the outer loop steps u with

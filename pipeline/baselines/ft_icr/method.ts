@@ -8,7 +8,6 @@ import { Schema } from "effect";
 import { node } from "../../experiment/graph.ts";
 import type { Cell, Method } from "../../experiment/methods.ts";
 import { BASE_SOURCES, baseNode } from "../../model/base_stage.ts";
-import { OPTIONAL_DEFAULTS, OptionalFields, optionalKeys } from "../config_keys.ts";
 import { parseRopeChoice } from "../positions.ts";
 import { ftIcrEvalStage, ftIcrTrainStage } from "./stages.ts";
 
@@ -24,7 +23,12 @@ const Params = Schema.Struct({
   base_profile: Schema.Literals(["tiny", "cpu", "micro"]),
   base_steps: Schema.Int,
   base: Schema.Literals(BASE_SOURCES),
-  ...OptionalFields,
+  /** true: every base weight is trained; false: LoRA of the shared `rank` (like PERK). */
+  ft_full: Schema.Boolean,
+  /** Problems per optimizer step. */
+  ft_batch: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  /** "none", "linear:F" or "yarn:F" (baselines/positions.ts). */
+  rope_scaling: Schema.String,
 });
 type Params = typeof Params.Type;
 
@@ -54,12 +58,13 @@ export const method: Method<Params> = {
     "base_profile",
     "base_steps",
     "base",
-    ...optionalKeys("ft_full", "ft_batch", "rope_scaling"),
+    "ft_full",
+    "ft_batch",
+    "rope_scaling",
   ],
   params: Params,
   predictions: (cell: Cell, p: Params) => {
-    const full = p.ft_full ?? OPTIONAL_DEFAULTS.ft_full;
-    const rope = p.rope_scaling ?? OPTIONAL_DEFAULTS.rope_scaling;
+    const full = p.ft_full, rope = p.rope_scaling;
     parseRopeChoice(rope); // a bad value fails while planning, not after training
     const base = baseNode(p.model, p.seed, p.base_profile, p.base_steps, p.base);
     const trained = node(ftIcrTrainStage, {
@@ -73,7 +78,7 @@ export const method: Method<Params> = {
       epochs: p.epochs,
       patience: p.patience,
       seed: p.seed,
-      batch: p.ft_batch ?? OPTIONAL_DEFAULTS.ft_batch,
+      batch: p.ft_batch,
       examples: EXAMPLES,
       val_limit: VAL_LIMIT,
       rope_scaling: rope,

@@ -9,7 +9,7 @@ import type { Tensor } from "../../../kernels/runtime/tensor.ts";
 import * as ew from "../../../kernels/ops/elementwise.ts";
 import * as red from "../../../kernels/ops/reduce.ts";
 import { adamwStep } from "../../../kernels/optim/adamw.ts";
-import type { AdamWHyper } from "../../perk/adamw_math.ts";
+import type { AdamWHyper } from "../../../kernels/optim/adamw_math.ts";
 
 export interface AdamWOptions {
   readonly beta1: number;

@@ -8,7 +8,6 @@ import { Schema } from "effect";
 import { node } from "../../experiment/graph.ts";
 import type { Cell, Method } from "../../experiment/methods.ts";
 import { BASE_SOURCES, baseNode } from "../../model/base_stage.ts";
-import { OPTIONAL_DEFAULTS, OptionalFields, optionalKeys } from "../config_keys.ts";
 import { parseRopeChoice } from "../positions.ts";
 import { promptEvalStage } from "./stages.ts";
 
@@ -19,7 +18,7 @@ const Params = Schema.Struct({
   base_profile: Schema.Literals(["tiny", "cpu", "micro"]),
   base_steps: Schema.Int,
   base: Schema.Literals(BASE_SOURCES),
-  rope_scaling: OptionalFields.rope_scaling,
+  rope_scaling: Schema.String,
 });
 type Params = typeof Params.Type;
 
@@ -36,11 +35,11 @@ export const method: Method<Params> = {
     "base_profile",
     "base_steps",
     "base",
-    ...optionalKeys("rope_scaling"),
+    "rope_scaling",
   ],
   params: Params,
   predictions: (cell: Cell, p: Params) => {
-    const rope = p.rope_scaling ?? OPTIONAL_DEFAULTS.rope_scaling;
+    const rope = p.rope_scaling;
     parseRopeChoice(rope);
     return node(promptEvalStage, {
       model: p.model,
