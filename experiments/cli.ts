@@ -19,6 +19,7 @@ import { defaultCacheRoot } from "../pipeline/experiment/cache.ts";
 import { CONSTRAINTS, DEFAULTS, FIELDS } from "./defaults.ts";
 import { callerPath, looksLikePath } from "../pipeline/cli_helpers.ts";
 import { calibration } from "../pipeline/perk/calibrate.ts";
+import { inspectModel } from "../pipeline/model/load.ts";
 import { METHOD_SOURCES } from "./methods.ts";
 import { EXPERIMENTS } from "./registry.ts";
 
@@ -378,6 +379,12 @@ function checkInputs(args: CliArgs): string | undefined {
     if (s.isDirectory && !stat(`${path}/config.json`)) {
       return `--model ${m[1]}: the folder has no config.json; give a Hugging Face model folder ` +
         "or a llama2.c .bin file";
+    }
+    // Config, tokenizer and weight headers (names, shapes), not the weights.
+    try {
+      inspectModel(path);
+    } catch (e) {
+      return `--model ${m[1]}: ${errorText(e)}`;
     }
   }
   return undefined;

@@ -16,6 +16,18 @@ Deno.writeTextFileSync(
   "experiment: babilong-qa2-8k\nprofile: cpu\nconfig:\n  rank: 8\n",
 );
 const base = `${root}fixtures/models/tiny-base`;
+// Model folders missing one part each: the tokenizer, the weights; a broken config.json.
+for (
+  const [name, files] of [["no-tok", ["config.json"]], ["no-weights", [
+    "config.json",
+    "compact_vocab.json",
+  ]]] as const
+) {
+  Deno.mkdirSync(`${tmp}/${name}`);
+  for (const f of files) Deno.copyFileSync(`${base}/${f}`, `${tmp}/${name}/${f}`);
+}
+Deno.mkdirSync(`${tmp}/bad-config`);
+Deno.writeTextFileSync(`${tmp}/bad-config/config.json`, '{"x": 1');
 
 const tools = {
   experiment: "experiments/cli.ts",
@@ -106,6 +118,19 @@ const CASES: Case[] = [
     [...qa1, "--model", emptyDir],
     2,
     /--model .*empty: the folder has no config\.json; give a Hugging Face/,
+  ],
+  [
+    "experiment",
+    [...qa1, "--model", `${tmp}/no-tok`],
+    2,
+    /no-tok: no tokenizer\.json \(or compact_vocab\.json\) in the folder; copy the model's tokenizer there/,
+  ],
+  ["experiment", [...qa1, "--model", `${tmp}/no-weights`], 2, /no-weights: no model\.safetensors/],
+  [
+    "experiment",
+    [...qa1, "--model", `${tmp}/bad-config`],
+    2,
+    /bad-config\/config\.json: not a valid JSON object/,
   ],
   ["data", [...data, "--seed", "0"], 2, /--out is required/],
   [

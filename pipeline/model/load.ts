@@ -6,7 +6,9 @@ import { loadHfTokenizer } from "../tokenizer/hf.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { CompactTokenizer, CompactVocab } from "./compact_vocab.ts";
 import { ModelError } from "./errors.ts";
-import { loadHfModel } from "./hf_loader.ts";
+import { loadHfModel, readJsonFile } from "./hf_loader.ts";
+import { type ModelConfig, parseHfConfig } from "./config.ts";
+import { SafetensorsReader } from "./safetensors.ts";
 import { readLlama2c } from "./llama2c.ts";
 import { Llama2cTokenizer, readLlama2cTokenizer } from "./llama2c_tokenizer.ts";
 import type { Model } from "./weights.ts";
@@ -104,4 +106,45 @@ export function promptIds(model: Model, tok: TextTokenizer, text: string): numbe
   if (llamaBos) return [c.bosId ?? tok.bosId!, ...ids];
   if (!ids.length) return [c.bosId ?? c.eosIds[0] ?? tok.eosId];
   return ids;
+}
+
+/**
+ * What `--dry-run` checks of a model path without reading weights: the config parses, a
+ * tokenizer sits with it, and the weight files' headers parse (tensor names and shapes).
+ * Returns the config; throws a ModelError naming the file and the fix.
+ */
+export function inspectModel(path: string): ModelConfig {
+  const s = stat(path);
+  if (!s) throw new ModelError(`model ${path}: does not exist`);
+  if (!s.isDirectory) {
+    if (!path.endsWith(".bin")) {
+      throw new ModelError(
+        `model ${path}: use a Hugging Face model directory (config.json + model.safetensors) ` +
+          "or a llama2.c .bin checkpoint",
+      );
+    }
+    return readLlama2c(path).config;
+  }
+  const where = `${path}/config.json`;
+  const config = parseHfConfig(readJsonFile(where), where);
+  if (!stat(`${path}/tokenizer.json`) && !stat(`${path}/compact_vocab.json`)) {
+    throw new ModelError(
+      `model ${path}: no tokenizer.json (or compact_vocab.json) in the folder; copy the model's ` +
+        "tokenizer there",
+    );
+  }
+  const index = `${path}/model.safetensors.index.json`;
+  if (stat(index)) {
+    const map = (readJsonFile(index).weight_map ?? {}) as Record<string, string>;
+    for (const shard of new Set(Object.values(map))) {
+      new SafetensorsReader(`${path}/${shard}`).close();
+    }
+  } else if (stat(`${path}/model.safetensors`)) {
+    new SafetensorsReader(`${path}/model.safetensors`).close();
+  } else {
+    throw new ModelError(
+      `model ${path}: no model.safetensors (or model.safetensors.index.json with its shards)`,
+    );
+  }
+  return config;
 }
