@@ -1,7 +1,9 @@
 /**
  * perk — PERK (Parameter-Efficient Reasoning over Knowledge) on WebGPU.
- * The public API: the GPU runtime and kernels, the differentiable core, data, models,
- * PERK itself, baselines and the experiment system.
+ * The public API: the GPU runtime and matmul at the top level; the differentiable core
+ * (`autodiff`, `nn`), `tokenizer`, `data`, `model`, `perk` (meta-training, encoding, reading a
+ * document) and `experiment` (stages, graphs, sessions) as namespaces, since several layers
+ * name their own `Tensor`.
  */
 export * from "./kernels/runtime/tensor.ts";
 export * from "./kernels/runtime/runtime.ts";
@@ -11,3 +13,10 @@ export * from "./kernels/runtime/device.ts";
 export * from "./kernels/runtime/gpu.ts";
 export * from "./kernels/runtime/errors.ts";
 export * from "./kernels/matmul/matmul.ts";
+export * as autodiff from "./kernels/autodiff/transforms.ts";
+export * as nn from "./kernels/autodiff/nn.ts";
+export * as tokenizer from "./pipeline/tokenizer/mod.ts";
+export * as data from "./pipeline/data/mod.ts";
+export * as model from "./pipeline/model/mod.ts";
+export * as perk from "./pipeline/perk/mod.ts";
+export * as experiment from "./pipeline/experiment/mod.ts";

@@ -30,13 +30,3 @@ export function grid1d(workgroups: number, max = 65535): [number, number, number
   const y = cdiv(workgroups, max);
   return [cdiv(workgroups, y), y, 1];
 }
-
-/** FNV-1a 32-bit hash of a string, hex (used for cache keys of WGSL sources). */
-export function hashString(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0).toString(16).padStart(8, "0");
-}

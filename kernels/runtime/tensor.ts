@@ -9,11 +9,6 @@ export type DType = "f32" | "f16" | "i32" | "u32";
 
 export const BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
 
-export type TypedArrayFor<D extends DType> = D extends "f32" ? Float32Array
-  : D extends "i32" ? Int32Array
-  : D extends "u32" ? Uint32Array
-  : Uint16Array; // f16 raw bits
-
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;

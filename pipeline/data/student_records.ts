@@ -169,12 +169,6 @@ export function comboSplit(major: string, year: string): Split {
   return h < 7 ? "train" : h < 8 ? "validation" : "test";
 }
 
-/** Split of an id: the 7-digit id's value mod 5, like names. */
-export function idSplit(id: string): Split {
-  const r = Number(id) % 5;
-  return r === 3 ? "validation" : r === 4 ? "test" : "train";
-}
-
 const COMBOS: Record<Split, { school: string; major: string; year: string }[]> = {
   train: [],
   validation: [],

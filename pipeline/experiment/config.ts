@@ -21,9 +21,6 @@ export interface Field<A = unknown> {
 
 // deno-lint-ignore no-explicit-any
 export type Fields = Record<string, Field<any>>;
-export type ConfigOf<F extends Fields> = {
-  readonly [K in keyof F]: F[K] extends Field<infer A> ? A : never;
-};
 export type Config = Readonly<Record<string, unknown>>;
 
 /** Define a field. */

@@ -3,7 +3,7 @@
  * terminal decides how to show it: a redrawn bar with rate and ETA on a TTY, and otherwise one
  * plain line at most every `intervalMs` (CI logs stay readable).
  */
-import { Context, Layer } from "effect";
+import { Context } from "effect";
 
 export interface ProgressShape {
   /** `label` is working; `done` of `total` units are finished. */
@@ -92,5 +92,3 @@ export function memoryProgress(): ProgressShape & { lines: string[]; updates: nu
   };
   return p;
 }
-
-export const consoleProgressLayer = Layer.sync(Progress, () => consoleProgress());

@@ -3,7 +3,6 @@
  * + b2) on the adapted model's final-norm hidden state h (not detached: the weights depend on
  * the LoRA too). W2 starts at zero, so every weight starts at ln2/3 ≈ 0.231.
  */
-import type { Runtime } from "../../kernels/runtime/runtime.ts";
 import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import { gelu, matmul, reshape, softplus } from "../../kernels/autodiff/basic.ts";
 
@@ -30,11 +29,6 @@ export const weightingShapes = (dim: number): number[][] => [
   [WEIGHTING_HIDDEN, 1],
   [1],
 ];
-
-export function uploadWeighting(rt: Runtime, phi: Float32Array[], dim: number): Tensor[] {
-  const shapes = weightingShapes(dim);
-  return phi.map((p, i) => rt.tensor(p, shapes[i]));
-}
 
 /** Token weights (N) from hidden states (N, C). */
 export function tokenWeights(hidden: Tensor, phi: readonly Tensor[]): Tensor {
