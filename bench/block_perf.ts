@@ -6,7 +6,7 @@
  */
 import type { Runtime } from "../kernels/runtime/runtime.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
-import { type BlockConfig, blockLoss, randomBlock } from "../kernels/autodiff/example_block.ts";
+import { type BlockConfig, blockLoss, randomBlock } from "../tests/example_block.ts";
 import { attention } from "../kernels/autodiff/nn.ts";
 import { grad, hvp } from "../kernels/autodiff/transforms.ts";
 import { ropeTables } from "../kernels/ops/nn_kernels.ts";

@@ -25,7 +25,7 @@ import {
   LINEARS,
   linearShape,
   randomBlock,
-} from "../kernels/autodiff/example_block.ts";
+} from "./example_block.ts";
 import { grad, hvp } from "../kernels/autodiff/transforms.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
 

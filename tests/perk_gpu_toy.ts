@@ -1,11 +1,11 @@
 /**
  * A toy PerkLM for tests: embedding lookup + the core's example LoRA decoder stack
- * (kernels/autodiff/example_block.ts), with random frozen weights, and random tokenised
+ * (tests/example_block.ts), with random frozen weights, and random tokenised
  * problems. Small enough to finite-difference the whole PERK outer loss on the GPU.
  */
 import type { Runtime } from "../kernels/runtime/runtime.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
-import { type BlockConfig, blockForward, randomBlock } from "../kernels/autodiff/example_block.ts";
+import { type BlockConfig, blockForward, randomBlock } from "./example_block.ts";
 import { gather, RowIndex } from "../kernels/autodiff/nn.ts";
 import { ropeTables } from "../kernels/ops/nn_kernels.ts";
 import type { PerkLM } from "../pipeline/perk/objectives.ts";

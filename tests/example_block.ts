@@ -5,10 +5,16 @@
  * differences) and the workload of the block benchmarks; the model layer builds the real
  * architectures the same way.
  */
-import type { Runtime } from "../runtime/runtime.ts";
-import type { Tensor } from "../runtime/tensor.ts";
-import { add, matmul, mul, permute, reshape, scale, silu } from "./basic.ts";
-import { attention, loraLinear, rmsNorm, rope, weightedCrossEntropy } from "./nn.ts";
+import type { Runtime } from "../kernels/runtime/runtime.ts";
+import type { Tensor } from "../kernels/runtime/tensor.ts";
+import { add, matmul, mul, permute, reshape, scale, silu } from "../kernels/autodiff/basic.ts";
+import {
+  attention,
+  loraLinear,
+  rmsNorm,
+  rope,
+  weightedCrossEntropy,
+} from "../kernels/autodiff/nn.ts";
 
 export interface BlockConfig {
   readonly batch: number;
