@@ -3,7 +3,7 @@
  * VJP (the inverse rotation), for head sizes that take the 8-wide texel kernel (D % 8 = 0,
  * CPU adapters) and the per-element one.
  */
-import { ropeAt } from "../pipeline/model/gpu_ops.ts";
+import { ropeAt } from "../kernels/autodiff/model_ops.ts";
 import { vjp } from "../kernels/autodiff/transforms.ts";
 import { assertClose, randn, testRuntime } from "./testing.ts";
 

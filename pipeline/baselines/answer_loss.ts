@@ -10,7 +10,7 @@ import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import { concat, matmul, scale, slice, sumAll } from "../../kernels/autodiff/basic.ts";
 import { crossEntropyRows } from "../../kernels/autodiff/nn.ts";
 import type { GpuLora, GpuModel } from "../model/gpu_model.ts";
-import { frozenLinear, holdWith } from "../model/gpu_ops.ts";
+import { frozenLinear, holdWith } from "../../kernels/autodiff/model_ops.ts";
 import type { IcrExample } from "./in_context.ts";
 
 export interface AnswerLossOptions {

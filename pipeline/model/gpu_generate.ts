@@ -14,7 +14,7 @@ import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import { ModelError } from "./errors.ts";
 import type { Generation } from "./reference.ts";
 import { GpuKvCache, type GpuLora, type GpuModel } from "./gpu_model.ts";
-import { argmaxRows } from "./gpu_ops.ts";
+import { argmaxRows } from "../../kernels/autodiff/model_ops.ts";
 import type { ModelConfig } from "./config.ts";
 
 /** Budget of one masked prefill chunk's attention scores (bytes). */

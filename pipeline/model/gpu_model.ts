@@ -41,7 +41,13 @@ import type { LoraParams } from "./lora.ts";
 import { ropeTables } from "./rope.ts";
 import { type Model, validateWeights } from "./weights.ts";
 import { sliceInto } from "../../kernels/ops/strided.ts";
-import { embedding, frozenLinear, holdWith, ropeAt, sliceI32 } from "./gpu_ops.ts";
+import {
+  embedding,
+  frozenLinear,
+  holdWith,
+  ropeAt,
+  sliceI32,
+} from "../../kernels/autodiff/model_ops.ts";
 
 /** LoRA tensors for the GPU forward. */
 export interface GpuLora {

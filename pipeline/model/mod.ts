@@ -32,7 +32,14 @@ export {
   uploadLora,
 } from "./gpu_model.ts";
 export { generateGreedyGpu, type GpuGenerateOptions } from "./gpu_generate.ts";
-export { argmaxRows, embedding, frozenLinear, holdWith, ropeAt, sliceI32 } from "./gpu_ops.ts";
+export {
+  argmaxRows,
+  embedding,
+  frozenLinear,
+  holdWith,
+  ropeAt,
+  sliceI32,
+} from "../../kernels/autodiff/model_ops.ts";
 export { PretrainData, pretrainData, tinyVocab } from "./gpu_pretrain_data.ts";
 export {
   pretrain,

@@ -25,7 +25,7 @@ import { TINY_VOCAB, tinyConfig } from "./tiny.ts";
 import { expectedShapes, initRandomWeights, validateWeights, type Weights } from "./weights.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { GpuModel } from "./gpu_model.ts";
-import { argmaxRows } from "./gpu_ops.ts";
+import { argmaxRows } from "../../kernels/autodiff/model_ops.ts";
 import { saveHfModel } from "./hf_loader.ts";
 import { loadModel } from "./load.ts";
 import { createRuntime } from "../../kernels/runtime/device.ts";

@@ -9,16 +9,16 @@
  *  - `argmaxRows`: greedy decoding's per-row argmax, so only B ids are read back per step;
  *  - `sliceI32`: a range of an i32 tensor (target chunks; the strided copy moves f32).
  */
-import type { Binding, Runtime } from "../../kernels/runtime/runtime.ts";
-import type { Tensor } from "../../kernels/runtime/tensor.ts";
-import { cdiv, grid1d, type KernelSpec } from "../../kernels/runtime/kernel.ts";
-import { texelLoadFn } from "../../kernels/runtime/texels.ts";
-import { matmul as mm } from "../../kernels/matmul/matmul.ts";
-import { permute } from "../../kernels/ops/strided.ts";
-import { apply1, type Rule } from "../../kernels/autodiff/tape.ts";
-import { matmul } from "../../kernels/autodiff/basic.ts";
-import { RowIndex, scatterAdd } from "../../kernels/autodiff/nn.ts";
-import { gatherRowsById } from "../../kernels/ops/nn_kernels.ts";
+import type { Binding, Runtime } from "../runtime/runtime.ts";
+import type { Tensor } from "../runtime/tensor.ts";
+import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { texelLoadFn } from "../runtime/texels.ts";
+import { matmul as mm } from "../matmul/matmul.ts";
+import { permute } from "../ops/strided.ts";
+import { apply1, type Rule } from "./tape.ts";
+import { matmul } from "./basic.ts";
+import { RowIndex, scatterAdd } from "./nn.ts";
+import { gatherRowsById } from "../ops/nn_kernels.ts";
 
 const WG = 64;
 const ARGS =
