@@ -38,7 +38,9 @@ for (const c of cases) {
   console.log(
     `host wall ${wall.toFixed(0)} ms · GPU ${(gpuNs / 1e6).toFixed(0)} ms · ` +
       `${d("dispatches")} dispatches · ${d("submits")} submits · ${d("waits")} waits · ` +
-      `${d("reads")} readbacks · ${d("compiles")} compiles`,
+      `${d("reads")} readbacks · ${d("compiles")} compiles · ${
+        d("bindGroupHits")
+      } bind groups reused`,
   );
   console.log("| kernel | calls | GPU ms | share | µs/call |\n|---|---:|---:|---:|---:|");
   for (const [name, e] of rows.slice(0, 40)) {

@@ -60,6 +60,9 @@ function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
 }
 
+/** Bind groups kept for reuse (least recently used evicted). */
+const BIND_GROUP_CACHE = 4096;
+
 export class Runtime {
   readonly pool: BufferPool;
   readonly subgroupSize: number;
@@ -72,7 +75,17 @@ export class Runtime {
    * Counters for benchmarks and tests. `waits`: host waits for the device (each `read`,
    * `sync` and profile collection) — the only places the host blocks.
    */
-  stats = { dispatches: 0, submits: 0, reads: 0, waits: 0, compiles: 0 };
+  stats = { dispatches: 0, submits: 0, reads: 0, waits: 0, compiles: 0, bindGroupHits: 0 };
+  /** Bind groups by key (see dispatch); a destroyed buffer's ids never recur, so its groups
+   * are simply never hit again and age out. */
+  #bindGroups = new Map<string, GPUBindGroup>();
+  #ids = new WeakMap<object, number>();
+  #nextId = 1;
+  #objectId(o: object): number {
+    let id = this.#ids.get(o);
+    if (id === undefined) this.#ids.set(o, id = this.#nextId++);
+    return id;
+  }
   lostReason: string | undefined;
 
   #pipelines = new Map<string, Compiled>();
@@ -308,6 +321,9 @@ export class Runtime {
                 : kind === "read"
                 ? "read-only-storage" as const
                 : "storage" as const,
+              // Uniform blocks are arena slots: the offset is given per dispatch, so one bind
+              // group serves every slot of a chunk (see the bind-group cache in dispatch()).
+              hasDynamicOffset: kind === "uniform",
             },
           }
       ),
@@ -347,6 +363,10 @@ export class Runtime {
         `kernel '${spec.name}' takes ${spec.bindings.length} bindings, got ${bindings.length}`,
       );
     }
+    // Bind groups are cached by (pipeline, bound objects, sizes): a dispatch repeated on the
+    // same buffers (every inner step, every layer's pooled activations) reuses its group.
+    const dynamicOffsets: number[] = [];
+    let key = `${this.#objectId(c)}`;
     const entries: GPUBindGroupEntry[] = bindings.map((b, binding) => {
       if (b instanceof Tensor) {
         if (b.byteLength > this.maxBindingBytes) {
@@ -356,22 +376,46 @@ export class Runtime {
               "(rt.windows) or split the tensor",
           );
         }
+        key += `|${this.#objectId(b.buf)}:${b.byteLength}`;
         return { binding, resource: { buffer: b.buf, size: b.byteLength } };
       }
-      if ("mapState" in b) return { binding, resource: { buffer: b } };
-      if ("view" in b) return { binding, resource: b.view };
+      if ("mapState" in b) {
+        if (spec.bindings[binding] === "uniform") dynamicOffsets.push(0);
+        key += `|${this.#objectId(b)}`;
+        return { binding, resource: { buffer: b } };
+      }
+      if ("view" in b) {
+        key += `|${this.#objectId(b.view)}`;
+        return { binding, resource: b.view };
+      }
       this.#uniforms.check(b, spec.name);
+      if (spec.bindings[binding] === "uniform") {
+        dynamicOffsets.push(b.offset ?? 0);
+        key += `|${this.#objectId(b.buffer)}:u${b.size}`;
+        return { binding, resource: { buffer: b.buffer, offset: 0, size: b.size } };
+      }
+      key += `|${this.#objectId(b.buffer)}:${b.offset ?? 0}:${b.size}`;
       return { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } };
     });
-    const group = this.device.createBindGroup({ layout: c.layout, entries });
+    let group = this.#bindGroups.get(key);
+    if (group) {
+      this.#bindGroups.delete(key); // most recent last: the oldest is evicted first
+      this.stats.bindGroupHits++;
+    } else {
+      group = this.device.createBindGroup({ layout: c.layout, entries });
+      if (this.#bindGroups.size >= BIND_GROUP_CACHE) {
+        this.#bindGroups.delete(this.#bindGroups.keys().next().value!);
+      }
+    }
+    this.#bindGroups.set(key, group);
     const [x, y = 1, z = 1] = workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     if (this.#profiler) {
-      this.#profiledDispatch(c, group, x, y, z);
+      this.#profiledDispatch(c, group, dynamicOffsets, x, y, z);
     } else {
       const pass = this.#beginPass();
       pass.setPipeline(c.pipeline);
-      pass.setBindGroup(0, group);
+      pass.setBindGroup(0, group, dynamicOffsets);
       pass.dispatchWorkgroups(x, y, z);
     }
     this.stats.dispatches++;
@@ -542,7 +586,14 @@ export class Runtime {
     p.names = [];
   }
 
-  #profiledDispatch(c: Compiled, group: GPUBindGroup, x: number, y: number, z: number): void {
+  #profiledDispatch(
+    c: Compiled,
+    group: GPUBindGroup,
+    dynamicOffsets: number[],
+    x: number,
+    y: number,
+    z: number,
+  ): void {
     const p = this.#profiler!;
     // A full set is resolved and the set reused: every dispatch is counted.
     if (p.names.length === PROFILE_SET) this.#stageProfile();
@@ -556,7 +607,7 @@ export class Runtime {
       },
     });
     pass.setPipeline(c.pipeline);
-    pass.setBindGroup(0, group);
+    pass.setBindGroup(0, group, dynamicOffsets);
     pass.dispatchWorkgroups(x, y, z);
     pass.end();
     p.names.push(c.spec.name);
