@@ -12,9 +12,9 @@ export const METHOD_SOURCES: readonly MethodSource[] = [
     description: "PERK: meta-learned test-time LoRA encoding of the context, then answering",
     module: "pipeline/perk/method.ts",
     outline: [
-      { stage: "pretrain-base", per: "model", keys: ["model"] },
+      { stage: "base-fixture | pretrain-base | base-path", per: "model", keys: ["model", "base"] },
       {
-        stage: "meta-train",
+        stage: "perk-meta-train",
         per: "task × train length",
         keys: [
           "model",
@@ -36,11 +36,10 @@ export const METHOD_SOURCES: readonly MethodSource[] = [
         ],
       },
       {
-        stage: "encode-inner-loop",
-        per: "test problem (batched per test set)",
-        keys: ["rank", "steps", "accumulation"],
+        stage: "perk-answer",
+        per: "test problem (encode, then answer)",
+        keys: ["rank", "steps", "accumulation", "max_new_tokens"],
       },
-      { stage: "reason", per: "test problem (batched per test set)", keys: ["max_new_tokens"] },
     ],
   },
   {
@@ -67,7 +66,7 @@ export const METHOD_SOURCES: readonly MethodSource[] = [
       "FT-ICR baseline: the base model fine-tuned to answer with the context in its prompt",
     module: "pipeline/baselines/ft_icr/method.ts",
     outline: [
-      { stage: "pretrain-base", per: "model", keys: ["model"] },
+      { stage: "base-fixture | pretrain-base | base-path", per: "model", keys: ["model", "base"] },
       {
         stage: "ft-icr-train",
         per: "task × train length",
@@ -85,7 +84,7 @@ export const METHOD_SOURCES: readonly MethodSource[] = [
     description: "the base model answering with the context in its prompt, no training",
     module: "pipeline/baselines/prompt_only/method.ts",
     outline: [
-      { stage: "pretrain-base", per: "model", keys: ["model"] },
+      { stage: "base-fixture | pretrain-base | base-path", per: "model", keys: ["model", "base"] },
       {
         stage: "prompt-eval",
         per: "test problem (batched per test set)",
