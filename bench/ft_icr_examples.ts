@@ -6,7 +6,7 @@
  * the question; every other answer token is format.
  *
  * Problems as the learning test makes them (tests/baselines_learning_test.ts: seed 0, GPT-2
- * haystack sizing); `config` is the chosen profile's model config (pipeline/model/pretrain.ts).
+ * haystack sizing); `config` is the chosen profile's model config (pipeline/base/pretrain.ts).
  *
  * `deno run -A bench/ft_icr_examples.ts OUT.json [task=qa1] [length=1k] [n_train=2400] [n_test=128]
  *   [profile=cpu]`
@@ -14,9 +14,9 @@
 import { BABI_TASKS, type BabiTask } from "../pipeline/data/babi_world.ts";
 import { generateProblems } from "../pipeline/data/problems.ts";
 import { encodeIcr, icrAnswerText } from "../pipeline/baselines/in_context.ts";
-import { CompactTokenizer } from "../pipeline/model/compact_vocab.ts";
-import { tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
-import { type PretrainProfile, profileConfig } from "../pipeline/model/pretrain.ts";
+import { CompactTokenizer } from "../pipeline/tokenizer/compact_vocab.ts";
+import { tinyVocab } from "../pipeline/base/pretrain_data.ts";
+import { type PretrainProfile, profileConfig } from "../pipeline/base/pretrain.ts";
 import type { Model } from "../pipeline/model/weights.ts";
 
 const [out, task = "qa1", length = "1k", nTrain = "2400", nTest = "128", profile = "cpu"] =

@@ -11,7 +11,7 @@ import { grad } from "../kernels/autodiff/transforms.ts";
 import { readLlama2c } from "../pipeline/model/llama2c.ts";
 import { readLlama2cTokenizer } from "../pipeline/model/llama2c_tokenizer.ts";
 import { defaultLoraConfig, initLora } from "../pipeline/model/lora.ts";
-import { tinyConfig } from "../pipeline/model/tiny.ts";
+import { tinyConfig } from "../pipeline/base/tiny.ts";
 import { initRandomWeights } from "../pipeline/model/weights.ts";
 import { gpuLora, GpuModel, uploadLora } from "../pipeline/model/gpu_model.ts";
 import { medianMs, type PerfCase } from "./perf_case.ts";

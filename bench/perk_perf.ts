@@ -19,9 +19,9 @@
  */
 import type { Runtime } from "../kernels/runtime/runtime.ts";
 import { generateProblems } from "../pipeline/data/problems.ts";
-import { CompactTokenizer } from "../pipeline/model/compact_vocab.ts";
-import { tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
-import { profileConfig } from "../pipeline/model/pretrain.ts";
+import { CompactTokenizer } from "../pipeline/tokenizer/compact_vocab.ts";
+import { tinyVocab } from "../pipeline/base/pretrain_data.ts";
+import { profileConfig } from "../pipeline/base/pretrain.ts";
 import { initRandomWeights } from "../pipeline/model/weights.ts";
 import { GpuModel } from "../pipeline/model/gpu_model.ts";
 import { defaultLoraConfig, initLora } from "../pipeline/model/lora.ts";

@@ -4,7 +4,7 @@
  * `deno run -A bench/prefill.ts [L=2048] [B=1] [NEW=8] [RUNS=2]`; prints wall ms and the pool peak.
  */
 import { createRuntime } from "../kernels/runtime/device.ts";
-import { profileConfig } from "../pipeline/model/pretrain.ts";
+import { profileConfig } from "../pipeline/base/pretrain.ts";
 import { initRandomWeights } from "../pipeline/model/weights.ts";
 import { GpuModel } from "../pipeline/model/gpu_model.ts";
 import { generateGreedyGpu } from "../pipeline/model/gpu_generate.ts";

@@ -1,7 +1,7 @@
 /**
  * Tracking-story windows as token ids, for the PyTorch cross-check of story pretraining
  * (bench/torch_ft_icr.py --stories): the windows perk's pretraining draws with
- * `storyFraction: 1` (pipeline/model/tracking_stories.ts), each with the positions of its
+ * `storyFraction: 1` (pipeline/base/tracking_stories.ts), each with the positions of its
  * answered rooms' first tokens. Training windows come from steps 0, 1, … of seed 0; the
  * evaluation windows are the held-out batch. `story_prose` > 0 gives sparse stories (prose
  * sentences between the facts, pretraining's `storyProse`).
@@ -9,7 +9,7 @@
  * `deno run -A bench/story_windows.ts OUT.json [n_train=8000] [seq_len=256] [n_eval=64]
  *   [story_prose=0]`
  */
-import { pretrainData } from "../pipeline/model/gpu_pretrain_data.ts";
+import { pretrainData } from "../pipeline/base/pretrain_data.ts";
 
 const [out, nTrain = "8000", seqLen = "256", nEval = "64", storyProse = "0"] = Deno.args;
 if (!out) {

@@ -2,7 +2,7 @@
  * Data for the PyTorch PERK prototype (bench/torch_perk.py), in the tiny compact vocabulary:
  * QA problems of the data layer (perk format: segments with their "Document i:" prefix
  * lengths, prompt, answer-only and support+answer targets) and the tiny base's pretraining
- * windows (pipeline/model/gpu_pretrain_data.ts: task text, tracking stories, prose).
+ * windows (pipeline/base/pretrain_data.ts: task text, tracking stories, prose).
  *
  *   deno run -A bench/torch_perk_export.ts [OUT=.torch_perk] [LENGTH=256] [TASK=qa1]
  *     [N_TRAIN=2000] [PRETRAIN_STEPS=3000]
@@ -10,8 +10,8 @@
  */
 import { generateProblems } from "../pipeline/data/problems.ts";
 import type { BabiTask } from "../pipeline/data/babi_world.ts";
-import { CompactTokenizer, EOS_ID } from "../pipeline/model/compact_vocab.ts";
-import { pretrainData, tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
+import { CompactTokenizer, EOS_ID } from "../pipeline/tokenizer/compact_vocab.ts";
+import { pretrainData, tinyVocab } from "../pipeline/base/pretrain_data.ts";
 import { encodeProblem } from "../pipeline/perk/encode_problem.ts";
 
 const [outDir = ".torch_perk", len = "256", task = "qa1", nTrain = "2000", steps = "3000"] =

@@ -15,7 +15,7 @@ import { encodeProblem } from "../pipeline/perk/encode_problem.ts";
 import { perkLM } from "../pipeline/perk/lm_adapter.ts";
 import { perkMetaGradient } from "../pipeline/perk/meta_step.ts";
 import { initWeighting, weightingShapes } from "../pipeline/perk/weighting.ts";
-import { TINY_BASE } from "../pipeline/model/base_stage.ts";
+import { TINY_BASE } from "../pipeline/base/base_stage.ts";
 const rt = await createRuntime();
 const base = loadModel(TINY_BASE.dir);
 const tok = loadTokenizerFor(TINY_BASE.dir, base);

@@ -19,7 +19,7 @@ import { METHOD_NAMES } from "./methods.ts";
 import { LR_PARAMS } from "../pipeline/perk/train.ts";
 import { TARGET_KEYS } from "../pipeline/perk/encode_problem.ts";
 import { OUTER_SCHEDULES } from "../pipeline/perk/outer_optim.ts";
-import { BASE_SOURCES } from "../pipeline/model/base_stage.ts";
+import { BASE_SOURCES } from "../pipeline/base/base_stage.ts";
 
 const int = (min: number, doc: string) =>
   field(Schema.Int.check(Schema.isGreaterThanOrEqualTo(min)), `an integer ≥ ${min}`, doc);
@@ -75,7 +75,7 @@ export const FIELDS = {
   base_profile: field(
     Schema.Literals(["tiny", "cpu", "micro"]),
     '"tiny", "cpu" or "micro"',
-    'size of the base pretrained here when model = "tiny" (pipeline/model/pretrain.ts)',
+    'size of the base pretrained here when model = "tiny" (pipeline/base/pretrain.ts)',
   ),
   base_steps: int(1, 'pretraining steps of the base when model = "tiny" and base = "pretrain"'),
   base: field(

@@ -9,7 +9,7 @@
  * FT-ICR's 1,200 problems: every such run learned the answer format exactly and then named
  * one or two constant rooms (below). A real pretrained LM brings the retrieval skill; the
  * default base here gets some of it from a curriculum of bAbI tracking stories
- * (pipeline/model/pretrain_curriculum.ts RETRIEVAL_CURRICULUM; tracking_stories.ts): dense
+ * (pipeline/base/pretrain_curriculum.ts RETRIEVAL_CURRICULUM; tracking_stories.ts): dense
  * stories asking about anyone but the last mover (1,000 steps of 4 × 256 tokens), then about
  * anyone (300 steps), then sparse stories, prose between the facts, in 1,280-token windows
  * (300 steps). FT-ICR then has to apply it to QA1-1K under BabiLong's instructions.
@@ -57,11 +57,11 @@ import { answerInContext, promptsOf } from "../pipeline/baselines/answer.ts";
 import { encodeIcr } from "../pipeline/baselines/in_context.ts";
 import { ftIcrTrain } from "../pipeline/baselines/ft_icr/train.ts";
 import { trainable } from "../pipeline/baselines/ft_icr/trainable.ts";
-import { CompactTokenizer } from "../pipeline/model/compact_vocab.ts";
-import { tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
+import { CompactTokenizer } from "../pipeline/tokenizer/compact_vocab.ts";
+import { tinyVocab } from "../pipeline/base/pretrain_data.ts";
 import { GpuModel } from "../pipeline/model/gpu_model.ts";
 import { loadModel, loadTokenizerFor } from "../pipeline/model/load.ts";
-import { pretrainCurriculum, RETRIEVAL_CURRICULUM } from "../pipeline/model/pretrain_curriculum.ts";
+import { pretrainCurriculum, RETRIEVAL_CURRICULUM } from "../pipeline/base/pretrain_curriculum.ts";
 import type { Model } from "../pipeline/model/weights.ts";
 import type { TextTokenizer } from "../pipeline/tokenizer/tokenizer.ts";
 import { testRuntime } from "./testing.ts";

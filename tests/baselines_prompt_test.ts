@@ -14,7 +14,7 @@ import {
   interpolatePositions,
   parseRopeChoice,
 } from "../pipeline/baselines/positions.ts";
-import { tinyConfig } from "../pipeline/model/tiny.ts";
+import { tinyConfig } from "../pipeline/base/tiny.ts";
 import type { ModelConfig } from "../pipeline/model/config.ts";
 import { initRandomWeights } from "../pipeline/model/weights.ts";
 

@@ -12,9 +12,9 @@ import { EXPERIMENTS } from "../experiments/registry.ts";
 import { generateProblems, type ProblemSpec } from "../pipeline/data/problems.ts";
 import { icrPromptText } from "../pipeline/baselines/in_context.ts";
 import { extendPositions, parseRopeChoice } from "../pipeline/baselines/positions.ts";
-import { CompactTokenizer } from "../pipeline/model/compact_vocab.ts";
-import { tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
-import { profileConfig } from "../pipeline/model/pretrain.ts";
+import { CompactTokenizer } from "../pipeline/tokenizer/compact_vocab.ts";
+import { tinyVocab } from "../pipeline/base/pretrain_data.ts";
+import { profileConfig } from "../pipeline/base/pretrain.ts";
 
 const IN_CONTEXT: Record<string, number> = { "ft-icr": 0, "prompt-only": 4 }; // method → shots
 const tok = new CompactTokenizer(tinyVocab());

@@ -57,7 +57,7 @@ Deno.test("importClosure: transitive, cycle-safe, excludes prefixes, names the i
 Deno.test("stage sources: the real stages hash every kernel they run (incl. the tiled matmul real GPUs use)", () => {
   const perk = stageSources(new URL("../pipeline/perk/stages.ts", import.meta.url).href);
   const ft = stageSources(new URL("../pipeline/baselines/ft_icr/stages.ts", import.meta.url).href);
-  const base = stageSources(new URL("../pipeline/model/base_stage.ts", import.meta.url).href);
+  const base = stageSources(new URL("../pipeline/base/base_stage.ts", import.meta.url).href);
   // What the hand-written lists held (they missed matmul_tiled.ts for PERK, among others).
   const mustHave = [
     "kernels/autodiff/attention.ts",
@@ -81,7 +81,7 @@ Deno.test("stage sources: the real stages hash every kernel they run (incl. the 
     assert.ok(ft.includes(f), `ft-icr stages miss ${f}`);
   }
   for (
-    const f of [...mustHave, "pipeline/model/pretrain.ts", "pipeline/model/gpu_pretrain_data.ts"]
+    const f of [...mustHave, "pipeline/base/pretrain.ts", "pipeline/base/pretrain_data.ts"]
   ) {
     assert.ok(base.includes(f), `pretrain stage misses ${f}`);
   }

@@ -6,7 +6,7 @@ import { loadModel, loadTokenizerFor, promptIds } from "../pipeline/model/load.t
 import { defaultLoraConfig, initLora, toReferenceLora, withData } from "../pipeline/model/lora.ts";
 import { exportPeft } from "../pipeline/model/peft.ts";
 import { generateGreedy } from "../pipeline/model/reference.ts";
-import { tinyConfig } from "../pipeline/model/tiny.ts";
+import { tinyConfig } from "../pipeline/base/tiny.ts";
 import { initRandomWeights } from "../pipeline/model/weights.ts";
 import { randn, sharedPath } from "./testing.ts";
 

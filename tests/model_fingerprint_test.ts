@@ -1,7 +1,7 @@
 /** Model fingerprints for cache keys: content, not path; memoised by size and mtime. */
 import assert from "node:assert/strict";
 import { modelFingerprint } from "../pipeline/model/fingerprint.ts";
-import { baseNode } from "../pipeline/model/base_stage.ts";
+import { baseNode } from "../pipeline/base/base_stage.ts";
 
 Deno.test("model fingerprint: follows the bytes, is memoised, and reaches the base node's parameters", () => {
   const dir = Deno.makeTempDirSync();

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { generateProblems } from "../pipeline/data/problems.ts";
-import { sha256File, TINY_BASE } from "../pipeline/model/base_stage.ts";
+import { sha256File, TINY_BASE } from "../pipeline/base/base_stage.ts";
 import { loadModel, loadTokenizerFor } from "../pipeline/model/load.ts";
 import { forward, tokenNll } from "../pipeline/model/reference.ts";
 import { encodeProblem } from "../pipeline/perk/encode_problem.ts";

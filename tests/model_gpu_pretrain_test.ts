@@ -5,12 +5,12 @@
  * (seed, step) and hold real text.
  */
 import assert from "node:assert/strict";
-import { pretrain, pretrainLr, type PretrainOptions } from "../pipeline/model/pretrain.ts";
-import { PRETRAIN_DEFAULTS } from "../pipeline/model/pretrain.ts";
-import { pretrainData } from "../pipeline/model/gpu_pretrain_data.ts";
-import { EOS_ID } from "../pipeline/model/compact_vocab.ts";
+import { pretrain, pretrainLr, type PretrainOptions } from "../pipeline/base/pretrain.ts";
+import { PRETRAIN_DEFAULTS } from "../pipeline/base/pretrain.ts";
+import { pretrainData } from "../pipeline/base/pretrain_data.ts";
+import { EOS_ID } from "../pipeline/tokenizer/compact_vocab.ts";
 import { saveHfModel } from "../pipeline/model/hf_loader.ts";
-import { pretrainCurriculum } from "../pipeline/model/pretrain_curriculum.ts";
+import { pretrainCurriculum } from "../pipeline/base/pretrain_curriculum.ts";
 import { testRuntime } from "./testing.ts";
 
 const rt = await testRuntime();

@@ -1,10 +1,15 @@
 /** The tiny default model: config, compact GPT-2 vocabulary (lossless), committed files. */
 import assert from "node:assert/strict";
 import { loadCorpus } from "../pipeline/data/corpus.ts";
-import { CompactTokenizer, CompactVocab, EOS_ID, UNK_ID } from "../pipeline/model/compact_vocab.ts";
+import {
+  CompactTokenizer,
+  CompactVocab,
+  EOS_ID,
+  UNK_ID,
+} from "../pipeline/tokenizer/compact_vocab.ts";
 import { parameterCount, parseHfConfig, toHfConfig } from "../pipeline/model/config.ts";
 import { forward } from "../pipeline/model/reference.ts";
-import { buildCompactVocab, taskText, TINY_VOCAB, tinyConfig } from "../pipeline/model/tiny.ts";
+import { buildCompactVocab, taskText, TINY_VOCAB, tinyConfig } from "../pipeline/base/tiny.ts";
 import { initRandomWeights } from "../pipeline/model/weights.ts";
 import { gpt2Tokenizer } from "../pipeline/tokenizer/gpt2.ts";
 
@@ -32,7 +37,7 @@ Deno.test("tiny: compact vocab rebuilds bit-for-bit from the corpus and task tex
     built.toJson(),
     Deno.readTextFileSync(`${dir}/compact_vocab.json`),
     "fixtures/models/tiny/compact_vocab.json is stale (corpus or task text changed): rebuild with " +
-      "deno run --allow-read --allow-write --allow-env pipeline/model/tiny.ts fixtures/models/tiny",
+      "deno run --allow-read --allow-write --allow-env pipeline/base/tiny.ts fixtures/models/tiny",
   );
   assert.equal(built.size, TINY_VOCAB);
 });

@@ -1,5 +1,5 @@
 /**
- * Tracking stories for pretraining (pipeline/model/tracking_stories.ts): every marked token
+ * Tracking stories for pretraining (pipeline/base/tracking_stories.ts): every marked token
  * starts the room that the question's person last moved to (re-simulated from the decoded
  * text), questions skip the one who just moved, windows are seqLen long and fixed by the
  * rng; sparse stories (storyProse) put prose between the facts so that questions reach
@@ -9,10 +9,10 @@
 import assert from "node:assert/strict";
 import { seededRng } from "../pipeline/data/rng.ts";
 import { LOCATIONS } from "../pipeline/data/babi_world.ts";
-import { CompactTokenizer } from "../pipeline/model/compact_vocab.ts";
-import { pretrainData, tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
-import { trackingStory } from "../pipeline/model/tracking_stories.ts";
-import { answerWeights, pretrain } from "../pipeline/model/pretrain.ts";
+import { CompactTokenizer } from "../pipeline/tokenizer/compact_vocab.ts";
+import { pretrainData, tinyVocab } from "../pipeline/base/pretrain_data.ts";
+import { trackingStory } from "../pipeline/base/tracking_stories.ts";
+import { answerWeights, pretrain } from "../pipeline/base/pretrain.ts";
 import { testRuntime } from "./testing.ts";
 
 const tok = new CompactTokenizer(tinyVocab());

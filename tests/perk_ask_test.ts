@@ -16,8 +16,8 @@ import { loadMeta, metaFromExport, writeExport } from "../pipeline/perk/meta_sou
 import { main as askMain, parseAskArgs } from "../pipeline/perk/ask_cli.ts";
 import { main as exportMain } from "../pipeline/perk/export_cli.ts";
 import { loraFor } from "../pipeline/perk/stages.ts";
-import { CompactTokenizer } from "../pipeline/model/compact_vocab.ts";
-import { tinyVocab } from "../pipeline/model/gpu_pretrain_data.ts";
+import { CompactTokenizer } from "../pipeline/tokenizer/compact_vocab.ts";
+import { tinyVocab } from "../pipeline/base/pretrain_data.ts";
 import { microModel, readJsonl, runConfig } from "./session_harness.ts";
 import { testRuntime } from "./testing.ts";
 

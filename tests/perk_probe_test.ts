@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { saveHfModel } from "../pipeline/model/hf_loader.ts";
-import { profileConfig } from "../pipeline/model/pretrain.ts";
-import { TINY_VOCAB } from "../pipeline/model/tiny.ts";
+import { profileConfig } from "../pipeline/base/pretrain.ts";
+import { TINY_VOCAB } from "../pipeline/base/tiny.ts";
 import { initRandomWeights } from "../pipeline/model/weights.ts";
 import {
   main,

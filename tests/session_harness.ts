@@ -15,7 +15,7 @@ import { MethodRegistry } from "../pipeline/experiment/methods.ts";
 import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
 import { runSession } from "../pipeline/experiment/session.ts";
 import { saveHfModel } from "../pipeline/model/hf_loader.ts";
-import { tinyConfig } from "../pipeline/model/tiny.ts";
+import { tinyConfig } from "../pipeline/base/tiny.ts";
 import { initRandomWeights } from "../pipeline/model/weights.ts";
 import { testRuntime } from "./testing.ts";
 

@@ -13,10 +13,10 @@
  *
  * ```ts
  * import { Effect, Schema } from "effect";
- * import { defineStage } from "../../pipeline/experiment/stage.ts";
- * import { node } from "../../pipeline/experiment/graph.ts";
- * import type { Method, Prediction } from "../../pipeline/experiment/methods.ts";
- * import type { Problem } from "../../pipeline/data/problems.ts";
+ * import { defineStage } from "./stage.ts";
+ * import { node } from "./graph.ts";
+ * import type { Method, Prediction } from "./methods.ts";
+ * import type { Problem } from "../data/problems.ts";
  *
  * const fit = defineStage({
  *   name: "majority-fit", version: 1,

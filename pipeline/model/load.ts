@@ -4,7 +4,7 @@
  */
 import { loadHfTokenizer } from "../tokenizer/hf.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
-import { CompactTokenizer, CompactVocab } from "./compact_vocab.ts";
+import { CompactTokenizer, CompactVocab } from "../tokenizer/compact_vocab.ts";
 import { ModelError } from "./errors.ts";
 import { loadHfModel, readJsonFile } from "./hf_loader.ts";
 import { type ModelConfig, parseHfConfig } from "./config.ts";

@@ -1,6 +1,7 @@
 /**
- * The model layer: configs, weights, loaders, float64 reference decoder, LoRA/PEFT, tiny
- * model; the GPU model, batched generation and pretraining.
+ * The model layer: configs, weights, loaders, float64 reference decoder, LoRA/PEFT; the GPU
+ * model and batched generation (its ops: kernels/autodiff/model_ops.ts). The tiny base and its
+ * pretraining are pipeline/base/.
  */
 export * from "./config.ts";
 export * from "./weights.ts";
@@ -18,8 +19,6 @@ export { applyRope, ropeAttentionScale, ropeInvFreq, ropeTables } from "./rope.t
 export * from "./reference.ts";
 export * from "./lora.ts";
 export { exportPeft, importPeft, peftConfig } from "./peft.ts";
-export * from "./compact_vocab.ts";
-export { buildCompactVocab, taskText, TINY_VOCAB, tinyConfig, writeTinyFiles } from "./tiny.ts";
 export { isLlama2cPath, loadModel, loadTokenizerFor, promptIds } from "./load.ts";
 export {
   type GpuForwardOptions,
@@ -32,23 +31,3 @@ export {
   uploadLora,
 } from "./gpu_model.ts";
 export { generateGreedyGpu, type GpuGenerateOptions } from "./gpu_generate.ts";
-export {
-  argmaxRows,
-  embedding,
-  frozenLinear,
-  holdWith,
-  ropeAt,
-  sliceI32,
-} from "../../kernels/autodiff/model_ops.ts";
-export { PretrainData, pretrainData, tinyVocab } from "./gpu_pretrain_data.ts";
-export {
-  pretrain,
-  PRETRAIN_DEFAULTS,
-  pretrainInit,
-  pretrainLr,
-  type PretrainOptions,
-  type PretrainProfile,
-  type PretrainProgress,
-  type PretrainResult,
-  profileConfig,
-} from "./pretrain.ts";

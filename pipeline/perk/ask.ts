@@ -10,7 +10,7 @@ import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import { documents, groupSentences } from "../data/chunker.ts";
 import { perkPrompt } from "../data/prompts.ts";
 import { splitSentences } from "../data/sentences.ts";
-import { baseTokenizer, resolveBase } from "../model/base_stage.ts";
+import { baseTokenizer, resolveBase } from "../base/base_stage.ts";
 import { generateGreedyGpu } from "../model/gpu_generate.ts";
 import { gpuLora, GpuModel } from "../model/gpu_model.ts";
 import { exportPeft } from "../model/peft.ts";

@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { createRuntime } from "../../kernels/runtime/device.ts";
 import { defaultCacheRoot, StageCache } from "../experiment/cache.ts";
-import { TINY_BASE } from "../model/base_stage.ts";
+import { TINY_BASE } from "../base/base_stage.ts";
 import { loadModel } from "../model/load.ts";
 import { Reader } from "./ask.ts";
 import { loadMeta } from "./meta_source.ts";

@@ -7,7 +7,7 @@
 import type { Runtime } from "../../kernels/runtime/runtime.ts";
 import { UNIT } from "../experiment/cost.ts";
 import { GpuModel } from "../model/gpu_model.ts";
-import { resolveBase, TINY_BASE } from "../model/base_stage.ts";
+import { resolveBase, TINY_BASE } from "../base/base_stage.ts";
 import { perkLM } from "./lm_adapter.ts";
 import { encodeContext } from "./meta_step.ts";
 import { loraFor } from "./stages.ts";

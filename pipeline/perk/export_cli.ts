@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { defaultCacheRoot, StageCache } from "../experiment/cache.ts";
-import { resolveBase } from "../model/base_stage.ts";
+import { resolveBase } from "../base/base_stage.ts";
 import { metaFromRun, writeExport } from "./meta_source.ts";
 import { callerPath, joinNegativeValues } from "../cli_helpers.ts";
 

@@ -8,7 +8,7 @@ import { Schema } from "effect";
 import type { StageCache } from "../experiment/cache.ts";
 import { readStages, type StageRecord } from "../experiment/run_dir.ts";
 import { writeFileAtomic } from "../model/atomic.ts";
-import { type BaseModel, pretrainStage, sha256File, TINY_BASE } from "../model/base_stage.ts";
+import { type BaseModel, pretrainStage, sha256File, TINY_BASE } from "../base/base_stage.ts";
 import { exportPeft } from "../model/peft.ts";
 import type { Model } from "../model/weights.ts";
 import { loraFor, metaCodec, PerkParams } from "./stages.ts";

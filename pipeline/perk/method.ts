@@ -10,7 +10,7 @@
 import { Schema } from "effect";
 import { type Node, node } from "../experiment/graph.ts";
 import type { Cell, Method } from "../experiment/methods.ts";
-import { BASE_SOURCES, type BaseModel, baseNode } from "../model/base_stage.ts";
+import { BASE_SOURCES, type BaseModel, baseNode } from "../base/base_stage.ts";
 import { answerStage, initStage, type MetaTrained, metaTrainStage } from "./stages.ts";
 import { LR_PARAMS } from "./train.ts";
 import { TARGET_KEYS } from "./encode_problem.ts";

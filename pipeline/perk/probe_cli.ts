@@ -14,7 +14,7 @@ import { isLengthLabel, LENGTH_FORMS } from "../experiment/fields.ts";
 import { loadModel, loadTokenizerFor } from "../model/load.ts";
 import { callerPath, joinNegativeValues, looksLikePath } from "../cli_helpers.ts";
 import { probeInnerRates, type ProbeResult, type ProbeRow } from "./probe.ts";
-import { TINY_BASE } from "../model/base_stage.ts";
+import { TINY_BASE } from "../base/base_stage.ts";
 
 export const USAGE =
   `usage: deno task probe --model DIR|tiny [--task qa1|qa2|qa3] [--length 1k] [--n 50]

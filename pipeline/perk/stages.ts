@@ -24,7 +24,7 @@ import { answerProblem, type AnswerSetup } from "./answer.ts";
 import { perkExactMatch } from "../data/scorers.ts";
 import { OUTER_SCHEDULES } from "./outer_optim.ts";
 import { initWeighting, weightingShapes } from "./weighting.ts";
-import { type BaseModel, baseTokenizer, resolveBase } from "../model/base_stage.ts";
+import { type BaseModel, baseTokenizer, resolveBase } from "../base/base_stage.ts";
 
 export const PerkParams = Schema.Struct({
   model: Schema.String,

@@ -4,3 +4,4 @@ export { TOKENIZER_NAMES } from "./tokenizer.ts";
 export { Gpt2Tokenizer, gpt2Tokenizer } from "./gpt2.ts";
 export { HfTokenizer, loadHfTokenizer, qwen3Tokenizer } from "./hf.ts";
 export { tokenizerByName } from "./by_name.ts";
+export * from "./compact_vocab.ts";

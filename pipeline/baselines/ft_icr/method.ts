@@ -7,7 +7,7 @@
 import { Schema } from "effect";
 import { node } from "../../experiment/graph.ts";
 import type { Cell, Method } from "../../experiment/methods.ts";
-import { BASE_SOURCES, baseNode } from "../../model/base_stage.ts";
+import { BASE_SOURCES, baseNode } from "../../base/base_stage.ts";
 import { parseRopeChoice } from "../positions.ts";
 import { ftIcrEvalStage, ftIcrTrainStage } from "./stages.ts";
 

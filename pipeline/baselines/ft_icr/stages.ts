@@ -14,7 +14,7 @@ import { problemsOf, UNIT } from "../../experiment/cost.ts";
 import { stageSources } from "../../experiment/sources.ts";
 import type { Prediction } from "../../experiment/methods.ts";
 import { defineStage, type OutputCodec } from "../../experiment/stage.ts";
-import { type BaseModel, baseTokenizer, resolveBase } from "../../model/base_stage.ts";
+import { type BaseModel, baseTokenizer, resolveBase } from "../../base/base_stage.ts";
 import type { ModelConfig } from "../../model/config.ts";
 import { gpuLora, GpuModel } from "../../model/gpu_model.ts";
 import { encodeSafetensors, parseHeader, toFloat32 } from "../../model/safetensors.ts";

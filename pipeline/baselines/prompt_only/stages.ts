@@ -11,7 +11,7 @@ import { problemsOf, UNIT } from "../../experiment/cost.ts";
 import { stageSources } from "../../experiment/sources.ts";
 import type { Prediction } from "../../experiment/methods.ts";
 import { defineStage } from "../../experiment/stage.ts";
-import { type BaseModel, baseTokenizer, resolveBase } from "../../model/base_stage.ts";
+import { type BaseModel, baseTokenizer, resolveBase } from "../../base/base_stage.ts";
 import { GpuModel } from "../../model/gpu_model.ts";
 import { answerInContext, promptsOf } from "../answer.ts";
 import { extendPositions, parseRopeChoice } from "../positions.ts";

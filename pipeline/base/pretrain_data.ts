@@ -10,8 +10,8 @@
  */
 import { loadCorpus } from "../data/corpus.ts";
 import { deriveSeed, type Rng, seededRng } from "../data/rng.ts";
-import { CompactTokenizer, CompactVocab, EOS_ID } from "./compact_vocab.ts";
-import { ModelError } from "./errors.ts";
+import { CompactTokenizer, CompactVocab, EOS_ID } from "../tokenizer/compact_vocab.ts";
+import { ModelError } from "../model/errors.ts";
 import { taskText } from "./tiny.ts";
 import { type StoryAsk, trackingStory } from "./tracking_stories.ts";
 

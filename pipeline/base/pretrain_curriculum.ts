@@ -7,8 +7,8 @@
  * stories").
  */
 import type { Runtime } from "../../kernels/runtime/runtime.ts";
-import { saveHfModel } from "./hf_loader.ts";
-import { ModelError } from "./errors.ts";
+import { saveHfModel } from "../model/hf_loader.ts";
+import { ModelError } from "../model/errors.ts";
 import {
   pretrain,
   type PretrainOptions,

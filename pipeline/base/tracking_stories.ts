@@ -23,7 +23,7 @@
  */
 import { ACTORS, LOCATIONS, MOVE_VERBS } from "../data/babi_world.ts";
 import type { Rng } from "../data/rng.ts";
-import type { CompactTokenizer } from "./compact_vocab.ts";
+import type { CompactTokenizer } from "../tokenizer/compact_vocab.ts";
 
 export interface StoryWindow {
   /** (seqLen) token ids. */

@@ -10,17 +10,17 @@ import { defineStage, type OutputCodec } from "../experiment/stage.ts";
 import { StageError } from "../experiment/errors.ts";
 import { UNIT } from "../experiment/cost.ts";
 import { defaultCacheRoot } from "../experiment/cache.ts";
-import { modelFingerprint } from "./fingerprint.ts";
+import { modelFingerprint } from "../model/fingerprint.ts";
 import { stageSources } from "../experiment/sources.ts";
 import { type Node, node } from "../experiment/graph.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
-import { encodeSafetensors, SafetensorsReader } from "./safetensors.ts";
-import type { ModelConfig } from "./config.ts";
-import type { Model, Weights } from "./weights.ts";
+import { encodeSafetensors, SafetensorsReader } from "../model/safetensors.ts";
+import type { ModelConfig } from "../model/config.ts";
+import type { Model, Weights } from "../model/weights.ts";
 import { pretrain, PRETRAIN_DEFAULTS, type PretrainProfile } from "./pretrain.ts";
-import { CompactTokenizer } from "./compact_vocab.ts";
-import { tinyVocab } from "./gpu_pretrain_data.ts";
-import { loadModel, loadTokenizerFor } from "./load.ts";
+import { CompactTokenizer } from "../tokenizer/compact_vocab.ts";
+import { tinyVocab } from "./pretrain_data.ts";
+import { loadModel, loadTokenizerFor } from "../model/load.ts";
 
 export const PretrainParams = Schema.Struct({
   profile: Schema.Literals(["tiny", "cpu", "micro"]),

@@ -18,18 +18,21 @@ import { concat } from "../../kernels/ops/strided.ts";
 import { adamwStep } from "../../kernels/optim/adamw.ts";
 import { grad } from "../../kernels/autodiff/transforms.ts";
 import type { AdamWHyper } from "../../kernels/optim/adamw_math.ts";
-import { type ModelConfig, validateConfig } from "./config.ts";
-import { ModelError } from "./errors.ts";
-import { readSafetensors, writeSafetensors } from "./safetensors.ts";
+import { type ModelConfig, validateConfig } from "../model/config.ts";
+import { ModelError } from "../model/errors.ts";
+import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
 import { TINY_VOCAB, tinyConfig } from "./tiny.ts";
-import { expectedShapes, initRandomWeights, validateWeights, type Weights } from "./weights.ts";
-import { writeFileAtomic } from "./atomic.ts";
-import { GpuModel } from "./gpu_model.ts";
+import {
+  expectedShapes,
+  initRandomWeights,
+  validateWeights,
+  type Weights,
+} from "../model/weights.ts";
+import { writeFileAtomic } from "../model/atomic.ts";
+import { GpuModel } from "../model/gpu_model.ts";
 import { argmaxRows } from "../../kernels/autodiff/model_ops.ts";
-import { saveHfModel } from "./hf_loader.ts";
-import { loadModel } from "./load.ts";
-import { createRuntime } from "../../kernels/runtime/device.ts";
-import { pretrainData } from "./gpu_pretrain_data.ts";
+import { loadModel } from "../model/load.ts";
+import { pretrainData } from "./pretrain_data.ts";
 import type { StoryAsk } from "./tracking_stories.ts";
 
 /** Model sizes: the tiny default base, a smaller one for slow CPUs, and one for tests. */
@@ -383,7 +386,7 @@ export async function pretrain(
   if (data.tok.vocabSize !== config.vocab) {
     throw new ModelError(
       `pretrain: fixtures/models/tiny/compact_vocab.json has ${data.tok.vocabSize} ids but ` +
-        `the tiny config expects ${config.vocab}; rebuild it (see pipeline/model/tiny.ts)`,
+        `the tiny config expects ${config.vocab}; rebuild it (see pipeline/base/tiny.ts)`,
     );
   }
   const init = pretrainInit(config, o);
@@ -518,85 +521,3 @@ export async function pretrain(
     model.dispose();
   }
 }
-
-/**
- * `deno run -A pipeline/model/pretrain.ts OUT_DIR ['{"profile":"cpu",…}' | '[{…}, {…}]']`: pretrain
- * and write a model directory (config.json, model.safetensors F32, compact_vocab.json) plus
- * pretrain_log.json (options, loss curve, held-out losses, tokens/s). A JSON array runs a
- * curriculum (pretrain_curriculum.ts): each stage starts from the one before.
- */
-async function cli(args: string[]): Promise<number> {
-  const [out, json] = args;
-  if (!out) {
-    console.error(
-      "usage: pretrain.ts OUT_DIR [OPTIONS_JSON | [STAGE_OPTIONS_JSON, …]]   (options: " +
-        "PretrainOptions fields)",
-    );
-    return 2;
-  }
-  const parsed = json
-    ? JSON.parse(json) as Partial<PretrainOptions> | Partial<PretrainOptions>[]
-    : {};
-  const stages = Array.isArray(parsed) ? parsed : [parsed];
-  const rt = await createRuntime();
-  try {
-    const show = (prefix: string) => (p: PretrainProgress) => {
-      if (p.step % 10 === 0 || p.step === p.steps || p.step === 1) {
-        console.log(
-          `${prefix}step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} |g| ${
-            p.gradNorm.toFixed(3)
-          } ` +
-            `lr ${p.lr.toExponential(2)} ${p.tokensPerSecond.toFixed(0)} tok/s ${
-              p.seconds.toFixed(0)
-            } s`,
-        );
-      }
-    };
-    // Loaded here, not at the top: the curriculum module imports this one.
-    const results = Array.isArray(parsed)
-      ? await (await import("./pretrain_curriculum.ts")).pretrainCurriculum(
-        rt,
-        stages,
-        (i, p) => show(`stage ${i + 1}/${stages.length} `)(p),
-      )
-      : [await pretrain(rt, stages[0], show(""))];
-    const r = results.at(-1)!;
-    saveHfModel(out, { config: r.config, weights: r.weights });
-    Deno.copyFileSync(
-      new URL("../../fixtures/models/tiny/compact_vocab.json", import.meta.url),
-      `${out}/compact_vocab.json`,
-    );
-    const logOf = (o: Partial<PretrainOptions>, r: PretrainResult) => ({
-      options: { ...PRETRAIN_DEFAULTS, ...o },
-      losses: r.losses,
-      evalLossStart: r.evalLossStart,
-      evalLossEnd: r.evalLossEnd,
-      tokens: r.tokens,
-      seconds: r.seconds,
-      tokensPerSecond: r.tokensPerSecond,
-      storyAccuracy: r.storyAccuracy,
-    });
-    const log = Array.isArray(parsed)
-      ? { stages: results.map((r, i) => logOf(stages[i], r)), adapter: rt.adapter.description }
-      : { ...logOf(stages[0], r), adapter: rt.adapter.description };
-    writeFileAtomic(`${out}/pretrain_log.json`, JSON.stringify(log, null, 1) + "\n");
-    results.forEach((r, i) =>
-      console.log(
-        `${results.length > 1 ? `stage ${i + 1}: ` : ""}held-out loss ${
-          r.evalLossStart.toFixed(4)
-        } → ${r.evalLossEnd.toFixed(4)}; ${r.tokens} tokens in ${r.seconds.toFixed(0)} s` +
-          (r.storyAccuracy === undefined
-            ? ""
-            : `; held-out story answers ${(100 * r.storyAccuracy).toFixed(1)}% right`),
-      )
-    );
-    console.log(`wrote ${out}`);
-    return 0;
-  } finally {
-    rt.destroy();
-  }
-}
-
-// Not a top-level await: the curriculum module that cli() loads imports this one, which must
-// have finished evaluating first.
-if (import.meta.main) cli(Deno.args).then((code) => Deno.exit(code));
