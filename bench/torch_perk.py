@@ -327,8 +327,9 @@ def cmd_meta(a):
     lrs = loglr.detach().exp()
     thd = {k: (x.detach(), y.detach()) for k, (x, y) in th0.items()}
     n = a.n_test
+    test = load_data(a.test_data) if a.test_data else data  # another length: length generalisation
     for name, N, enc in [("perk", a.N, True), ("perk-no-encode", 0, False)]:
-        acc = evaluate(W, c, data, "test", thd, lrs, N, scale, n, encode=enc)
+        acc = evaluate(W, c, test, "test", thd, lrs, N, scale, n, encode=enc)
         lo, hi = wilson(round(acc * n), n)
         print(f"TEST {name}: {acc:.3f} [{lo:.3f}, {hi:.3f}] n={n}")
     if a.save:
@@ -452,6 +453,7 @@ def main():
     q.add_argument("--n-test", type=int, default=200); q.add_argument("--seed", type=int, default=0)
     q.add_argument("--save", default="")
     q.add_argument("--max-new", type=int, default=6)
+    q.add_argument("--test-data", default="", help="test problems from this file (another length)")
     q.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     q.add_argument("--pool", type=int, default=0, help="one pass over this many problems (perk's loop); 0: draws from all")
     p = sub.add_parser("export")

@@ -56,7 +56,11 @@ export const FIELDS = {
     '"cosine" or "constant"',
     "meta-training schedule after the 3% warm-up: cosine decay to 0 (paper) or constant",
   ),
-  outer_lr_weighting: positive("meta-training peak learning rate of the token-weighting model"),
+  outer_lr_weighting: field(
+    Schema.Number.check(Schema.isGreaterThanOrEqualTo(0)),
+    "a number ≥ 0 (0 keeps the weighting model at its initial, uniform weights)",
+    "meta-training peak learning rate of the token-weighting model",
+  ),
   target: field(
     Schema.Literals(TARGET_KEYS),
     '"support_answer" or "answer"',
@@ -149,7 +153,11 @@ export const DEFAULTS: Readonly<Record<Profile, Config>> = {
     // PyTorch prototype); 1e-4 holds. Log-rates move on their own, much larger, scale.
     outer_lr: 1e-4,
     outer_lr_rates: 1e-2,
-    outer_lr_weighting: 1e-4,
+    // The weighting model stays at its initial, uniform weights: learned on 256-token
+    // contexts it stops PERK reading longer ones — the same θ₀ and rates answered 21/100 at 1K
+    // with the learned weighting (all "hallway", as perk-no-encode) and 32/100 with the initial
+    // one (pipeline/perk/README.md). The paper profile learns it.
+    outer_lr_weighting: 0,
     // A decaying schedule stalls the learned rates and PERK collapses onto one answer
     // (pipeline/perk/README.md: the prototype at 150 steps, constant 38%, cosine 20%).
     outer_schedule: "constant",
