@@ -163,8 +163,36 @@ Deno.test("experiment report: figures follow what the results vary", () => {
     "heatmap-perk.svg",
     "time-vs-length.svg",
     "memory-vs-length.svg",
-    "curve-loss.svg",
+    "curve-meta-train-loss.svg",
   ]);
+  // Each stage its own step axis; learned inner rates get their own chart (log axis).
+  const two = figuresFor([row({})], [], [
+    { stage: "pretrain-base", key: "b", step: 1, loss: 5 },
+    { stage: "pretrain-base", key: "b", step: 2, loss: 4 },
+    {
+      stage: "perk-meta-train",
+      key: "m",
+      step: 1,
+      loss: 1,
+      rates: { min: 1e-3, gmean: 3e-3, max: 1e-2 },
+    },
+    {
+      stage: "perk-meta-train",
+      key: "m",
+      step: 2,
+      loss: 0.9,
+      rates: { min: 9e-4, gmean: 3e-3, max: 2e-2 },
+    },
+  ]);
+  assert.deepEqual(two.map((f) => f.file), [
+    "accuracy.svg",
+    "curve-pretrain-base-loss.svg",
+    "curve-perk-meta-train-loss.svg",
+    "curve-perk-meta-train-inner-rates.svg",
+  ]);
+  const rates = two.at(-1)!.svg;
+  assert.match(rates, /m gmean/);
+  assert.match(rates, />1e-2</);
   const posRows = ["pre", "post"].flatMap((a) =>
     ["pre", "post"].map((b) => row({ sweep: { train_position: a, test_position: b } }))
   );

@@ -95,7 +95,7 @@ Deno.test("experiment session: a swept run writes the run folder; shared stages 
       "results.md",
       "predictions.jsonl",
       "accuracy.svg",
-      "curve-loss.svg",
+      "curve-toy-fit-loss.svg",
     ]
   ) {
     assert.ok(files.includes(f), `${f} in ${files.join(", ")}`);

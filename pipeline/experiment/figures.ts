@@ -248,33 +248,73 @@ const CURVE_SKIP = new Set([
   "problems",
 ]);
 
-/** One chart per numeric metric recorded against `step` (loss, val_accuracy, …). */
+/**
+ * One chart per stage and numeric metric recorded against `step` (loss, valAccuracy, …): each
+ * stage counts its own steps (pretraining, meta-training and fine-tuning never share an axis);
+ * a series per node of the stage. Learned inner rates (`rates`: min, geometric mean, max over
+ * the tensors) get their own chart per stage, on a log axis.
+ */
 function learningCurves(metrics: readonly MetricRecord[]): Figure[] {
   const stepped = metrics.filter((m) => typeof m.step === "number");
-  const fields = uniq(
-    stepped.flatMap((m) =>
-      Object.keys(m).filter((k) => !CURVE_SKIP.has(k) && typeof m[k] === "number")
-    ),
-  ).sort();
-  return fields.flatMap((fieldName) => {
-    const withField = stepped.filter((m) => typeof m[fieldName] === "number");
-    if (withField.length < 2) return [];
-    const groups = uniq(withField.map((m) => `${m.stage} ${m.key ?? ""}`.trim()));
-    return [{
-      file: `curve-${slug(fieldName)}.svg`,
-      svg: lineChartSvg({
-        title: `Learning curve: ${fieldName}`,
-        xLabel: "step",
-        yLabel: fieldName,
-        series: groups.map((g) => ({
-          name: g,
-          points: withField.filter((m) => `${m.stage} ${m.key ?? ""}`.trim() === g)
-            .map((m) => [m.step as number, m[fieldName] as number] as const),
-        })),
-      }),
-    }];
-  });
+  const out: Figure[] = [];
+  for (const stage of uniq(stepped.map((m) => String(m.stage ?? "")))) {
+    const mine = stepped.filter((m) => String(m.stage ?? "") === stage);
+    const keys = uniq(mine.map((m) => String(m.key ?? "")));
+    const name = (k: string) => k || stage;
+    const prefix = stage ? `curve-${slug(stage)}-` : "curve-";
+    const fields = uniq(
+      mine.flatMap((m) =>
+        Object.keys(m).filter((k) => !CURVE_SKIP.has(k) && typeof m[k] === "number")
+      ),
+    ).sort();
+    for (const fieldName of fields) {
+      const withField = mine.filter((m) => typeof m[fieldName] === "number");
+      if (withField.length < 2) continue;
+      out.push({
+        file: `${prefix}${slug(fieldName)}.svg`,
+        svg: lineChartSvg({
+          title: `${stage || "learning curve"}: ${fieldName}`,
+          xLabel: `${stage || "training"} step`,
+          yLabel: fieldName,
+          series: keys.map((k) => ({
+            name: name(k),
+            points: withField.filter((m) => String(m.key ?? "") === k)
+              .map((m) => [m.step as number, m[fieldName] as number] as const),
+          })).filter((s) => s.points.length),
+        }),
+      });
+    }
+    const rated = mine.filter((m) => isRates(m.rates));
+    if (rated.length >= 2) {
+      out.push({
+        file: `${prefix}inner-rates.svg`,
+        svg: lineChartSvg({
+          title: `${stage}: learned inner learning rates (min, geometric mean, max)`,
+          xLabel: `${stage} step`,
+          yLabel: "inner learning rate",
+          yLog: true,
+          series: keys.flatMap((k) =>
+            (["min", "gmean", "max"] as const).map((q) => ({
+              name: `${name(k)} ${q}`,
+              points: rated.filter((m) => String(m.key ?? "") === k)
+                .map((m) => [m.step as number, (m.rates as Rates)[q]] as const),
+            }))
+          ).filter((s) => s.points.length),
+        }),
+      });
+    }
+  }
+  return out;
 }
+
+interface Rates {
+  readonly min: number;
+  readonly gmean: number;
+  readonly max: number;
+}
+const isRates = (r: unknown): r is Rates =>
+  !!r && typeof r === "object" &&
+  ["min", "gmean", "max"].every((q) => typeof (r as Record<string, unknown>)[q] === "number");
 
 /** Every figure the results call for. */
 export function figuresFor(

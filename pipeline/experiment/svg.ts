@@ -117,6 +117,8 @@ export interface LineSpec {
   readonly series: readonly Series[];
   /** Log-2 x axis (context lengths). */
   readonly xLog?: boolean;
+  /** Log-10 y axis (learning rates); values ≤ 0 are left out. */
+  readonly yLog?: boolean;
   /** Tick labels for x values (e.g. 8192 → "8k"). */
   readonly xTickLabel?: (x: number) => string;
   readonly yTickLabel?: (y: number) => string;
@@ -171,31 +173,36 @@ export function lineChartSvg(spec: LineSpec): string {
   const ph = Math.max(260, 10 + 18 * spec.series.length);
   const width = Math.ceil(Math.max(left + pw + right, textWidth(spec.title, 15) + 20));
   const height = top + ph + bottom;
-  const pts = spec.series.flatMap((s) => s.points).filter(([x, y]) =>
-    Number.isFinite(x) && Number.isFinite(y) && (!spec.xLog || x > 0)
-  );
+  const usable = ([x, y]: readonly [number, number]) =>
+    Number.isFinite(x) && Number.isFinite(y) && (!spec.xLog || x > 0) && (!spec.yLog || y > 0);
+  const pts = spec.series.flatMap((s) => s.points).filter(usable);
   const tx = (x: number) => (spec.xLog ? Math.log2(x) : x);
-  const xs = pts.map(([x]) => tx(x)), ys = pts.map(([, y]) => y);
+  const ty = (y: number) => (spec.yLog ? Math.log10(y) : y);
+  const xs = pts.map(([x]) => tx(x)), ys = pts.map(([, y]) => ty(y));
   let x0 = Math.min(...xs, Infinity), x1 = Math.max(...xs, -Infinity);
-  const y0 = Math.min(0, ...ys);
+  let y0 = spec.yLog ? Math.min(...ys, Infinity) : Math.min(0, ...ys);
   let y1 = Math.max(...ys, -Infinity);
   if (!Number.isFinite(x0)) [x0, x1] = [0, 1];
   if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
+  if (!Number.isFinite(y0)) y0 = 0;
   if (!Number.isFinite(y1) || y1 <= y0) y1 = y0 + 1;
   const sx = (x: number) => left + ((tx(x) - x0) / (x1 - x0)) * pw;
-  const sy = (y: number) => top + ph - ((y - y0) / (y1 - y0)) * ph;
+  const syT = (t: number) => top + ph - ((t - y0) / (y1 - y0)) * ph;
+  const sy = (y: number) => syT(ty(y));
   const body = [
     text(titleX(left + pw / 2, width, spec.title), 24, spec.title, { size: 15, weight: "bold" }),
   ];
   body.push(
     `<rect x="${left}" y="${top}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`,
   );
-  const yl = spec.yTickLabel ?? ((y: number) => String(y));
-  for (const y of niceTicks(y0, y1)) {
+  const yl = spec.yTickLabel ??
+    ((y: number) => (spec.yLog ? y.toExponential(1).replace(/\.0e/, "e") : String(y)));
+  for (const t of niceTicks(y0, y1)) {
+    const y = spec.yLog ? 10 ** t : t;
     body.push(
-      `<line x1="${left}" y1="${f(sy(y))}" x2="${left + pw}" y2="${f(sy(y))}" stroke="#e5e5e5"/>`,
+      `<line x1="${left}" y1="${f(syT(t))}" x2="${left + pw}" y2="${f(syT(t))}" stroke="#e5e5e5"/>`,
     );
-    body.push(text(left - 6, sy(y) + 4, yl(y), { anchor: "end", size: 11 }));
+    body.push(text(left - 6, syT(t) + 4, yl(y), { anchor: "end", size: 11 }));
   }
   const xValues = spec.xLog
     ? [...new Set(pts.map(([x]) => x))].sort((a, b) => a - b)
@@ -204,9 +211,7 @@ export function lineChartSvg(spec: LineSpec): string {
   for (const x of xValues) body.push(text(sx(x), top + ph + 16, xl(x), { size: 11 }));
   spec.series.forEach((s, i) => {
     const color = s.color ?? PALETTE[i % PALETTE.length];
-    const good = s.points.filter(([x, y]) =>
-      Number.isFinite(x) && Number.isFinite(y) && (!spec.xLog || x > 0)
-    ).slice().sort((a, b) => a[0] - b[0]);
+    const good = s.points.filter(usable).slice().sort((a, b) => a[0] - b[0]);
     if (good.length > 1) {
       body.push(
         `<polyline fill="none" stroke="${color}" stroke-width="2" points="${
