@@ -72,7 +72,9 @@ function callerSet(set: string): string {
   const i = set.indexOf("=");
   if (i < 0) return set;
   const key = set.slice(0, i).trim(), value = set.slice(i + 1).trim();
-  return PATH_KEYS.has(key) && looksLikePath(value) ? `${key}=${callerPath(value)}` : set;
+  // A model other than "tiny" is always a path; corpus and babi_source name built-ins too.
+  const path = key === "model" ? value !== "tiny" : looksLikePath(value);
+  return PATH_KEYS.has(key) && path ? `${key}=${callerPath(value)}` : set;
 }
 
 /** Parse argv (after the `run`/`results` word). `--sweep` takes every following key=value. */
@@ -373,12 +375,17 @@ function checkInputs(args: CliArgs): string | undefined {
   }
   for (const set of args.sets) {
     const m = /^model=(.*)$/.exec(set.trim());
-    if (!m || !looksLikePath(m[1])) continue;
+    if (!m || m[1] === "tiny") continue;
     const path = callerPath(m[1]), s = stat(path);
     if (!s) return `--model ${m[1]}: no such file or folder (${path})`;
     if (s.isDirectory && !stat(`${path}/config.json`)) {
-      return `--model ${m[1]}: the folder has no config.json; give a Hugging Face model folder ` +
-        "or a llama2.c .bin file";
+      const bins = [...Deno.readDirSync(path)]
+        .filter((e) => e.isFile && e.name.endsWith(".bin") && !/^tok/.test(e.name))
+        .map((e) => e.name);
+      return `--model ${m[1]}: the folder has no config.json; ` +
+        (bins.length
+          ? `it holds the llama2.c checkpoint ${bins[0]}: give --model ${m[1]}/${bins[0]}`
+          : "give a Hugging Face model folder or a llama2.c .bin file");
     }
     // Config, tokenizer and weight headers (names, shapes), not the weights.
     try {

@@ -26,6 +26,8 @@ for (
   Deno.mkdirSync(`${tmp}/${name}`);
   for (const f of files) Deno.copyFileSync(`${base}/${f}`, `${tmp}/${name}/${f}`);
 }
+Deno.mkdirSync(`${tmp}/llama`);
+Deno.writeFileSync(`${tmp}/llama/stories.bin`, new Uint8Array(8));
 Deno.mkdirSync(`${tmp}/bad-config`);
 Deno.writeTextFileSync(`${tmp}/bad-config/config.json`, '{"x": 1');
 
@@ -131,6 +133,12 @@ const CASES: Case[] = [
     [...qa1, "--model", `${tmp}/bad-config`],
     2,
     /bad-config\/config\.json: not a valid JSON object/,
+  ],
+  [
+    "experiment",
+    [...qa1, "--model", `${tmp}/llama`],
+    2,
+    /llama: the folder has no config\.json; it holds the llama2\.c checkpoint stories\.bin: give --model .*llama\/stories\.bin/,
   ],
   ["data", [...data, "--seed", "0"], 2, /--out is required/],
   [
