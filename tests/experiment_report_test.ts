@@ -175,6 +175,7 @@ Deno.test("experiment report: figures follow what the results vary", () => {
       step: 1,
       loss: 1,
       rates: { min: 1e-3, gmean: 3e-3, max: 1e-2 },
+      ratesByLayer: [2e-3, 4e-3],
     },
     {
       stage: "perk-meta-train",
@@ -182,6 +183,7 @@ Deno.test("experiment report: figures follow what the results vary", () => {
       step: 2,
       loss: 0.9,
       rates: { min: 9e-4, gmean: 3e-3, max: 2e-2 },
+      ratesByLayer: [1e-3, 8e-3],
     },
   ]);
   assert.deepEqual(two.map((f) => f.file), [
@@ -189,8 +191,10 @@ Deno.test("experiment report: figures follow what the results vary", () => {
     "curve-pretrain-base-loss.svg",
     "curve-perk-meta-train-loss.svg",
     "curve-perk-meta-train-inner-rates.svg",
+    "curve-perk-meta-train-inner-rates-by-layer.svg",
   ]);
-  const rates = two.at(-1)!.svg;
+  assert.match(two.at(-1)!.svg, /layer 1/);
+  const rates = two.at(-2)!.svg;
   assert.match(rates, /m gmean/);
   assert.match(rates, />1e-2</);
   const posRows = ["pre", "post"].flatMap((a) =>

@@ -32,6 +32,13 @@ Deno.test("perk, perk-no-encode and perk-ttt run as methods; the first two share
   const meta = metrics.filter((m) => m.stage === "perk-meta-train");
   assert.deepEqual(meta.map((m) => m.step), [1, 2]);
   assert.ok(meta.every((m) => m.rates.min > 0), "log-parameterised rates stay positive");
+  // Per layer too (the micro model has one): between the min and the max of all rates.
+  assert.ok(
+    meta.every((m) =>
+      m.ratesByLayer.length === 1 && m.ratesByLayer[0] >= m.rates.min * (1 - 1e-6) &&
+      m.ratesByLayer[0] <= m.rates.max * (1 + 1e-6)
+    ),
+  );
   assert.ok(meta.some((m) => typeof m.valAccuracy === "number"), "validation accuracy recorded");
   const preds = readJsonl(`${result.runDir}/predictions.jsonl`);
   assert.equal(preds.length, 6);

@@ -303,6 +303,28 @@ function learningCurves(metrics: readonly MetricRecord[]): Figure[] {
         }),
       });
     }
+    const layered = mine.filter((m) =>
+      Array.isArray(m.ratesByLayer) && m.ratesByLayer.every((x) => typeof x === "number")
+    );
+    if (layered.length >= 2) {
+      const layers = Math.max(...layered.map((m) => (m.ratesByLayer as number[]).length));
+      out.push({
+        file: `${prefix}inner-rates-by-layer.svg`,
+        svg: lineChartSvg({
+          title: `${stage}: learned inner learning rates per layer (geometric mean)`,
+          xLabel: `${stage} step`,
+          yLabel: "inner learning rate",
+          yLog: true,
+          series: keys.flatMap((k) =>
+            Array.from({ length: layers }, (_, l) => ({
+              name: `${keys.length > 1 ? `${name(k)} ` : ""}layer ${l}`,
+              points: layered.filter((m) => String(m.key ?? "") === k)
+                .map((m) => [m.step as number, (m.ratesByLayer as number[])[l]] as const),
+            }))
+          ).filter((s) => s.points.length),
+        }),
+      });
+    }
   }
   return out;
 }

@@ -207,6 +207,7 @@ export const metaTrainStage = defineStage({
               outer: { lr: p.outer_lr, schedule: p.outer_schedule },
               groupLr: { rates: p.outer_lr_rates, weighting: p.outer_lr_weighting },
               lrParam: p.lr_param,
+              rateLayers: lora.specs.map((s) => s.layer),
               renumber: (q, perm) => renumberDocuments(tok, q, perm),
               accuracy: valSet.length ? accuracy : undefined,
               dropout: p.dropout > 0,

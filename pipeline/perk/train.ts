@@ -34,6 +34,8 @@ export type LrParam = "log" | "raw";
 export const LR_PARAMS: readonly LrParam[] = ["log", "raw"];
 
 export interface MetaTrainOptions {
+  /** The layer of each LoRA tensor: records then carry the rates' geometric mean per layer. */
+  readonly rateLayers?: readonly number[];
   readonly steps: number; // inner steps N
   readonly retained: number; // T
   readonly cut?: boolean;
@@ -87,6 +89,8 @@ export interface TrainRecord {
   readonly valAccuracy?: number;
   /** Learned inner rates after the step: min, geometric mean, max. */
   readonly rates?: { readonly min: number; readonly gmean: number; readonly max: number };
+  /** Their geometric mean per layer (index = layer), when the layers are known. */
+  readonly ratesByLayer?: readonly number[];
 }
 
 export interface MetaTrainResult {
@@ -289,6 +293,7 @@ export async function metaTrain(
       ...(valLoss === undefined ? {} : { valLoss }),
       ...(valAccuracy === undefined ? {} : { valAccuracy }),
       rates: rateSummary(view().lr),
+      ...(o.rateLayers ? { ratesByLayer: layerMeans(view().lr, o.rateLayers) } : {}),
     };
     loop.history.push(rec);
     onRecord(rec);
@@ -303,6 +308,18 @@ export async function metaTrain(
     finished,
     stepsDone: loop.step,
   };
+}
+
+/** Geometric mean of the rates (N steps × J tensors, row-major) of each layer's tensors. */
+function layerMeans(lr: Float32Array, layers: readonly number[]): number[] {
+  const J = layers.length, L = Math.max(...layers) + 1;
+  const sum = new Float64Array(L), count = new Float64Array(L);
+  lr.forEach((x, i) => {
+    const l = layers[i % J];
+    sum[l] += Math.log(Math.abs(x) || 1e-30);
+    count[l]++;
+  });
+  return Array.from(sum, (s, l) => Math.exp(s / Math.max(1, count[l])));
 }
 
 function rateSummary(lr: Float32Array) {
