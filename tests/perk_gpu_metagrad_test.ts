@@ -166,6 +166,29 @@ Deno.test("encoding with K-way gradient accumulation equals the full batch", asy
   });
 });
 
+Deno.test("meta-gradient with K-way accumulation equals the full batch (θ₀, rates, φ)", async () => {
+  await rt.scopeAsync(async () => {
+    const lm = toyLM(rt);
+    const problem = toyProblem(13, 5);
+    const mp = metaParams(lm, 1e-2);
+    const o = { steps: N, retained: 2, adam: ADAM };
+    const full = await perkMetaGradient(lm, problem, mp, { ...o, groups: 1 });
+    const acc = await perkMetaGradient(lm, problem, mp, { ...o, groups: 3 });
+    assertClose([acc.loss], [full.loss], { rtol: 1e-6, label: "outer loss" });
+    const pairs: [Tensor, Tensor, string][] = [
+      ...full.theta0.map((t, i): [Tensor, Tensor, string] => [acc.theta0[i], t, `θ₀ ${i}`]),
+      ...full.phi.map((t, i): [Tensor, Tensor, string] => [acc.phi[i], t, `φ ${i}`]),
+      [acc.lr, full.lr, "rates"],
+    ];
+    for (const [a, b, label] of pairs) {
+      const want = await rt.readF32(b);
+      const scale = Math.max(...want.map(Math.abs));
+      assertClose(await rt.readF32(a), want, { rtol: 1e-3, atol: 1e-5 * scale, label });
+    }
+    lm.dispose();
+  });
+});
+
 Deno.test("meta-gradient memory does not grow with retained steps (T=N ≤ 1.2 × T=1)", async () => {
   const peak = async (T: number) => {
     return await rt.scopeAsync(async () => {

@@ -32,6 +32,11 @@ export interface PerkOptions {
   readonly dropoutSeed?: number;
   /** Segment order (training shuffles it); default: as given. */
   readonly order?: readonly number[];
+  /**
+   * Accumulation groups K over the segments (at least what keeps a group's logits within one
+   * binding: large vocabularies on long contexts); the sum is the full batch's exact value.
+   */
+  readonly groups?: number;
   /** Inner AdamW hyper-parameters (default: perk-method §2). */
   readonly adam?: AdamWHyper;
 }
@@ -51,12 +56,12 @@ export async function perkMetaGradient(
   o: PerkOptions,
 ): Promise<MetaGradient> {
   const rt = lm.rt;
-  const inB = innerBatch(problem, o.order), outB = outerBatch(problem);
-  const inT = uploadTargets(rt, inB), outT = uploadTargets(rt, outB);
+  const outB = outerBatch(problem);
+  const outT = uploadTargets(rt, outB);
   const lrBar = rt.keep(rt.zeros(mp.lr.shape));
   const be = gpuBackend(mp.lr, lrBar, mp.theta0.length, o.adam);
   const seedOf = (n: number) => (o.dropoutSeed === undefined ? undefined : o.dropoutSeed + n);
-  const inner = innerObjective(lm, inB, inT, mp.phi, seedOf);
+  const inner = groupedInner(lm, problem, mp.phi, seedOf, o.groups, o.order);
   const outer = outerObjective(
     lm,
     outB,
@@ -73,9 +78,76 @@ export async function perkMetaGradient(
     const phi = r.phi ?? mp.phi.map((p) => rt.keep(rt.zeros(p.shape)));
     return { loss: r.loss, theta0: r.theta0, lr: lrBar, phi };
   } finally {
-    inT.dispose();
+    inner.dispose();
     outT.dispose();
   }
+}
+
+/**
+ * The inner objective over K groups of a problem's segments (in `order`), summed: each group's
+ * loss is normalised by the full batch's rows·(len−1), so the sum of the groups' gradients and
+ * Hessian-vector products is exactly the full batch's. K is raised until a group's logits
+ * (rows·len, vocab) fit one storage binding (128 MiB on lavapipe).
+ */
+export function groupedInner(
+  lm: PerkLM,
+  problem: EncodedProblem,
+  phi: readonly Tensor[],
+  seedOf: (n: number) => number | undefined,
+  groups = 1,
+  order?: readonly number[],
+): InnerObjective<Tensor, Tensor[]> & {
+  readonly groups: number;
+  dispose(): void;
+  onGroup?: (n: number, g: number) => void;
+} {
+  const rt = lm.rt;
+  const idx = order ?? problem.segments.map((_, i) => i);
+  const n = idx.length;
+  const full = innerBatch(problem, idx);
+  const budget = Math.min(LOGITS_BUDGET, rt.maxBindingBytes);
+  const minK = lm.vocab ? Math.ceil((full.rows * full.len * lm.vocab * 4) / budget) : 1;
+  const K = Math.max(1, Math.min(Math.max(groups, minK), n));
+  const parts = Array.from({ length: K }, (_, g) => {
+    const b = innerBatch(problem, idx.filter((_, i) => i % K === g));
+    const t = uploadTargets(rt, b);
+    return {
+      t,
+      obj: innerObjective(lm, b, t, phi, seedOf),
+      norm: (b.rows * (b.len - 1)) / (full.rows * (full.len - 1)),
+    };
+  });
+  const sum = (lists: Tensor[][]) => {
+    const total = lists[0].map((p) => scaleInPlace(p, parts[0].norm));
+    for (let g = 1; g < lists.length; g++) {
+      lists[g].forEach((p, j) => accumulateInto(total[j], p, parts[g].norm));
+      lists[g].forEach((p) => p.dispose());
+    }
+    return total;
+  };
+  const self = {
+    groups: K,
+    onGroup: undefined as ((n: number, g: number) => void) | undefined,
+    grad: async (theta: Tensor[], step: number) => {
+      const lists: Tensor[][] = [];
+      for (let g = 0; g < K; g++) {
+        lists.push(await parts[g].obj.grad(theta, step));
+        self.onGroup?.(step, g);
+      }
+      return sum(lists);
+    },
+    hvp: async (theta: Tensor[], v: Tensor[], step: number) => {
+      const th: Tensor[][] = [], ph: Tensor[][] = [];
+      for (let g = 0; g < K; g++) {
+        const r = await parts[g].obj.hvp(theta, v, step);
+        th.push(r.theta);
+        ph.push(r.phi);
+      }
+      return { theta: sum(th), phi: sum(ph) };
+    },
+    dispose: () => parts.forEach((p) => p.t.dispose()),
+  };
+  return self;
 }
 
 function releaseTrajectory(
@@ -105,60 +177,23 @@ export async function encodeContext(
     onProgress?: (done: number, total: number) => void;
   },
 ): Promise<Tensor[]> {
-  const rt = lm.rt;
-  const n = problem.segments.length;
-  const full = innerBatch(problem);
-  // A group's logits (rows·len, vocab) must fit one storage binding (128 MiB on lavapipe):
-  // raise K when needed — accumulation keeps the gradient exact.
-  const budget = Math.min(LOGITS_BUDGET, rt.maxBindingBytes);
-  const minK = lm.vocab ? Math.ceil((full.rows * full.len * lm.vocab * 4) / budget) : 1;
-  const K = Math.max(1, Math.min(Math.max(o.groups ?? 1, minK), n));
-  // Each group's loss is normalised by the full batch's rows·(len−1), so the sum is exact.
-  const groups = Array.from({ length: K }, (_, g) => {
-    const order = [...Array(n).keys()].filter((i) => i % K === g);
-    const b = innerBatch(problem, order);
-    const padded = { ...b, rows: b.rows, len: b.len };
-    return {
-      b: padded,
-      t: uploadTargets(rt, b),
-      norm: (b.rows * (b.len - 1)) / (full.rows * (full.len - 1)),
-    };
-  });
-  const objectives = groups.map((g) =>
-    innerObjective(
-      lm,
-      g.b,
-      g.t,
-      mp.phi,
-      (s) => (o.dropoutSeed === undefined ? undefined : o.dropoutSeed + s),
-    )
+  const inner = groupedInner(
+    lm,
+    problem,
+    mp.phi,
+    (s) => (o.dropoutSeed === undefined ? undefined : o.dropoutSeed + s),
+    o.groups,
   );
-  const accumulated: InnerObjective<Tensor, Tensor[]> = {
-    grad: async (theta, step) => {
-      let total: Tensor[] | undefined;
-      for (let g = 0; g < K; g++) {
-        const part = await objectives[g].grad(theta, step);
-        o.onProgress?.(step * K + g + 1, o.steps * K);
-        if (!total) total = part.map((p) => scaleInPlace(p, groups[g].norm));
-        else {
-          part.forEach((p, j) => accumulateInto(total![j], p, groups[g].norm));
-          part.forEach((p) => p.dispose());
-        }
-      }
-      return total!;
-    },
-    hvp: () => {
-      throw new Error("encodeContext runs the inner loop only");
-    },
-  };
+  const K = inner.groups;
+  inner.onGroup = (step, g) => o.onProgress?.(step * K + g + 1, o.steps * K);
   try {
     const be = gpuBackend(mp.lr, undefined, mp.theta0.length);
-    const tr = await innerLoop(be, accumulated, [...mp.theta0], o.steps);
+    const tr = await innerLoop(be, inner, [...mp.theta0], o.steps);
     const last = tr.thetas[o.steps];
     releaseTrajectory({ ...tr, thetas: tr.thetas.slice(0, -1) }, mp.theta0);
     return last;
   } finally {
-    groups.forEach((g) => g.t.dispose());
+    inner.dispose();
   }
 }
 
