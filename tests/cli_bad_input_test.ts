@@ -28,6 +28,18 @@ for (
 }
 Deno.mkdirSync(`${tmp}/llama`);
 Deno.writeFileSync(`${tmp}/llama/stories.bin`, new Uint8Array(8));
+// The shipped base with a config claiming 5 layers: its weights do not match.
+Deno.mkdirSync(`${tmp}/five-layers`);
+for (const f of ["model.safetensors", "compact_vocab.json"]) {
+  Deno.copyFileSync(`${base}/${f}`, `${tmp}/five-layers/${f}`);
+}
+Deno.writeTextFileSync(
+  `${tmp}/five-layers/config.json`,
+  Deno.readTextFileSync(`${base}/config.json`).replace(
+    /"num_hidden_layers": 4/,
+    '"num_hidden_layers": 5',
+  ),
+);
 Deno.mkdirSync(`${tmp}/bad-config`);
 Deno.writeTextFileSync(`${tmp}/bad-config/config.json`, '{"x": 1');
 
@@ -139,6 +151,12 @@ const CASES: Case[] = [
     [...qa1, "--model", `${tmp}/llama`],
     2,
     /llama: the folder has no config\.json; it holds the llama2\.c checkpoint stories\.bin: give --model .*llama\/stories\.bin/,
+  ],
+  [
+    "experiment",
+    [...qa1, "--model", `${tmp}/five-layers`],
+    2,
+    /five-layers \(safetensors\): tensor "model\.layers\.4\.input_layernorm\.weight" is missing; expected shape \[128\]/,
   ],
   ["data", [...data, "--seed", "0"], 2, /--out is required/],
   [

@@ -9,6 +9,7 @@ import { ModelError } from "./errors.ts";
 import { loadHfModel, readJsonFile } from "./hf_loader.ts";
 import { type ModelConfig, parseHfConfig } from "./config.ts";
 import { SafetensorsReader } from "./safetensors.ts";
+import { hfEntries, ignorableHfTensor } from "./hf_names.ts";
 import { readLlama2c } from "./llama2c.ts";
 import { Llama2cTokenizer, readLlama2cTokenizer } from "./llama2c_tokenizer.ts";
 import type { Model } from "./weights.ts";
@@ -134,17 +135,45 @@ export function inspectModel(path: string): ModelConfig {
     );
   }
   const index = `${path}/model.safetensors.index.json`;
+  const files: string[] = [];
   if (stat(index)) {
     const map = (readJsonFile(index).weight_map ?? {}) as Record<string, string>;
-    for (const shard of new Set(Object.values(map))) {
-      new SafetensorsReader(`${path}/${shard}`).close();
-    }
+    files.push(...new Set(Object.values(map)));
   } else if (stat(`${path}/model.safetensors`)) {
-    new SafetensorsReader(`${path}/model.safetensors`).close();
+    files.push("model.safetensors");
   } else {
     throw new ModelError(
       `model ${path}: no model.safetensors (or model.safetensors.index.json with its shards)`,
     );
+  }
+  // Tensor names and shapes against the config (headers only), as the loader will check them.
+  const shapes = new Map<string, readonly number[]>();
+  for (const f of files) {
+    const r = new SafetensorsReader(`${path}/${f}`);
+    for (const [n, e] of r.header.entries) {
+      shapes.set(config.arch === "gpt2" ? n.replace(/^transformer\./, "") : n, e.shape);
+    }
+    r.close();
+  }
+  const at = `model ${path} (safetensors)`;
+  const used = new Set<string>();
+  for (const e of hfEntries(config)) {
+    const s = shapes.get(e.hf);
+    if (!s) {
+      throw new ModelError(`${at}: tensor "${e.hf}" is missing; expected shape [${e.shape}]`);
+    }
+    if (s.length !== e.shape.length || s.some((d, i) => d !== e.shape[i])) {
+      throw new ModelError(`${at}: tensor "${e.hf}" has shape [${s}]; expected [${e.shape}]`);
+    }
+    used.add(e.hf);
+  }
+  for (const n of shapes.keys()) {
+    if (!used.has(n) && !ignorableHfTensor(config, n)) {
+      throw new ModelError(
+        `${at}: unexpected tensor "${n}" for this ${config.arch} config (check layers, ` +
+          "tie_word_embeddings and biases in config.json)",
+      );
+    }
   }
   return config;
 }
