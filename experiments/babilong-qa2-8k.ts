@@ -14,7 +14,8 @@ export default defineExperiment({
     // (QA2's stories need 512 tokens), one outer step per problem; n_test 40 is the smallest
     // sample whose interval can separate PERK from the constant answer. Measured 2026-12-07 on
     // the 2-core host: 32 min (meta-training 574 s, PERK's 8K answers 954 s, FT-ICR 7 min);
-    // PERK 15.0%, FT-ICR 20.0%, no-encode 12.5%, constant 22.5%: PERK does not learn QA2 here.
+    // PERK 15.0%, FT-ICR 20.0%, no-encode 12.5%, constant 22.5%: PERK does not learn QA2 here;
+    // rerun with the weighting model frozen: PERK = FT-ICR = no-encode = 20.0% (all "bedroom").
     cpu: {
       train_lengths: ["512"],
       test_lengths: ["8k"],
