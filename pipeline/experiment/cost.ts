@@ -29,9 +29,11 @@ export const UNIT = {
   retainedStepMsPerToken: 4.2,
   /**
    * The calibration's own unit on the reference host, idle (pipeline/perk/calibrate.ts: one
-   * inner step of 4 × 256 tokens, best of two): a machine measuring this is 1.0×.
+   * inner step of 4 × 256 tokens, best of two): 0.41 and 0.49 ms measured 2026-12-07 with
+   * `--recalibrate` on a quiet host (beside other jobs: 0.48–0.70 ⇒ the estimate reads long).
+   * A machine measuring this is 1.0×.
    */
-  calibrationMsPerToken: 0.7,
+  calibrationMsPerToken: 0.45,
   /** Greedy answer from the question alone (a few tokens, then EOS): 6.3 s / 40. */
   answerS: 0.16,
   /** FT-ICR fine-tuning per training token and epoch (validation included): 113 s / 76,800. */
