@@ -11,6 +11,7 @@ unrolled) with log-parameterised rates. Subcommands:
   meta BASE.pt      meta-train (θ₀ and log rates), report PERK / no-encode on test
   export BASE.pt DIR  a Hugging Face directory perk loads (the shipped fixtures/models/tiny-base)
   import DIR BASE.pt  the reverse: the shipped base as this prototype's BASE.pt (f16 values)
+  icl BASE.pt       in-context accuracy of the base alone (context + question, no PERK)
   gradcheck JSON    compare one perk meta-gradient (bench/torch_perk_gradcheck.ts) with this one
 """
 import argparse, json, math, random, re, sys, time
@@ -336,6 +337,22 @@ def cmd_meta(a):
         torch.save({"theta0": thd, "lrs": lrs}, a.save)
 
 
+def cmd_icl(a):
+    """In-context accuracy of the base alone: the whole context, then the question (no PERK)."""
+    W = load_base(a.base)
+    torch.set_num_threads(a.threads)
+    d = load_data(a.data)
+    hits, outs = 0, {}
+    for p in d["validation"][: a.n]:
+        q = dict(p)
+        q["prompt"] = [t for s in p["segments"] for t in s] + p["prompt"]
+        o = greedy(W, CFG, q, None, 1.0, eos=d["eos"])
+        hits += correct(p, o)
+        outs[str(o)] = outs.get(str(o), 0) + 1
+    top = sorted(outs.values(), reverse=True)[:3]
+    print(f"in-context accuracy {hits / a.n:.3f} (n={a.n}); most common outputs {top}")
+
+
 def cmd_export(a):
     """A Hugging Face LLaMA directory (config.json, model.safetensors in f16, compact_vocab.json)
     that perk loads with --model DIR; nn.Linear weights are (out, in), ours (in, out)."""
@@ -456,6 +473,9 @@ def main():
     q.add_argument("--test-data", default="", help="test problems from this file (another length)")
     q.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     q.add_argument("--pool", type=int, default=0, help="one pass over this many problems (perk's loop); 0: draws from all")
+    p = sub.add_parser("icl")
+    p.add_argument("base"); p.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
+    p.add_argument("--n", type=int, default=100); p.add_argument("--threads", type=int, default=2)
     p = sub.add_parser("export")
     p.add_argument("base"); p.add_argument("out"); p.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
     p = sub.add_parser("import")
@@ -474,6 +494,8 @@ def main():
         cmd_pretrain(a)
     elif a.cmd == "probe":
         cmd_probe(a)
+    elif a.cmd == "icl":
+        cmd_icl(a)
     else:
         cmd_meta(a)
 
