@@ -4,6 +4,7 @@
  * (paper Figure 8).
  */
 import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+import { SHORT_META } from "./defaults.ts";
 
 export default defineExperiment({
   name: "ablate-truncation",
@@ -13,7 +14,7 @@ export default defineExperiment({
     all: { tasks: ["qa1"], methods: ["perk"], test_lengths: ["1k"], steps: 4 },
     // Five meta-trainings: 200 outer steps each at the larger outer rates, 100 tests at 1K
     // (~75 min on the reference host; T = 4 alone is ~17 min of it).
-    cpu: { n_train: 200, n_test: 100, outer_lr: 3e-4, outer_lr_rates: 3e-2 },
+    cpu: { ...SHORT_META, n_train: 200, n_test: 100 },
     paper: { train_lengths: ["1k"] },
   },
   note: "The cpu profile trains on 256-token contexts, 200 outer steps per point.",

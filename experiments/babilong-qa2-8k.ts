@@ -3,6 +3,7 @@
  * The cpu profile trains on 512-token contexts and tests on 8K — the table's train column says so.
  */
 import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+import { SHORT_META } from "./defaults.ts";
 
 export default defineExperiment({
   name: "babilong-qa2-8k",
@@ -19,15 +20,8 @@ export default defineExperiment({
     cpu: {
       train_lengths: ["512"],
       test_lengths: ["8k"],
-      n_train: 150,
-      n_validation: 4,
+      ...SHORT_META,
       n_test: 40,
-      epochs: 1,
-      // 150 outer steps is a short meta-training: it takes the larger outer steps that made
-      // PERK learn QA1 in 60–150 steps (pipeline/perk/README.md: 3e-4 / 3e-2 → 37–40% vs
-      // 1e-4 / 1e-2 → 30% at 60 steps, prototype; 38.0% in perk's learning test).
-      outer_lr: 3e-4,
-      outer_lr_rates: 3e-2,
       // FT-ICR reads the whole context: 8K prompts (~9.9K tiny-vocabulary tokens) exceed the
       // tiny base's 4096 positions, so RoPE is scaled (YaRN ×4 covers 16K).
       rope_scaling: "yarn:4",

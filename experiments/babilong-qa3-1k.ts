@@ -1,5 +1,6 @@
 /** BabiLong QA3 at 1K: PERK vs FT-ICR, trained and tested on 1K contexts (paper Table 2). */
 import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+import { SHORT_META } from "./defaults.ts";
 
 export default defineExperiment({
   name: "babilong-qa3-1k",
@@ -9,12 +10,7 @@ export default defineExperiment({
     all: { tasks: ["qa3"], methods: ["perk", "ft-icr", "perk-no-encode"], test_lengths: ["1k"] },
     // As the main job (babilong-qa2-8k): 150 outer steps on 512-token contexts at the larger
     // outer rates, 200 tests at 1K (~35 min on the reference host).
-    cpu: {
-      train_lengths: ["512"],
-      n_train: 150,
-      outer_lr: 3e-4,
-      outer_lr_rates: 3e-2,
-    },
+    cpu: { ...SHORT_META, train_lengths: ["512"] },
     paper: { train_lengths: ["1k"] },
   },
   note: "With the cpu profile the training contexts are 512 tokens (train column); tests are 1K.",

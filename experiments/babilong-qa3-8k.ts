@@ -3,6 +3,7 @@
  * The cpu profile trains on 512-token contexts and tests on 8K — the table's train column says so.
  */
 import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+import { SHORT_META } from "./defaults.ts";
 
 export default defineExperiment({
   name: "babilong-qa3-8k",
@@ -14,12 +15,10 @@ export default defineExperiment({
     // base's 4096 positions and 32K ones Qwen2.5's 32768, so RoPE is scaled (YaRN) for them.
     // As the main job (babilong-qa2-8k): 150 steps on 512 tokens, 40 tests at 8K.
     cpu: {
+      ...SHORT_META,
       train_lengths: ["512"],
       test_lengths: ["8k"],
-      n_train: 150,
       n_test: 40,
-      outer_lr: 3e-4,
-      outer_lr_rates: 3e-2,
       rope_scaling: "yarn:4",
     },
     paper: { train_lengths: ["8k"], test_lengths: ["8k", "32k"], rope_scaling: "yarn:2" },

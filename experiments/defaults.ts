@@ -199,3 +199,11 @@ export const CONSTRAINTS: readonly Constraint[] = [
         `set truncate ≤ ${c.steps} (truncate = steps is first-order meta-learning)`
       : undefined,
 ];
+
+/**
+ * The cpu profile's short meta-training, for experiments whose cells cost more per outer step
+ * (longer training contexts, several cells): 150 steps, one per problem, at the larger outer
+ * rates that made PERK learn QA1 in 60–150 steps (pipeline/perk/README.md: 3e-4 / 3e-2 → 37–40%
+ * against 1e-4 / 1e-2 → 30% at 60 steps in the prototype; 40% in perk's learning test).
+ */
+export const SHORT_META: Config = { n_train: 150, outer_lr: 3e-4, outer_lr_rates: 3e-2 };

@@ -1,5 +1,6 @@
 /** Length generalisation: train at one length, test at others (paper Figure 4 heatmap). */
 import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+import { SHORT_META } from "./defaults.ts";
 
 export default defineExperiment({
   name: "length-generalisation",
@@ -14,10 +15,8 @@ export default defineExperiment({
     cpu: {
       train_lengths: ["256", "1k"],
       test_lengths: ["1k", "2k", "4k"],
-      n_train: 150,
+      ...SHORT_META,
       n_test: 50,
-      outer_lr: 3e-4,
-      outer_lr_rates: 3e-2,
       rope_scaling: "yarn:4",
     },
     paper: {

@@ -1,5 +1,6 @@
 /** Positional bias: facts at the start, middle, end or anywhere (paper Figure 5). */
 import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+import { SHORT_META } from "./defaults.ts";
 
 export default defineExperiment({
   name: "positional-bias",
@@ -9,13 +10,7 @@ export default defineExperiment({
     all: { tasks: ["qa1"], methods: ["perk", "ft-icr"] },
     // Four meta-trainings of 150 steps (256 tokens, the larger outer rates) and 16 test cells
     // of 40 problems at 1K (~65 min on the reference host).
-    cpu: {
-      test_lengths: ["1k"],
-      n_train: 150,
-      n_test: 40,
-      outer_lr: 3e-4,
-      outer_lr_rates: 3e-2,
-    },
+    cpu: { ...SHORT_META, test_lengths: ["1k"], n_test: 40 },
     paper: { train_lengths: ["8k"], test_lengths: ["8k"] },
   },
   sweep: {

@@ -1,5 +1,6 @@
 /** Student Records ("drops in the ocean"), recall questions: PERK vs FT-ICR. */
 import { defineExperiment } from "../pipeline/experiment/experiment.ts";
+import { SHORT_META } from "./defaults.ts";
 
 export default defineExperiment({
   name: "student-records-recall",
@@ -15,13 +16,7 @@ export default defineExperiment({
     },
     // Records are whole documents of ~40 tokens: 1K contexts, 150 outer steps at the larger
     // outer rates, 200 tests (~35 min on the reference host).
-    cpu: {
-      train_lengths: ["1k"],
-      test_lengths: ["1k"],
-      n_train: 150,
-      outer_lr: 3e-4,
-      outer_lr_rates: 3e-2,
-    },
+    cpu: { ...SHORT_META, train_lengths: ["1k"], test_lengths: ["1k"] },
     // Lengths are our choice for the paper profile (records contexts of a few thousand tokens).
     paper: { train_lengths: ["4k"], test_lengths: ["4k"] },
   },
