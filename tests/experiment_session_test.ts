@@ -290,6 +290,8 @@ Deno.test("experiment session: a failed run says so in its folder (FAILED, the l
   assert.match(Deno.readTextFileSync(`${run}/FAILED`), /rank 99 is refused by the toy/);
   const log = Deno.readTextFileSync(`${run}/log.txt`).trim().split("\n");
   assert.match(log.at(-1)!, /^FAILED: .*rank 99 is refused by the toy/);
+  // The log starts with the estimate of what computes (the toy stages have no cost model).
+  assert.match(log[0], /^estimate: .* for 5 stage runs .*no estimate for toy-fit, toy-answer/);
   // Each event is logged once.
   // (the training problems were built before toy-fit failed: one "running", one "done")
   assert.equal(log.filter((l) => /build-problems .*: running/.test(l)).length, 1);

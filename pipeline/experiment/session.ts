@@ -5,6 +5,7 @@
  * run folder (config, env, log, metrics, results.csv/.md, predictions.jsonl, figures).
  */
 import { Cause, Effect } from "effect";
+import { existsSync } from "node:fs";
 import type { AdapterRecord } from "../../kernels/runtime/runtime.ts";
 import type { MetricRecord, StageCache } from "./cache.ts";
 import {
@@ -253,9 +254,12 @@ export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
       ),
   );
   out(`run folder: ${dir.path}`);
-  const planned = yield* explainPlan(p, { cache: o.cache, force: o.force });
+  // Which stages will compute: forced, or without a cache entry (the runner verifies the
+  // entries it reads; a corrupt one is recomputed beyond this estimate).
   const computing = new Set(
-    planned.filter((r) => r.why.startsWith("miss")).map((r) => r.planned.key),
+    p.order.filter((n) =>
+      (o.force?.has(n.node.stage.name) ?? false) || !existsSync(o.cache.entryPath(n.key))
+    ).map((n) => n.key),
   );
   const estimate = costLine(p, computing, speed);
   out(estimate);
