@@ -1,5 +1,5 @@
 /**
- * Fused attention (kernels/ops/attention_kernels.ts, kernels/autodiff/attention.ts):
+ * Fused attention (kernels/ops/attention/, kernels/autodiff/attention.ts):
  *  - each kernel (forward, forward tangent, backward, backward tangent) against its float64
  *    reference, on odd shapes, causal / not, segments, grouped-query heads, S ≠ T;
  *  - the float64 references against float64 central differences (so the kernels' maths is
@@ -9,7 +9,7 @@
  *  - equality with nn.attentionComposed (forward, gradient, HVP);
  *  - peak pool bytes of a fused gradient at T = S = 256 far below the T×S score matrix.
  */
-import * as AK from "../kernels/ops/attention_kernels.ts";
+import * as AK from "../kernels/ops/attention/mod.ts";
 import * as nn from "../kernels/autodiff/nn.ts";
 import { fusedAttention } from "../kernels/autodiff/attention.ts";
 import { concat, mul, reshape, square, sumAll } from "../kernels/autodiff/basic.ts";
@@ -21,14 +21,8 @@ import { assertClose, randn, relErr, testRuntime } from "./testing.ts";
 
 const rt = await testRuntime();
 
-interface Cfg {
+interface Cfg extends AK.Dims {
   readonly name: string;
-  readonly B: number;
-  readonly H: number;
-  readonly Hkv: number;
-  readonly T: number;
-  readonly S: number;
-  readonly D: number;
   readonly causal: boolean;
   readonly seg?: Int32Array;
 }
@@ -89,35 +83,24 @@ for (const [ci, c] of cfgs.entries()) {
     Deno.test({
       name: `fused attention ${fam} kernels vs float64 reference: ${c.name}`,
       ignore: fam !== "plain" && !sgOk,
-      fn: () =>
-        withFamily(fam, async () => {
-          const before = AK.attentionTexelRuns.count;
-          await kernelsVsRef(c, ci);
-          // The texture family reads texels wherever D % 4 = 0 (else it is the subgroup one).
-          const ran = AK.attentionTexelRuns.count - before;
-          if (fam === "texture" && c.D % 4 === 0 && ran < 6) {
-            throw new Error(
-              `only ${ran} texel-reading dispatches: the texture kernels went untested`,
-            );
-          }
-          if (fam !== "texture" && ran > 0) throw new Error(`${fam} ran ${ran} texel kernels`);
-        }),
+      fn: async () => {
+        // The kernel family forced for this test's calls; texelRuns counts texel dispatches.
+        const texelRuns = { count: 0 };
+        await kernelsVsRef(c, ci, { family: fam, texelRuns });
+        // The texture family reads texels wherever D % 4 = 0 (else it is the subgroup one).
+        const ran = texelRuns.count;
+        if (fam === "texture" && c.D % 4 === 0 && ran < 6) {
+          throw new Error(
+            `only ${ran} texel-reading dispatches: the texture kernels went untested`,
+          );
+        }
+        if (fam !== "texture" && ran > 0) throw new Error(`${fam} ran ${ran} texel kernels`);
+      },
     });
   }
 }
 
-/** Run with the kernel family forced (restored afterwards). */
-async function withFamily(fam: (typeof families)[number], fn: () => Promise<void>) {
-  const before = AK.attentionKernelConfig.family;
-  AK.attentionKernelConfig.family = fam;
-  try {
-    await fn();
-  } finally {
-    AK.attentionKernelConfig.family = before;
-  }
-}
-
-async function kernelsVsRef(c: Cfg, ci: number) {
+async function kernelsVsRef(c: Cfg, ci: number, o: AK.AttnKernelOptions) {
   {
     const { x, t } = data(c, 10 + ci * 20);
     const R = ref(c);
@@ -130,29 +113,26 @@ async function kernelsVsRef(c: Cfg, ci: number) {
         segIds: c.seg && rt.tensor(c.seg, [c.B, c.T], "i32"),
         scale: R.scale,
       };
-      const [O, L] = AK.attentionForward(q, k, v, m);
+      const [O, L] = AK.attentionForward(q, k, v, m, o);
       close(await rt.readF32(O), x.O, "forward O");
       close(await rt.readF32(L), x.L, "forward L");
       // Forward tangent.
-      const [od, ld] = AK.attentionForwardTangent(q, k, v, O, L, {
-        dq: up(t.dq, qs),
-        dk: up(t.dk, ks),
-        dv: up(t.dv, ks),
-      }, m);
+      const fwdT = { dq: up(t.dq, qs), dk: up(t.dk, ks), dv: up(t.dv, ks) };
+      const [od, ld] = AK.attentionForwardTangent(q, k, v, O, L, fwdT, m, o);
       const [rOd, rLd] = AK.attentionForwardTangent64(R, x.q, x.k, x.v, t.dq, t.dk, t.dv);
       close(await rt.readF32(od), rOd, "forward tangent Ȯ");
       close(await rt.readF32(ld), rLd, "forward tangent L̇");
       // Backward (with a cotangent on L too) — O and L from the GPU forward.
       const gO = up(x.gO, qs), gL = up(x.gL, ls);
       const xs = { ...x, O: f64(await rt.readF32(O)), L: f64(await rt.readF32(L)) };
-      const [gq, gk, gv] = AK.attentionBackward(q, k, v, O, L, gO, gL, m);
+      const [gq, gk, gv] = AK.attentionBackward(q, k, v, O, L, gO, gL, m, o);
       const [rgq, rgk, rgv] = AK.attentionBackward64(R, xs);
       close(await rt.readF32(gq), rgq, "backward gQ");
       close(await rt.readF32(gk), rgk, "backward gK");
       close(await rt.readF32(gv), rgv, "backward gV");
       const noGL = AK.attentionBackward64(R, { ...xs, gL: new Float64Array(L.size) });
       close(
-        await rt.readF32(AK.attentionBackward(q, k, v, O, L, gO, undefined, m)[1]),
+        await rt.readF32(AK.attentionBackward(q, k, v, O, L, gO, undefined, m, o)[1]),
         noGL[1],
         "gK, no gL",
       );
@@ -166,17 +146,14 @@ async function kernelsVsRef(c: Cfg, ci: number) {
         dgO: up(t.dgO, qs),
         dgL: up(t.dgL, ls),
       };
-      const all = AK.attentionBackwardTangent(q, k, v, O, L, gO, gL, T, m)!;
+      const all = AK.attentionBackwardTangent(q, k, v, O, L, gO, gL, T, m, o)!;
       const rAll = AK.attentionBackwardTangent64(R, xs, t);
       for (const [i, n] of ["ġQ", "ġK", "ġV"].entries()) {
         close(await rt.readF32(all[i]), rAll[i], `backward tangent ${n}`, 5e-4);
       }
       const z = (a: A) => new Float64Array(a.length);
-      const part = AK.attentionBackwardTangent(q, k, v, O, L, gO, undefined, {
-        dk: T.dk,
-        dO: T.dO,
-        dgO: T.dgO,
-      }, m)!;
+      const sub = { dk: T.dk, dO: T.dO, dgO: T.dgO };
+      const part = AK.attentionBackwardTangent(q, k, v, O, L, gO, undefined, sub, m, o)!;
       const rPart = AK.attentionBackwardTangent64(R, { ...xs, gL: z(x.gL) }, {
         ...t,
         dq: z(t.dq),

@@ -1,5 +1,5 @@
 /**
- * Fused attention as two rules (kernels in ../ops/attention_kernels.ts):
+ * Fused attention as two rules (kernels in ../ops/attention/):
  *  - attentionRule: [q, k, v] → [O, L] (L = per-row log-sum-exp, saved for the backward;
  *    its tangent is c_i = Σ_j P_ij Ṡ_ij). JVP = the forward-tangent kernel.
  *  - attentionBackwardRule: [q, k, v, O, L, gO, (gL)] → [gQ, gK, gV]. Its JVP is the
@@ -9,7 +9,7 @@
  * forward tangents during an HVP, so the backward's JVP gets Ȯ and L̇ without recomputing.
  */
 import type { Tensor } from "../runtime/tensor.ts";
-import * as AK from "../ops/attention_kernels.ts";
+import * as AK from "../ops/attention/mod.ts";
 import { apply, type Rule } from "./tape.ts";
 
 export type FusedAttentionParams = AK.AttnMask;

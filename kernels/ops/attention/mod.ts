@@ -1,0 +1,44 @@
+/**
+ * Fused ("flash") causal self-attention kernels: forward, forward tangent (JVP), backward
+ * and the backward's tangent (for Hessian-vector products). Nothing of size T×S is ever
+ * allocated: every kernel streams over keys (row kernels: one lane per query row) or over
+ * queries (column kernels: one lane per key row, looping over the query heads of its
+ * grouped-query group), recomputing s_ij = scale·q_i·k_j and P_ij = exp(s_ij − L_i) from the
+ * per-row log-sum-exp L saved by the forward. No atomics: gQ comes from a row kernel, gK/gV
+ * from a column kernel.
+ *
+ * Shapes: q (B, H, T, D), k/v (B, Hkv, S, D), H % Hkv = 0 (query head h reads kv head
+ * h / (H/Hkv)). Masks as the composed softmax (nn_kernels.ts): causal hides key j > i + (S−T);
+ * segment ids (B, T) i32 (needs S = T) hide keys of another segment. A fully masked row
+ * gives O = 0 and L = 0 (the composed softmax gives an all-zero row too).
+ *
+ * Pipelines are specialised per (kernel, D, family) only — sizes, masks and which tangents
+ * are present travel in a uniform. D % 4 = 0 uses vec4 loads; other D a scalar path. Each
+ * workgroup covers rows of one (b, head), so its key (or query) loop is uniform. Two
+ * families from one definition per kernel (specs.ts): plain (any adapter) and, on 8-lane
+ * subgroup adapters (lavapipe), variants that stream the other side in blocks of 8 rows
+ * (subgroup.ts). Each kernel has a float64 reference (reference.ts); tests compare both
+ * families with them.
+ *
+ * Files: forward.ts, backward.ts, tangents.ts (the kernels and their launches), wgsl.ts
+ * (shared WGSL), subgroup.ts (the subgroup family's blocks), specs.ts (definition → spec),
+ * launch.ts (shapes, uniform, family choice), reference.ts.
+ */
+export type {
+  AttnFamily,
+  AttnKernelOptions,
+  AttnMask,
+  BwdTangents,
+  Dims,
+  FwdTangents,
+} from "./launch.ts";
+export { attentionForward } from "./forward.ts";
+export { attentionBackward } from "./backward.ts";
+export { attentionBackwardTangent, attentionForwardTangent } from "./tangents.ts";
+export {
+  attentionBackward64,
+  attentionBackwardTangent64,
+  attentionForward64,
+  attentionForwardTangent64,
+  type Ref64,
+} from "./reference.ts";
