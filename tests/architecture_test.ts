@@ -2,7 +2,8 @@
  * Layering rules read from the sources: kernels/ (runtime, ops, autodiff, optimisers) never
  * imports pipeline/ or experiments/, pipeline/ never imports experiments/ — the library does
  * not reach up into what uses it — the model library never imports the tiny base's production
- * (pipeline/base/), and no modules import each other in a cycle (type-only imports aside).
+ * (pipeline/base/), the baselines never import PERK (pipeline/perk/), and no modules import
+ * each other in a cycle (type-only imports aside).
  */
 import assert from "node:assert/strict";
 
@@ -32,6 +33,19 @@ Deno.test("layers: kernels/ imports neither pipeline/ nor experiments/; pipeline
   }
   for (const f of sources("pipeline")) {
     for (const i of importsOf(f)) if (/(^|\/)experiments\//.test(i)) bad.push(`${f} imports ${i}`);
+  }
+  assert.deepEqual(bad, []);
+});
+
+Deno.test("layers: pipeline/baselines/ imports nothing from pipeline/perk/ or experiments/", () => {
+  // The baselines are PERK's comparison: what they share with it (the training loop, its
+  // schedule) lives below both, in pipeline/train/ and kernels/.
+  const bad: string[] = [];
+  for (const f of sources("pipeline/baselines")) {
+    for (const i of importsOf(f)) {
+      const to = new URL(i, `file:///${f}`).pathname.slice(1);
+      if (/^(pipeline\/perk|experiments)\//.test(to)) bad.push(`${f} imports ${i}`);
+    }
   }
   assert.deepEqual(bad, []);
 });

@@ -5,8 +5,9 @@
  * (seed, step) and hold real text.
  */
 import assert from "node:assert/strict";
-import { pretrain, pretrainLr, type PretrainOptions } from "../pipeline/base/pretrain.ts";
+import { pretrain, type PretrainOptions, pretrainSchedule } from "../pipeline/base/pretrain.ts";
 import { PRETRAIN_DEFAULTS } from "../pipeline/base/pretrain.ts";
+import { lrAt } from "../pipeline/train/schedule.ts";
 import { pretrainData } from "../pipeline/base/pretrain_data.ts";
 import { EOS_ID } from "../pipeline/tokenizer/compact_vocab.ts";
 import { saveHfModel } from "../pipeline/model/hf_loader.ts";
@@ -14,6 +15,8 @@ import { pretrainCurriculum } from "../pipeline/base/pretrain_curriculum.ts";
 import { testRuntime } from "./testing.ts";
 
 const rt = await testRuntime();
+/** Pretraining's learning rate at a 0-based step (the shared schedule, pretraining's sizing). */
+const pretrainLr = (o: PretrainOptions, step: number) => lrAt(pretrainSchedule(o), step);
 const opts: Partial<PretrainOptions> = {
   profile: "micro",
   steps: 14,

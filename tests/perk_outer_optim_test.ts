@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
 import {
-  cosineLr,
   initOuterState,
   type MetaParam,
   OUTER_DEFAULTS,
+  type OuterHyper,
+  outerSchedule,
   outerStep,
 } from "../pipeline/perk/outer_optim.ts";
+import { lrAt } from "../pipeline/train/schedule.ts";
 
 const h = { ...OUTER_DEFAULTS, lr: 0.1, totalSteps: 100 };
+/** The outer loop's learning rate at a 0-based step (the shared schedule, PERK's sizing). */
+const cosineLr = (x: OuterHyper, step: number) => lrAt(outerSchedule(x), step);
 
 Deno.test("outer schedule: 3% linear warm-up, cosine to zero", () => {
   assert.equal(cosineLr(h, 0), 0.1 / 3);

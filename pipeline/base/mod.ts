@@ -9,11 +9,11 @@ export {
   pretrain,
   PRETRAIN_DEFAULTS,
   pretrainInit,
-  pretrainLr,
   type PretrainOptions,
   type PretrainProfile,
   type PretrainProgress,
   type PretrainResult,
+  pretrainSchedule,
   profileConfig,
 } from "./pretrain.ts";
 export { type BaseModel, baseNode, baseTokenizer, resolveBase, TINY_BASE } from "./base_stage.ts";

@@ -1,8 +1,9 @@
 /**
  * Pretraining of the tiny default base model on the embedded corpus (gpu_pretrain_data.ts):
  * next-token loss over `rows` windows of `seqLen` tokens per step, every weight trained
- * through the GPU model, AdamW (kernels/optim/adamw.ts; weight decay on matrices only) with
- * global-norm clipping and a cosine schedule after a linear warm-up.
+ * through the GPU model, AdamW with global-norm clipping (kernels/optim/clipped_adamw.ts;
+ * weight decay on matrices only) and a cosine schedule after a linear warm-up, as a step
+ * over the shared training loop (pipeline/train/).
  *
  * `pretrain(rt, options, onProgress)` is a plain function of a JSON-serialisable options
  * object: deterministic from `seed` (init, batches and kernels are all seeded or exact), so
@@ -12,15 +13,14 @@
  */
 import type { Runtime } from "../../kernels/runtime/runtime.ts";
 import type { Tensor } from "../../kernels/runtime/tensor.ts";
-import * as ew from "../../kernels/ops/elementwise.ts";
-import * as red from "../../kernels/ops/reduce.ts";
 import { concat } from "../../kernels/ops/strided.ts";
-import { adamwStep } from "../../kernels/optim/adamw.ts";
+import { ClippedAdamW } from "../../kernels/optim/clipped_adamw.ts";
 import { grad } from "../../kernels/autodiff/transforms.ts";
-import type { AdamWHyper } from "../../kernels/optim/adamw_math.ts";
 import { type ModelConfig, validateConfig } from "../model/config.ts";
 import { ModelError } from "../model/errors.ts";
-import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
+import { adamwTensors, loadAdamW } from "../train/gpu_state.ts";
+import { trainLoop } from "../train/loop.ts";
+import { type Schedule, scheduleBySteps } from "../train/schedule.ts";
 import { TINY_VOCAB, tinyConfig } from "./tiny.ts";
 import {
   expectedShapes,
@@ -28,7 +28,6 @@ import {
   validateWeights,
   type Weights,
 } from "../model/weights.ts";
-import { writeFileAtomic } from "../model/atomic.ts";
 import { GpuModel } from "../model/gpu_model.ts";
 import { argmaxRows } from "../../kernels/autodiff/model_ops.ts";
 import { loadModel } from "../model/load.ts";
@@ -223,11 +222,8 @@ async function heldOutStoryAccuracy(
 }
 
 /** Linear warm-up to lr, then cosine decay to minLrRatio·lr at the last step (0-based). */
-export function pretrainLr(o: PretrainOptions, step: number): number {
-  const warm = Math.max(0, Math.min(o.warmupSteps, o.steps - 1));
-  if (step < warm) return (o.lr * (step + 1)) / warm;
-  const p = Math.min(1, (step - warm) / Math.max(1, o.steps - 1 - warm));
-  return o.lr * (o.minLrRatio + (1 - o.minLrRatio) * 0.5 * (1 + Math.cos(Math.PI * p)));
+export function pretrainSchedule(o: PretrainOptions): Schedule {
+  return scheduleBySteps(o.lr, o.steps, o.warmupSteps, o.minLrRatio);
 }
 
 function check(o: PretrainOptions): void {
@@ -290,18 +286,11 @@ function initFrom(dir: string, c: ModelConfig, profile: PretrainProfile): Weight
   return new Map([...expectedShapes(c).keys()].map((n) => [n, m.weights.get(n)!]));
 }
 
-interface State {
-  step: number;
-  losses: number[];
-  tokens: number;
-  evalLossStart: number;
-  p: Tensor[];
-  m: Tensor[];
-  v: Tensor[];
-}
-
+/**
+ * The checkpoint file in `checkpoint.dir` (pipeline/train/checkpoint.ts's format). A file of
+ * the older format (the same name beside a pretrain_state.json) is refused: delete it.
+ */
 const STATE_FILE = "pretrain_state.safetensors";
-const META_FILE = "pretrain_state.json";
 
 /**
  * Options that change the result (not the checkpoint location). Not `init` either: a
@@ -311,58 +300,11 @@ const META_FILE = "pretrain_state.json";
 const identity = (o: PretrainOptions) =>
   JSON.stringify({ ...o, checkpoint: undefined, init: undefined });
 
-function saveState(rt: Runtime, dir: string, o: PretrainOptions, names: string[], s: State) {
-  return Promise.all([...s.p, ...s.m, ...s.v].map((t) => rt.readF32(t))).then((data) => {
-    Deno.mkdirSync(dir, { recursive: true });
-    const n = names.length;
-    const entries: [string, { shape: readonly number[]; data: Float32Array }][] = [];
-    names.forEach((name, i) => {
-      const shape = s.p[i].shape;
-      entries.push([`p.${name}`, { shape, data: data[i] }]);
-      entries.push([`m.${name}`, { shape, data: data[n + i] }]);
-      entries.push([`v.${name}`, { shape, data: data[2 * n + i] }]);
-    });
-    writeSafetensors(`${dir}/${STATE_FILE}`, entries);
-    const meta = {
-      options: identity(o),
-      step: s.step,
-      losses: s.losses,
-      tokens: s.tokens,
-      evalLossStart: s.evalLossStart,
-    };
-    writeFileAtomic(`${dir}/${META_FILE}`, JSON.stringify(meta) + "\n");
-  });
-}
-
-function loadState(rt: Runtime, dir: string, o: PretrainOptions, names: string[]): State | null {
-  let meta;
-  try {
-    meta = JSON.parse(Deno.readTextFileSync(`${dir}/${META_FILE}`));
-  } catch {
-    return null; // no checkpoint yet
-  }
-  if (meta.options !== identity(o)) {
-    throw new ModelError(
-      `pretrain: the checkpoint in ${dir} was made with other options; remove it or use ` +
-        "another checkpoint directory",
-    );
-  }
-  const t = readSafetensors(`${dir}/${STATE_FILE}`);
-  const up = (k: string) =>
-    names.map((n) => {
-      const x = t.get(`${k}.${n}`);
-      if (!x) throw new ModelError(`pretrain: checkpoint ${dir} lacks tensor ${k}.${n}`);
-      return rt.keep(rt.tensor(x.data, x.shape));
-    });
-  return {
-    step: meta.step,
-    losses: meta.losses,
-    tokens: meta.tokens,
-    evalLossStart: meta.evalLossStart,
-    p: up("p"),
-    m: up("m"),
-    v: up("v"),
-  };
+interface StepRecord {
+  readonly step: number;
+  readonly loss: number;
+  readonly gradNorm: number;
+  readonly lr: number;
 }
 
 /** Pretrain from scratch (or resume a checkpoint) and return the weights and loss curve. */
@@ -391,133 +333,112 @@ export async function pretrain(
   }
   const init = pretrainInit(config, o);
   const names = [...init.keys()];
+  const initial = names.map((n) => init.get(n)!);
   // The GpuModel provides the forward; its frozen copies are only the starting values.
   const model = GpuModel.upload(rt, { config, weights: init });
-  const hyper = (decay: boolean): AdamWHyper => ({
-    beta1: o.beta1,
-    beta2: o.beta2,
-    eps: o.eps,
-    weightDecay: decay ? o.weightDecay : 0,
-  });
-  const hypers = names.map((n) => hyper(init.get(n)!.shape.length === 2));
-  const lrT = rt.keep(rt.zeros([1]));
+  // Weight decay on matrices only.
+  const opt = new ClippedAdamW(
+    rt,
+    initial.map((t) => t.shape),
+    { p: initial.map((t) => t.data) },
+    initial.map((t) => t.shape.length === 2),
+    { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip },
+  );
+  const named = (p: readonly Tensor[]) => new Map(names.map((n, i) => [n, p[i]]));
   const evalIds = data.batch(o.seed, "eval", o.evalRows);
   const evalLoss = async (p: readonly Tensor[]) =>
-    (await rt.readF32(rt.scope(() =>
-      model.loss(evalIds, {
-        batch: o.evalRows,
-        weights: new Map(names.map((n, i) => [n, p[i]])),
-      })
-    )))[0];
-
-  let s: State | null = o.checkpoint ? loadState(rt, o.checkpoint.dir, o, names) : null;
+    (await rt.readF32(
+      rt.scope(() => model.loss(evalIds, { batch: o.evalRows, weights: named(p) })),
+    ))[0];
+  const perStep = o.rows * o.seqLen;
+  const where = o.checkpoint ? `${o.checkpoint.dir}/${STATE_FILE}` : "pretrain";
+  const ck = o.checkpoint;
+  let evalLossStart = NaN, tokens0 = 0, t0 = 0;
   try {
-    if (!s) {
-      const p = names.map((n) => rt.keep(rt.tensor(init.get(n)!.data, init.get(n)!.shape)));
-      s = {
-        step: 0,
-        losses: [],
-        tokens: 0,
-        evalLossStart: await evalLoss(p),
-        p,
-        m: p.map((t) => rt.keep(rt.zeros(t.shape))),
-        v: p.map((t) => rt.keep(rt.zeros(t.shape))),
-      };
-    }
-    const st = s;
-    const t0 = performance.now();
-    const tokens0 = st.tokens;
-    const perStep = o.rows * o.seqLen;
-    while (st.step < o.steps) {
-      const { ids, answers } = data.marked(o.seed, st.step, o.rows);
-      const weighting = answerWeights(answers, o.rows, o.seqLen, o.answerWeight ?? 1);
-      const lr = pretrainLr(o, st.step);
-      rt.write(lrT, new Float32Array([lr]));
-      const stats = rt.keep(rt.scope(() => {
-        const f = (...ws: Tensor[]) =>
-          model.loss(ids, {
-            batch: o.rows,
-            weights: new Map(names.map((n, i) => [n, ws[i]])),
-            tokenWeights: weighting?.weights,
-            denominator: weighting?.total ?? o.rows * (o.seqLen - 1),
-          });
-        const { value, grads } = grad(f, st.p);
-        // Global norm and clip factor on the GPU: no readback inside the step.
-        let sq = red.sum(ew.mul(grads[0], grads[0]).view([grads[0].size]), 0, true);
-        for (const g of grads.slice(1)) {
-          sq = ew.add(sq, red.sum(ew.mul(g, g).view([g.size]), 0, true));
+    const r = await trainLoop<StepRecord>({
+      totalSteps: o.steps,
+      schedule: pretrainSchedule(o),
+      checkpoint: ck && {
+        path: where,
+        every: ck.every,
+        identity: identity(o),
+        mismatch: () =>
+          new ModelError(
+            `pretrain: the checkpoint in ${ck.dir} was made with other options; ` +
+              "remove it or use another checkpoint directory",
+          ),
+      },
+    }, {
+      start: async (resumed) => {
+        if (resumed) {
+          loadAdamW(opt, names, resumed, where);
+          // null: it was NaN, which JSON cannot hold.
+          evalLossStart = typeof resumed.extra === "number" ? resumed.extra : NaN;
+          tokens0 = resumed.step * perStep;
+        } else evalLossStart = await evalLoss(opt.p);
+        t0 = performance.now();
+      },
+      step: async ({ step, lr }) => {
+        const { ids, answers } = data.marked(o.seed, step, o.rows);
+        const weighting = answerWeights(answers, o.rows, o.seqLen, o.answerWeight ?? 1);
+        const stats = rt.keep(rt.scope(() => {
+          const f = (...ws: Tensor[]) =>
+            model.loss(ids, {
+              batch: o.rows,
+              weights: named(ws),
+              tokenWeights: weighting?.weights,
+              denominator: weighting?.total ?? o.rows * (o.seqLen - 1),
+            });
+          const { value, grads } = grad(f, opt.p);
+          const norm = opt.step(grads, lr, step + 1);
+          return concat([value.view([1]), norm.view([1])], 0); // one readback for both
+        }));
+        const [loss, gradNorm] = await rt.readF32(stats);
+        stats.dispose();
+        if (!Number.isFinite(loss)) {
+          throw new ModelError(
+            `pretrain: the loss became ${loss} at step ${step + 1}; lower lr (now ${o.lr})`,
+          );
         }
-        const norm = ew.mapN("sqrt(a)", [sq]);
-        const factor = o.clip > 0
-          ? ew.mapN("min(1.0, p.x / max(a, 1e-12))", [norm], { params: [o.clip] })
-          : undefined;
-        const next = grads.map((g, i) =>
-          adamwStep(
-            st.p[i],
-            st.m[i],
-            st.v[i],
-            factor ? ew.mul(g, factor) : g,
-            lrT,
-            0,
-            st.step + 1,
-            hypers[i],
-          )
-        );
-        // The old state's readers are recorded; the queue keeps the order.
-        for (const list of [st.p, st.m, st.v]) list.forEach((t) => t.dispose());
-        st.p = next.map((x) => rt.keep(x.p));
-        st.m = next.map((x) => rt.keep(x.m));
-        st.v = next.map((x) => rt.keep(x.v));
-        return concat([value.view([1]), norm.view([1])], 0); // one readback for both
-      }));
-      const [loss, gradNorm] = await rt.readF32(stats);
-      stats.dispose();
-      if (!Number.isFinite(loss)) {
-        throw new ModelError(
-          `pretrain: the loss became ${loss} at step ${st.step + 1}; lower lr (now ${o.lr})`,
-        );
-      }
-      st.step++;
-      st.losses.push(loss);
-      st.tokens += perStep;
-      const seconds = (performance.now() - t0) / 1000;
+        return () => ({ step: step + 1, loss, gradNorm, lr });
+      },
+      save: async () => ({ tensors: await adamwTensors(opt, names), extra: evalLossStart }),
+    }, (rec) => {
+      const tokens = rec.step * perStep, seconds = (performance.now() - t0) / 1000;
       onProgress({
-        step: st.step,
+        step: rec.step,
         steps: o.steps,
-        loss,
-        gradNorm,
-        lr,
-        tokens: st.tokens,
+        loss: rec.loss,
+        gradNorm: rec.gradNorm,
+        lr: rec.lr,
+        tokens,
         seconds,
-        tokensPerSecond: (st.tokens - tokens0) / seconds,
+        tokensPerSecond: (tokens - tokens0) / seconds,
       });
-      if (o.checkpoint && (st.step % o.checkpoint.every === 0 || st.step === o.steps)) {
-        await saveState(rt, o.checkpoint.dir, o, names, st);
-      }
-    }
+    });
     const seconds = (performance.now() - t0) / 1000;
-    const evalLossEnd = await evalLoss(st.p);
+    const tokens = r.stepsDone * perStep;
+    const evalLossEnd = await evalLoss(opt.p);
     const storyAccuracy = (o.storyFraction ?? 0) > 0
-      ? await heldOutStoryAccuracy(model, new Map(names.map((n, i) => [n, st.p[i]])), o)
+      ? await heldOutStoryAccuracy(model, named(opt.p), o)
       : undefined;
-    const data32 = await Promise.all(st.p.map((t) => rt.readF32(t)));
+    const data32 = await Promise.all(opt.p.map((t) => rt.readF32(t)));
     const weights: Weights = new Map(
-      names.map((n, i) => [n, { shape: [...init.get(n)!.shape], data: data32[i] }]),
+      names.map((n, i) => [n, { shape: [...initial[i].shape], data: data32[i] }]),
     );
     return {
       config,
       weights,
-      losses: st.losses,
-      evalLossStart: st.evalLossStart,
+      losses: r.history.map((x) => x.loss),
+      evalLossStart,
       evalLossEnd,
-      tokens: st.tokens,
+      tokens,
       seconds,
-      tokensPerSecond: (st.tokens - tokens0) / Math.max(seconds, 1e-9),
+      tokensPerSecond: (tokens - tokens0) / Math.max(seconds, 1e-9),
       ...(storyAccuracy === undefined ? {} : { storyAccuracy }),
     };
   } finally {
-    if (s) { for (const list of [s.p, s.m, s.v]) list.forEach((t) => t.dispose()); }
-    lrT.dispose();
+    opt.dispose();
     model.dispose();
   }
 }

@@ -1,10 +1,18 @@
 /**
  * The outer-loop optimizer (perk-method §3): AdamW on the meta-parameters (LoRA initial
  * values, learned inner learning rates, weighting model) with global-norm gradient
- * clipping and a cosine schedule with linear warm-up. Runs on the CPU on float32 master
- * copies: meta-parameters are small, and one read-back per outer step costs ≤ 1% of a
- * meta-training step. State is plain arrays so checkpoints restore it exactly.
+ * clipping and a cosine schedule with linear warm-up (pipeline/train/schedule.ts). Runs on
+ * the CPU on float32 master copies: meta-parameters are small, and one read-back per outer
+ * step costs ≤ 1% of a meta-training step. State is plain arrays so checkpoints restore it
+ * exactly.
  */
+import {
+  lrAt,
+  type Schedule,
+  SCHEDULE_KINDS,
+  scheduleByFraction,
+  type ScheduleKind,
+} from "../train/schedule.ts";
 
 export interface OuterHyper {
   readonly lr: number; // peak learning rate (paper: 1e-5)
@@ -34,8 +42,8 @@ export const OUTER_DEFAULTS: Omit<OuterHyper, "totalSteps"> = {
   warmupFraction: 0.03,
 };
 
-export type OuterSchedule = "cosine" | "constant";
-export const OUTER_SCHEDULES: readonly OuterSchedule[] = ["cosine", "constant"];
+export type OuterSchedule = ScheduleKind;
+export const OUTER_SCHEDULES: readonly OuterSchedule[] = SCHEDULE_KINDS;
 
 export interface MetaParam {
   readonly name: string;
@@ -57,13 +65,9 @@ export interface OuterState {
   readonly v: Float32Array[];
 }
 
-/** Learning rate at 0-based step `step`: linear warm-up, then cosine decay to 0 (or constant). */
-export function cosineLr(h: OuterHyper, step: number): number {
-  const warm = Math.max(1, Math.ceil(h.warmupFraction * h.totalSteps));
-  if (step < warm) return (h.lr * (step + 1)) / warm;
-  if (h.schedule === "constant") return h.lr;
-  const progress = Math.min(1, (step - warm) / Math.max(1, h.totalSteps - warm));
-  return 0.5 * h.lr * (1 + Math.cos(Math.PI * progress));
+/** The schedule: warm-up over warmupFraction of totalSteps, then cosine to 0 (or constant). */
+export function outerSchedule(h: OuterHyper): Schedule {
+  return scheduleByFraction(h.lr, h.totalSteps, h.warmupFraction, h.schedule);
 }
 
 export function initOuterState(params: readonly MetaParam[]): OuterState {
@@ -82,7 +86,8 @@ export function globalNorm(grads: readonly ArrayLike<number>[]): number {
 }
 
 /**
- * One outer step, in place on `params[i].value` and `state`. Returns the gradient norm
+ * One outer step, in place on `params[i].value` and `state`, at learning rate `lr` (default:
+ * the schedule's at state.step; the training loop passes its own). Returns the gradient norm
  * before clipping and the learning rate used. Throws on a non-finite gradient, so a
  * poisoned update never reaches the parameters (or a checkpoint).
  */
@@ -91,13 +96,13 @@ export function outerStep(
   grads: readonly Float32Array[],
   state: OuterState,
   h: OuterHyper,
+  lr: number = lrAt(outerSchedule(h), state.step),
 ): { gradNorm: number; lr: number } {
   const gradNorm = globalNorm(grads);
   if (!Number.isFinite(gradNorm)) {
     throw new RangeError(`non-finite meta-gradient (norm ${gradNorm}) at outer step ${state.step}`);
   }
   const scale = h.clip > 0 && gradNorm > h.clip ? h.clip / gradNorm : 1;
-  const lr = cosineLr(h, state.step);
   const factor = h.lr > 0 ? lr / h.lr : 0;
   const t = state.step + 1;
   const c1 = 1 / (1 - h.beta1 ** t), c2 = 1 / Math.sqrt(1 - h.beta2 ** t);

@@ -1,15 +1,18 @@
 /**
- * The outer loop (meta-train stage, perk-method §3): one problem per step (segment order
- * shuffled), exact TGU meta-gradient on the GPU, outer AdamW on the host with clipping and a
- * cosine schedule; validation loss twice per epoch, early stopping with patience, the best
- * meta-parameters kept. Checkpoints (one safetensors file: meta-parameters, optimizer state,
- * loop state in its metadata) are written atomically after every step and resume exactly:
- * everything random is derived from (seed, step), and the GPU kernels are deterministic.
- * A non-finite loss or gradient stops with an error naming the step and the problem, before
- * anything is written.
+ * The outer loop (meta-train stage, perk-method §3) as a step over the shared loop
+ * (pipeline/train/): one problem per step (segment order shuffled), exact TGU meta-gradient
+ * on the GPU, outer AdamW on the host with clipping (outer_optim.ts) under a cosine or
+ * constant schedule. The loop validates twice per epoch, stops early with patience, keeps the
+ * best meta-parameters and checkpoints after every step (meta-parameters and optimizer state);
+ * a resume is exact: everything random is derived from (seed, step), and the GPU kernels are
+ * deterministic. A non-finite loss or gradient stops with an error naming the step and the
+ * problem, before anything is written.
  */
 import type { Runtime } from "../../kernels/runtime/runtime.ts";
-import { readSafetensors, SafetensorsReader, writeSafetensors } from "../model/safetensors.ts";
+import type { Tensor } from "../model/weights.ts";
+import { tensorOf } from "../train/checkpoint.ts";
+import { trainLoop } from "../train/loop.ts";
+import { shuffled } from "../train/shuffle.ts";
 import { type EncodedProblem, outerBatch } from "./batch.ts";
 import { encodeContext, type MetaParams, perkMetaGradient } from "./meta_step.ts";
 import { outerLoss, type PerkLM, uploadTargets } from "./objectives.ts";
@@ -18,7 +21,7 @@ import {
   type MetaParam,
   OUTER_DEFAULTS,
   type OuterHyper,
-  type OuterState,
+  outerSchedule,
   outerStep,
 } from "./outer_optim.ts";
 import type { AdamWHyper } from "../../kernels/optim/adamw_math.ts";
@@ -101,36 +104,19 @@ export interface MetaTrainResult {
   readonly stepsDone: number;
 }
 
-interface LoopState {
-  step: number;
-  bestValLoss: number;
-  sinceBest: number;
-  stopped: boolean;
-  history: TrainRecord[];
-}
-
 const clone = (s: MetaState): MetaState => ({
   theta0: s.theta0.map((x) => x.slice()),
   lr: s.lr.slice(),
   phi: s.phi.map((x) => x.slice()),
 });
 
-/** Deterministic permutation from (seed, k). */
-export function shuffled(n: number, seed: number, k: number): number[] {
-  let a = (seed * 2654435761 + k * 40503 + 1) >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const p = [...Array(n).keys()];
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1));
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
-}
+const flat = (s: MetaState) => [...s.theta0, s.lr, ...s.phi];
+
+/** A host vector as a checkpoint tensor. */
+const vec = (name: string, data: Float32Array): [string, Tensor] => [
+  name,
+  { shape: [data.length], data },
+];
 
 export type Shapes = { theta0: number[][]; phi: number[][] };
 
@@ -179,7 +165,6 @@ export async function metaTrain(
   const rt = lm.rt;
   const totalSteps = o.epochs * train.length;
   const hyper: OuterHyper = { ...OUTER_DEFAULTS, ...o.outer, totalSteps };
-  const evalEvery = Math.max(1, Math.floor(train.length / (o.evalsPerEpoch ?? 2)));
   const logRates = (o.lrParam ?? "log") === "log";
   if (logRates) {
     const bad = init.lr.findIndex((x) => !(x > 0));
@@ -216,97 +201,110 @@ export async function metaTrain(
     lr: logRates ? params[J].value.map(Math.exp) : params[J].value,
     phi: params.slice(J + 1).map((p) => p.value),
   });
-  let opt: OuterState = initOuterState(params);
-  let loop: LoopState = {
-    step: 0,
-    bestValLoss: Infinity,
-    sinceBest: 0,
-    stopped: false,
-    history: [],
-  };
-  let best = clone(view());
-  if (o.checkpoint && exists(o.checkpoint)) {
-    const r = loadCheckpoint(o.checkpoint, params);
-    opt = r.opt;
-    loop = r.loop;
-    best = r.best;
-  }
+  let opt = initOuterState(params);
   const valSet = val.slice(0, o.valLimit ?? val.length);
-  let ranThisCall = 0;
-  while (!loop.stopped && loop.step < totalSteps) {
-    if (o.stopAfter !== undefined && ranThisCall >= o.stopAfter) break;
-    const epoch = Math.floor(loop.step / train.length);
-    const order = shuffled(train.length, o.seed, epoch);
-    const drawn = train[order[loop.step % train.length]];
-    const problem = o.renumber
-      ? o.renumber(drawn, shuffled(drawn.segments.length, o.seed + 2, loop.step))
-      : drawn;
-    const segOrder = shuffled(problem.segments.length, o.seed + 1, loop.step);
-    const state = view();
-    const mp = upload(rt, state, shapes);
-    const mg = await perkMetaGradient(lm, problem, mp, {
-      steps: o.steps,
-      retained: o.retained,
-      cut: o.cut,
-      order: segOrder,
-      adam: o.innerAdam,
-      dropoutSeed: o.dropout ? (o.seed * 1000003 + loop.step * 16) >>> 0 : undefined,
-    });
-    const grads = await Promise.all([...mg.theta0, mg.lr, ...mg.phi].map((t) => rt.readF32(t)));
-    // d/du of f(exp(u)) = f'(lr)·lr
-    if (logRates) grads[J] = grads[J].map((g, i) => g * state.lr[i]);
-    [...mg.theta0, mg.lr, ...mg.phi].forEach((t) => t.dispose());
-    disposeParams(mp);
-    if (!Number.isFinite(mg.loss)) {
-      throw new Error(
-        `meta-train: non-finite outer loss ${mg.loss} at step ${loop.step} (problem ${problem.id}); ` +
-          "no checkpoint was written for it. Lower outer_lr / inner_lr or check the data.",
-      );
-    }
-    let stepInfo;
-    try {
-      stepInfo = outerStep(params, grads, opt, hyper);
-    } catch (e) {
-      throw new Error(
-        `meta-train: ${(e as Error).message} (problem ${problem.id}); nothing was written`,
-      );
-    }
-    loop.step++;
-    ranThisCall++;
-    let valLoss: number | undefined, valAccuracy: number | undefined;
-    if (loop.step % evalEvery === 0 || loop.step === totalSteps) {
-      valLoss = await validationLoss(lm, valSet, view(), shapes, o.steps);
-      if (o.accuracy) valAccuracy = await o.accuracy(view());
-      if (valLoss < loop.bestValLoss) {
-        loop.bestValLoss = valLoss;
-        loop.sinceBest = 0;
-        best = clone(view());
-      } else if (++loop.sinceBest >= o.patience) loop.stopped = true;
-    }
-    const rec: TrainRecord = {
-      step: loop.step,
-      epoch,
-      loss: mg.loss,
-      gradNorm: stepInfo.gradNorm,
-      outerLr: stepInfo.lr,
-      problem: problem.id,
-      ...(valLoss === undefined ? {} : { valLoss }),
-      ...(valAccuracy === undefined ? {} : { valAccuracy }),
-      rates: rateSummary(view().lr),
-      ...(o.rateLayers ? { ratesByLayer: layerMeans(view().lr, o.rateLayers) } : {}),
-    };
-    loop.history.push(rec);
-    onRecord(rec);
-    if (o.checkpoint) saveCheckpoint(o.checkpoint, params, opt, loop, best);
-  }
-  const finished = loop.stopped || loop.step >= totalSteps;
-  if (!Number.isFinite(loop.bestValLoss)) best = clone(view());
+  const where = o.checkpoint ?? "meta-train";
+  const r = await trainLoop({
+    totalSteps,
+    schedule: outerSchedule(hyper),
+    stepsPerEpoch: Math.max(1, train.length),
+    evalsPerEpoch: o.evalsPerEpoch,
+    patience: o.patience,
+    stopAfter: o.stopAfter,
+    checkpoint: o.checkpoint === undefined ? undefined : { path: o.checkpoint },
+  }, {
+    start: (resumed) => {
+      if (!resumed) return;
+      const get = (n: string, p: MetaParam) =>
+        tensorOf(resumed.tensors, n, p.value.length, where).slice();
+      params.forEach((p) => p.value.set(get(`param.${p.name}`, p)));
+      if (typeof resumed.extra !== "number") {
+        throw new Error(`${where}: the checkpoint lacks the optimizer's step; delete it`);
+      }
+      opt = {
+        step: resumed.extra,
+        m: params.map((p) => get(`adam_m.${p.name}`, p)),
+        v: params.map((p) => get(`adam_v.${p.name}`, p)),
+      };
+    },
+    step: async ({ step, epoch, inEpoch, lr }) => {
+      const drawn = train[shuffled(train.length, o.seed, epoch)[inEpoch]];
+      const problem = o.renumber
+        ? o.renumber(drawn, shuffled(drawn.segments.length, o.seed + 2, step))
+        : drawn;
+      const segOrder = shuffled(problem.segments.length, o.seed + 1, step);
+      const state = view();
+      const mp = upload(rt, state, shapes);
+      const mg = await perkMetaGradient(lm, problem, mp, {
+        steps: o.steps,
+        retained: o.retained,
+        cut: o.cut,
+        order: segOrder,
+        adam: o.innerAdam,
+        dropoutSeed: o.dropout ? (o.seed * 1000003 + step * 16) >>> 0 : undefined,
+      });
+      const gradTs = [...mg.theta0, mg.lr, ...mg.phi];
+      const grads = await Promise.all(gradTs.map((t) => rt.readF32(t)));
+      // d/du of f(exp(u)) = f'(lr)·lr
+      if (logRates) grads[J] = grads[J].map((g, i) => g * state.lr[i]);
+      gradTs.forEach((t) => t.dispose());
+      disposeParams(mp);
+      if (!Number.isFinite(mg.loss)) {
+        throw new Error(
+          `meta-train: non-finite outer loss ${mg.loss} at step ${step} (problem ${problem.id}); ` +
+            "no checkpoint was written for it. Lower outer_lr / inner_lr or check the data.",
+        );
+      }
+      let info;
+      try {
+        info = outerStep(params, grads, opt, hyper, lr);
+      } catch (e) {
+        throw new Error(
+          `meta-train: ${(e as Error).message} (problem ${problem.id}); nothing was written`,
+        );
+      }
+      return (v): TrainRecord => ({
+        step: step + 1,
+        epoch,
+        loss: mg.loss,
+        gradNorm: info.gradNorm,
+        outerLr: info.lr,
+        problem: problem.id,
+        ...(v === undefined ? {} : { valLoss: v.loss }),
+        ...(v?.accuracy === undefined ? {} : { valAccuracy: v.accuracy }),
+        rates: rateSummary(view().lr),
+        ...(o.rateLayers ? { ratesByLayer: layerMeans(view().lr, o.rateLayers) } : {}),
+      });
+    },
+    validate: async () => {
+      const loss = await validationLoss(lm, valSet, view(), shapes, o.steps);
+      return { loss, accuracy: o.accuracy ? await o.accuracy(view()) : undefined };
+    },
+    keeper: {
+      snapshot: () => clone(view()),
+      drop: () => {},
+      tensors: (b) => Promise.resolve(flat(b).map((x, i) => vec(`${i}`, x))),
+      restore: (t) => {
+        const b = params.map((p, i) => tensorOf(t, `${i}`, p.value.length, where).slice());
+        return { theta0: b.slice(0, J), lr: b[J], phi: b.slice(J + 1) };
+      },
+    },
+    save: () =>
+      Promise.resolve({
+        tensors: params.flatMap((p, k) => [
+          vec(`param.${p.name}`, p.value),
+          vec(`adam_m.${p.name}`, opt.m[k]),
+          vec(`adam_v.${p.name}`, opt.v[k]),
+        ]),
+        extra: opt.step,
+      }),
+  }, onRecord);
   return {
-    best,
-    bestValLoss: loop.bestValLoss,
-    history: loop.history,
-    finished,
-    stepsDone: loop.step,
+    best: r.best ?? clone(view()),
+    bestValLoss: r.bestValLoss,
+    history: r.history,
+    finished: r.finished,
+    stepsDone: r.stepsDone,
   };
 }
 
@@ -330,68 +328,4 @@ function rateSummary(lr: Float32Array) {
     logSum += Math.log(Math.abs(x) || 1e-30);
   }
   return { min, gmean: Math.exp(logSum / Math.max(1, lr.length)), max };
-}
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function saveCheckpoint(
-  path: string,
-  params: MetaParam[],
-  opt: OuterState,
-  loop: LoopState,
-  best: MetaState,
-) {
-  const t: [string, { shape: number[]; data: Float32Array }][] = [];
-  params.forEach((p, k) => {
-    t.push([`param.${p.name}`, { shape: [p.value.length], data: p.value }]);
-    t.push([`adam_m.${p.name}`, { shape: [p.value.length], data: opt.m[k] }]);
-    t.push([`adam_v.${p.name}`, { shape: [p.value.length], data: opt.v[k] }]);
-  });
-  const bestList = [...best.theta0, best.lr, ...best.phi];
-  bestList.forEach((x, i) => t.push([`best.${i}`, { shape: [x.length], data: x }]));
-  writeSafetensors(path, t, {
-    metadata: { perk_loop: JSON.stringify({ ...loop, optStep: opt.step }) },
-  });
-}
-
-function loadCheckpoint(path: string, params: MetaParam[]) {
-  const r = new SafetensorsReader(path);
-  const meta = r.header.metadata.perk_loop;
-  r.close();
-  if (!meta) throw new Error(`${path}: not a PERK meta-train checkpoint (no perk_loop metadata)`);
-  const saved = JSON.parse(meta) as LoopState & { optStep: number };
-  const ts = readSafetensors(path);
-  const get = (n: string, len: number) => {
-    const x = ts.get(n);
-    if (!x || x.data.length !== len) {
-      throw new Error(
-        `${path}: tensor ${n} missing or of the wrong size — the checkpoint is from another configuration; delete it to start over`,
-      );
-    }
-    return x.data;
-  };
-  const opt: OuterState = { step: saved.optStep, m: [], v: [] };
-  params.forEach((p) => {
-    p.value.set(get(`param.${p.name}`, p.value.length));
-    opt.m.push(get(`adam_m.${p.name}`, p.value.length).slice());
-    opt.v.push(get(`adam_v.${p.name}`, p.value.length).slice());
-  });
-  const J = params.length - 1 - params.filter((p) => p.name.startsWith("phi.")).length;
-  const bl = params.map((p, i) => get(`best.${i}`, p.value.length).slice());
-  const best: MetaState = { theta0: bl.slice(0, J), lr: bl[J], phi: bl.slice(J + 1) };
-  const loop: LoopState = {
-    step: saved.step,
-    bestValLoss: saved.bestValLoss ?? Infinity,
-    sinceBest: saved.sinceBest,
-    stopped: saved.stopped,
-    history: saved.history,
-  };
-  return { opt, loop, best };
 }

@@ -1,26 +1,48 @@
 /**
- * The FT-ICR training loop: `batch` problems per step (order reshuffled each epoch; PERK
- * uses 1), loss on the answer tokens after the in-context prompt, AdamW with global-norm clipping and a cosine
- * schedule after a linear warm-up (PERK's outer-loop settings), validation loss
- * `evalsPerEpoch` times per epoch with early stopping (patience) and the best parameters
- * kept. Checkpoints (checkpoint.ts) resume exactly: the problem order, dropout masks and
- * learning rate are functions of (seed, step), and the GPU kernels are deterministic.
- * A non-finite loss or gradient stops with an error naming the step and the problem,
- * before anything of that step is written.
+ * FT-ICR training as a step over the shared loop (pipeline/train/): `batch` problems per
+ * step (order reshuffled each epoch; PERK uses 1), loss on the answer tokens after the
+ * in-context prompt, GPU AdamW with global-norm clipping (kernels/optim/clipped_adamw.ts)
+ * under a cosine schedule after a linear warm-up (PERK's outer-loop settings). The loop
+ * validates `evalsPerEpoch` times per epoch, stops early (patience), keeps the best
+ * parameters and checkpoints; a resume is exact, since the problem order, dropout masks and
+ * learning rate are functions of (seed, step) and the GPU kernels are deterministic. A
+ * non-finite loss or gradient stops with an error naming the step and the problems, before
+ * anything of that step is written.
  */
 import type { Tensor } from "../../../kernels/runtime/tensor.ts";
 import { grad } from "../../../kernels/autodiff/transforms.ts";
 import { concat } from "../../../kernels/ops/strided.ts";
+import { ClippedAdamW, type ClippedAdamWHyper } from "../../../kernels/optim/clipped_adamw.ts";
 import type { GpuModel } from "../../model/gpu_model.ts";
-import { cosineLr, OUTER_DEFAULTS } from "../../perk/outer_optim.ts";
-import { shuffled } from "../../perk/train.ts";
+import { adamwTensors, gpuKeeper, loadAdamW } from "../../train/gpu_state.ts";
+import { trainLoop } from "../../train/loop.ts";
+import { scheduleByFraction } from "../../train/schedule.ts";
+import { shuffled } from "../../train/shuffle.ts";
 import { answerBatch, answerLoss } from "../answer_loss.ts";
 import type { IcrExample } from "../in_context.ts";
-import { loadCheckpoint, type LoopState, saveCheckpoint, type TrainRecord } from "./checkpoint.ts";
-import { type AdamWOptions, copies, FT_ADAMW, GpuAdamW, readAll } from "./optimizer.ts";
 import type { Trainable } from "./trainable.ts";
 
-export type { TrainRecord } from "./checkpoint.ts";
+/** PERK's outer-loop AdamW settings (perk-method §3). */
+export const FT_ADAMW: ClippedAdamWHyper = {
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  weightDecay: 0.01,
+  clip: 1.0,
+};
+
+/** PERK's outer-loop warm-up: 3% of the steps. */
+const WARMUP_FRACTION = 0.03;
+
+export interface TrainRecord {
+  readonly step: number;
+  readonly epoch: number;
+  readonly loss: number;
+  readonly gradNorm: number;
+  readonly lr: number;
+  readonly problems: readonly string[];
+  readonly valLoss?: number;
+}
 
 export interface FtIcrOptions {
   /** Peak learning rate (config key ft_lr). */
@@ -32,7 +54,7 @@ export interface FtIcrOptions {
   readonly batch?: number;
   /** Fraction of the steps spent warming up linearly (PERK: 0.03). */
   readonly warmupFraction?: number;
-  readonly adamw?: Partial<AdamWOptions>;
+  readonly adamw?: Partial<ClippedAdamWHyper>;
   /** Validation checks per epoch (PERK: 2). */
   readonly evalsPerEpoch?: number;
   /** Validation problems used per check (default: all). */
@@ -109,111 +131,81 @@ export async function ftIcrTrain(
   if (!(Number.isInteger(B) && B >= 1)) throw new Error(`ft-icr-train: batch ${B} must be ≥ 1`);
   const perEpoch = Math.ceil(train.length / B);
   const totalSteps = o.epochs * perEpoch;
-  const schedule = {
-    ...OUTER_DEFAULTS,
-    lr: o.lr,
-    warmupFraction: o.warmupFraction ?? OUTER_DEFAULTS.warmupFraction,
-    totalSteps,
-  };
-  const evalEvery = Math.max(1, Math.floor(perEpoch / (o.evalsPerEpoch ?? 2)));
   const valSet = val.slice(0, o.valLimit ?? val.length);
-  const id = identity(t, train, val, o);
-  const saved = o.checkpoint ? loadCheckpoint(o.checkpoint, id, t.shapes) : undefined;
-  const opt = new GpuAdamW(
-    rt,
-    t.shapes,
-    saved ? { p: saved.params, m: saved.m, v: saved.v } : { p: t.init },
-    t.decay,
-    { ...FT_ADAMW, ...o.adamw },
-  );
-  let best: Tensor[] = saved
-    ? saved.best.map((x, i) => rt.keep(rt.tensor(x, t.shapes[i])))
-    : copies(rt, opt.p);
-  const loop: LoopState = saved?.loop ?? {
-    step: 0,
-    bestValLoss: null,
-    bestStep: 0,
-    sinceBest: 0,
-    stopped: false,
-    history: [],
-  };
-  const save = async () => {
-    if (!o.checkpoint) return;
-    const [params, m, v, b] = await Promise.all(
-      [opt.p, opt.m, opt.v, best].map((x) => readAll(rt, x)),
-    );
-    saveCheckpoint(o.checkpoint, id, t.shapes, { loop, params, m, v, best: b });
-  };
+  const where = o.checkpoint ?? "ft-icr-train";
+  const opt = new ClippedAdamW(rt, t.shapes, { p: t.init }, t.decay, { ...FT_ADAMW, ...o.adamw });
   try {
-    let ranThisCall = 0;
-    while (!loop.stopped && loop.step < totalSteps) {
-      if (o.stopAfter !== undefined && ranThisCall >= o.stopAfter) break;
-      const epoch = Math.floor(loop.step / perEpoch), k = loop.step % perEpoch;
-      const picked = shuffled(train.length, o.seed, epoch).slice(k * B, (k + 1) * B);
-      const exs = picked.map((i) => train[i]);
-      const batch = answerBatch(exs);
-      const lr = cosineLr(schedule, loop.step);
-      const dropoutSeed = (o.seed * 1000003 + loop.step * 16) >>> 0;
-      const stats = rt.keep(rt.scope(() => {
-        const f = (...xs: Tensor[]) =>
-          answerLoss(model, batch, { ...t.options(xs, true), dropoutSeed });
-        const { value, grads } = grad(f, opt.p);
-        const norm = opt.step(grads, lr, loop.step + 1);
-        return concat([value.view([1]), norm.view([1])], 0); // one readback for both
-      }));
-      const [loss, gradNorm] = await rt.readF32(stats);
-      stats.dispose();
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        throw new Error(
-          `ft-icr-train: non-finite ${Number.isFinite(loss) ? "gradient" : "loss"} ` +
-            `(loss ${loss}, gradient norm ${gradNorm}) at step ${loop.step + 1} ` +
-            `(problems ${
-              exs.map((e) => e.id).join(", ")
-            }); nothing of this step was written. Lower ft_lr ` +
-            `(now ${o.lr}) or check the data.`,
-        );
-      }
-      loop.step++;
-      ranThisCall++;
-      let valLoss: number | undefined;
-      if (loop.step % evalEvery === 0 || loop.step === totalSteps) {
-        valLoss = await validationLoss(model, t, opt.p, valSet, B);
-        if (loop.bestValLoss === null || valLoss < loop.bestValLoss) {
-          loop.bestValLoss = valLoss;
-          loop.bestStep = loop.step;
-          loop.sinceBest = 0;
-          best.forEach((x) => x.dispose());
-          best = copies(rt, opt.p);
-        } else if (++loop.sinceBest >= o.patience) loop.stopped = true;
-      }
-      const rec: TrainRecord = {
-        step: loop.step,
-        epoch,
-        loss,
-        gradNorm,
-        lr,
-        problems: exs.map((e) => e.id),
-        ...(valLoss === undefined ? {} : { valLoss }),
-      };
-      loop.history.push(rec);
-      onRecord(rec);
-      const due = loop.step % (o.checkpointEvery ?? 1) === 0 || valLoss !== undefined ||
-        loop.stopped || loop.step === totalSteps;
-      if (due) await save();
-    }
-    const finished = loop.stopped || loop.step >= totalSteps;
-    const out = await readAll(rt, loop.bestValLoss === null ? opt.p : best);
-    return {
-      best: out,
-      bestValLoss: loop.bestValLoss ?? Infinity,
-      bestStep: loop.bestValLoss === null ? loop.step : loop.bestStep,
-      history: loop.history,
-      finished,
-      stepsDone: loop.step,
+    const r = await trainLoop({
       totalSteps,
-    };
+      schedule: scheduleByFraction(o.lr, totalSteps, o.warmupFraction ?? WARMUP_FRACTION),
+      stepsPerEpoch: perEpoch,
+      evalsPerEpoch: o.evalsPerEpoch,
+      patience: o.patience,
+      stopAfter: o.stopAfter,
+      checkpoint: o.checkpoint === undefined ? undefined : {
+        path: o.checkpoint,
+        every: o.checkpointEvery,
+        identity: identity(t, train, val, o),
+        mismatch: (path) =>
+          new Error(
+            `${path}: this checkpoint was made with other options, parameters or problems; ` +
+              "delete it to start over",
+          ),
+      },
+    }, {
+      start: (resumed) => resumed && loadAdamW(opt, t.names, resumed, where),
+      step: async ({ step, epoch, inEpoch, lr }) => {
+        const picked = shuffled(train.length, o.seed, epoch).slice(inEpoch * B, (inEpoch + 1) * B);
+        const exs = picked.map((i) => train[i]);
+        const batch = answerBatch(exs);
+        const dropoutSeed = (o.seed * 1000003 + step * 16) >>> 0;
+        const stats = rt.keep(rt.scope(() => {
+          const f = (...xs: Tensor[]) =>
+            answerLoss(model, batch, { ...t.options(xs, true), dropoutSeed });
+          const { value, grads } = grad(f, opt.p);
+          const norm = opt.step(grads, lr, step + 1);
+          return concat([value.view([1]), norm.view([1])], 0); // one readback for both
+        }));
+        const [loss, gradNorm] = await rt.readF32(stats);
+        stats.dispose();
+        const ids = exs.map((e) => e.id);
+        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+          throw new Error(
+            `ft-icr-train: non-finite ${Number.isFinite(loss) ? "gradient" : "loss"} ` +
+              `(loss ${loss}, gradient norm ${gradNorm}) at step ${step + 1} ` +
+              `(problems ${ids.join(", ")}); nothing of this step was written. Lower ft_lr ` +
+              `(now ${o.lr}) or check the data.`,
+          );
+        }
+        return (v): TrainRecord => ({
+          step: step + 1,
+          epoch,
+          loss,
+          gradNorm,
+          lr,
+          problems: ids,
+          ...(v === undefined ? {} : { valLoss: v.loss }),
+        });
+      },
+      validate: async () => ({ loss: await validationLoss(model, t, opt.p, valSet, B) }),
+      keeper: gpuKeeper(rt, t.names, () => opt.p, where),
+      save: async () => ({ tensors: await adamwTensors(opt, t.names) }),
+    }, onRecord);
+    try {
+      const best = await Promise.all((r.best ?? opt.p).map((x) => rt.readF32(x)));
+      return {
+        best,
+        bestValLoss: r.bestValLoss,
+        bestStep: r.bestStep,
+        history: r.history,
+        finished: r.finished,
+        stepsDone: r.stepsDone,
+        totalSteps,
+      };
+    } finally {
+      r.best?.forEach((x) => x.dispose());
+    }
   } finally {
     opt.dispose();
-    best.forEach((x) => x.dispose());
   }
 }
