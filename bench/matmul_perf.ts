@@ -54,4 +54,18 @@ export const cases: PerfCase[] = [
   // lavapipe): the ratio is what texel staging buys on this adapter.
   mm("matmul_storage_f32_4096x512x512", 4096, 512, 512, { family: "subgroup" }),
   mm("matmul_storage_f32_1024x128x352", 1024, 128, 352, { family: "subgroup" }),
+  // The LoRA weight gradient xᵀ·g (K = tokens, N = rank): thin output, long K.
+  mm("matmul_f32_tn_128x4096x16", 128, 4096, 16, { transA: true }),
+  // The discrete-GPU family (register-blocked tiles; split-K for the LoRA gradient) forced
+  // on whatever adapter runs: on lavapipe it is several times slower than the default
+  // family (workgroup memory and barriers are slow there); the figures matter on GPUs.
+  mm("matmul_tiled_f32_512x512x512", 512, 512, 512, { family: "tiled" }),
+  mm("matmul_tiled_f32_tn_128x4096x16", 128, 4096, 16, { transA: true, family: "tiled" }),
+  // GPU-sized products (minutes on a CPU adapter): only with PERK_PERF_GPU=1.
+  ...(Deno.env.get("PERK_PERF_GPU") === "1"
+    ? [
+      mm("matmul_f32_4096x4096x4096", 4096, 4096, 4096),
+      mm("matmul_f32_tn_768x8192x16", 768, 8192, 16, { transA: true }),
+    ]
+    : []),
 ];

@@ -7,7 +7,9 @@
  * This file holds the API, the choice of family by adapter, and a simple correct kernel
  * (one invocation per output) used for shapes the fast families do not take.
  * Families: matmul_subgroup.ts (8-lane subgroup CPU adapters such as lavapipe; operands
- * from storage buffers or staged texels), matmul_tiled.ts (shared-memory tiles, real GPUs).
+ * from storage buffers or staged texels), matmul_tiled.ts (register-blocked shared-memory
+ * tiles, real GPUs) with matmul_splitk.ts (long-K thin products). The naive and tiled
+ * kernels read sizes from a uniform block (matmul_params.ts): one pipeline per variant.
  */
 import type { Tensor } from "../runtime/tensor.ts";
 import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
@@ -18,7 +20,9 @@ import {
   sgSupports,
   type Variant,
 } from "./matmul_subgroup.ts";
-import { tiledDispatch, tiledMatmulSpec } from "./matmul_tiled.ts";
+import { tiledPlan, tiledSpec } from "./matmul_tiled.ts";
+import { splitKMatmul } from "./matmul_splitk.ts";
+import { epilogueWgsl, paramsWgsl, paramsWords } from "./matmul_params.ts";
 
 export interface MatmulOptions {
   readonly transA?: boolean;
@@ -31,15 +35,24 @@ export interface MatmulOptions {
   readonly accumulate?: Tensor;
   /** Write into this tensor instead of a new one. */
   readonly out?: Tensor;
-  /** Force a kernel family (tests, benchmarks); default: the best for the adapter. */
+  /**
+   * Force a kernel family (tests, benchmarks); default: the best for the adapter. "tiled"
+   * runs the discrete-GPU kernels on any adapter, lavapipe included.
+   */
   readonly family?: MatmulFamily;
+  /**
+   * Tiled family only: split K into this many chunks (summed by a second pass; 1: no
+   * split). Default: chosen by shape (matmul_tiled.ts `tiledPlan`). For tests and benches.
+   */
+  readonly splitK?: number;
 }
 
 /**
  * naive: one invocation per output (any shape, any adapter); subgroup: the 8-lane kernels
  * reading storage buffers; texture: the same kernels reading A and B as staged texels
  * (lavapipe's default: its storage loads are per-lane loops, texel loads vector gathers);
- * tiled: shared-memory tiles for real GPUs.
+ * tiled: register-blocked shared-memory tiles for real GPUs, with split-K for long-K thin
+ * products (matmul_tiled.ts, matmul_splitk.ts).
  */
 export type MatmulFamily = "naive" | "subgroup" | "texture" | "tiled";
 
@@ -81,15 +94,22 @@ export function matmulShape(a: Tensor, b: Tensor, o: MatmulOptions = {}): Matmul
   return { batch, m, n, k, batchB: bBatch !== 1, outShape };
 }
 
-/** Simple kernel: one invocation per output element. Correct for any shape and any adapter. */
-export function naiveMatmulSpec(
-  s: MatmulShape,
-  o: { transA: boolean; transB: boolean; bias: boolean; accumulate: boolean; alpha: number },
-): KernelSpec {
-  const { batch, m, n, k } = s;
-  const aIdx = o.transA ? `ab + kk * ${m}u + row` : `ab + row * ${k}u + kk`;
-  const bIdx = o.transB ? `bb + col * ${k}u + kk` : `bb + kk * ${n}u + col`;
-  const code = /* wgsl */ `
+const naiveSpecs: (KernelSpec | undefined)[] = [];
+
+/**
+ * Simple kernel: one invocation per output element. Correct for any shape and any adapter.
+ * Sizes and epilogue come from the uniform block (matmul_params.ts): one pipeline per
+ * transpose pair serves every shape.
+ */
+export function naiveMatmulSpec(o: { transA: boolean; transB: boolean }): KernelSpec {
+  const key = (o.transA ? 2 : 0) + (o.transB ? 1 : 0);
+  const aIdx = o.transA ? "ab + kk * p.m + row" : "ab + row * p.k + kk";
+  const bIdx = o.transB ? "bb + col * p.k + kk" : "bb + kk * p.n + col";
+  return naiveSpecs[key] ??= {
+    name: "matmul_naive",
+    bindings: ["read", "read", "read", "read_write", "uniform"],
+    code: /* wgsl */ `
+${paramsWgsl(4)}
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
 @group(0) @binding(2) var<storage, read> BIAS: array<f32>;
@@ -98,21 +118,19 @@ export function naiveMatmulSpec(
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let i = (wid.x + wid.y * nwg.x) * 64u + lid;
-  if (i >= ${batch * m * n}u) { return; }
-  let bi = i / ${m * n}u;
-  let rc = i % ${m * n}u;
-  let row = rc / ${n}u;
-  let col = rc % ${n}u;
-  let ab = bi * ${m * k}u;
-  let bb = ${s.batchB ? `bi * ${k * n}u` : "0u"};
+  let mn = p.m * p.n;
+  if (i >= p.batch * mn) { return; }
+  let bi = i / mn;
+  let rc = i % mn;
+  let row = rc / p.n;
+  let col = rc % p.n;
+  let ab = bi * p.strideA;
+  let bb = bi * p.strideB;
   var acc = 0.0;
-  for (var kk = 0u; kk < ${k}u; kk++) { acc += A[${aIdx}] * B[${bIdx}]; }
-  var r = acc * ${o.alpha.toExponential()};
-  ${o.bias ? "r += BIAS[col];" : ""}
-  ${o.accumulate ? "r += C[i];" : ""}
-  C[i] = r;
-}`;
-  return { name: "matmul_naive", code, bindings: ["read", "read", "read", "read_write"] };
+  for (var kk = 0u; kk < p.k; kk++) { acc += A[${aIdx}] * B[${bIdx}]; }
+  ${epilogueWgsl("acc", "i", "col")}
+}`,
+  };
 }
 
 /** C = alpha·op(A)·op(B) (+ bias) (+ accumulate). */
@@ -130,7 +148,9 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
     : o.transB
     ? "nt"
     : "nn";
-  const sgOk = rt.hasSubgroups && rt.subgroupSize === 8 && variant && sgSupports(variant, s);
+  // K = 0 would bind empty operands as array<vec4f> (under its 16-byte minimum): naive.
+  const sgOk = rt.hasSubgroups && rt.subgroupSize === 8 && variant && s.k > 0 &&
+    sgSupports(variant, s);
   const texOk = sgOk && rt.texelsFit(a.size) && rt.texelsFit(b.size);
   // CPU adapters: subgroup kernels reading texels (storage reads where the operands do not
   // fit a texture; naive for unaligned shapes, and for fewer than 8 rows: a subgroup lane
@@ -142,9 +162,21 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
       : rt.isCpuAdapter
       ? "naive"
       : "tiled");
+  const t = { transA: !!o.transA, transB: !!o.transB };
+  if (
+    o.splitK !== undefined && (family !== "tiled" || !(Number.isInteger(o.splitK) && o.splitK >= 1))
+  ) {
+    throw new RangeError(
+      `matmul splitK ${o.splitK}: a positive integer, tiled family only (${family})`,
+    );
+  }
   if (family === "tiled") {
-    const spec = tiledMatmulSpec(s, { transA: !!o.transA, transB: !!o.transB }, ep);
-    rt.dispatch(spec, [a, b, o.bias ?? a, out], tiledDispatch(s));
+    const plan = tiledPlan(s, t, o.splitK);
+    if (plan.splits > 1) splitKMatmul(rt, s, t, plan, ep, a, b, o.bias ?? a, out);
+    else {
+      const u = rt.uniform(paramsWords(s, ep));
+      rt.dispatch(tiledSpec(plan, t), [a, b, o.bias ?? a, out, u], plan.grid);
+    }
     return out;
   }
   if (family === "subgroup" || family === "texture") {
@@ -165,8 +197,11 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
     }
     return out;
   }
-  const spec = naiveMatmulSpec(s, { transA: !!o.transA, transB: !!o.transB, ...ep });
-  rt.dispatch(spec, [a, b, o.bias ?? a, out], grid1d(cdiv(s.batch * s.m * s.n, 64)));
+  rt.dispatch(
+    naiveMatmulSpec(t),
+    [a, b, o.bias ?? a, out, rt.uniform(paramsWords(s, ep))],
+    grid1d(cdiv(s.batch * s.m * s.n, 64)),
+  );
   return out;
 }
 
