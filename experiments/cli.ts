@@ -1,26 +1,31 @@
 /**
  * `deno task experiment <name> [options]` runs a declared experiment;
  * `deno task results <name> [--csv]` prints its latest results table (or the CSV's path).
- * See USAGE. Exit status: 0 done, 1 a stage failed or a method is not available yet,
- * 2 bad arguments or configuration, 130 interrupted (finished stages stay cached).
+ * See USAGE. Exit status: 0 done, 1 a stage (or the device, cache or run folder) failed,
+ * 2 bad arguments or configuration, 130 interrupted (finished stages stay cached; the
+ * running stage stops at its next step, and a second Ctrl-C quits at once).
  */
-import { Cause, Effect, Exit } from "effect";
+import { Cause, Effect, Exit, Option } from "effect";
 import { createRuntime } from "../kernels/runtime/device.ts";
 import { Gpu } from "../kernels/runtime/gpu.ts";
 import type { Runtime } from "../kernels/runtime/runtime.ts";
 import { StageCache } from "../pipeline/experiment/cache.ts";
 import { type Profile, PROFILES, readConfigFile } from "../pipeline/experiment/config.ts";
 import { errorText } from "../pipeline/experiment/errors.ts";
-import { MethodRegistry } from "../pipeline/experiment/methods.ts";
 import { consoleProgress, Progress } from "../pipeline/experiment/progress.ts";
 import { defaultRunsRoot, latestRun } from "../pipeline/experiment/run_dir.ts";
-import { type AdapterInfo, runSession } from "../pipeline/experiment/session.ts";
+import {
+  type AdapterInfo,
+  dryRunSession,
+  runSession,
+  type SessionOptions,
+} from "../pipeline/experiment/session.ts";
 import { defaultCacheRoot } from "../pipeline/experiment/cache.ts";
 import { CONSTRAINTS, DEFAULTS, FIELDS } from "./defaults.ts";
 import { callerPath, looksLikePath } from "../pipeline/cli_helpers.ts";
 import { calibration } from "../pipeline/perk/calibrate.ts";
 import { inspectModel } from "../pipeline/model/load.ts";
-import { METHOD_SOURCES } from "./methods.ts";
+import { methodRegistry } from "./methods.ts";
 import { EXPERIMENTS } from "./registry.ts";
 
 export const USAGE = `usage: deno task experiment <experiment> [options]
@@ -83,11 +88,11 @@ export function parseCli(argv: readonly string[]): CliArgs {
   if (command !== "run" && command !== "results") {
     throw new UsageError(`first argument must be run or results, got "${command ?? ""}"`);
   }
-  const a = {
+  const a: { -readonly [K in keyof CliArgs]: CliArgs[K] } = {
     command,
-    sets: [] as string[],
-    sweeps: [] as string[],
-    force: [] as string[],
+    sets: [],
+    sweeps: [],
+    force: [],
     explain: false,
     dryRun: false,
     forceConfig: false,
@@ -95,7 +100,7 @@ export function parseCli(argv: readonly string[]): CliArgs {
     csv: false,
     list: false,
     help: false,
-  } as { -readonly [K in keyof CliArgs]: CliArgs[K] };
+  };
   const positional: string[] = [];
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
@@ -231,7 +236,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   if (args.command === "results") return await results(args);
-  if (args.profile !== undefined && !(PROFILES as readonly string[]).includes(args.profile)) {
+  const profile: Profile | undefined = PROFILES.find((p) => p === args.profile);
+  if (args.profile !== undefined && profile === undefined) {
     console.error(
       `error: --profile "${args.profile}": allowed profiles are ${PROFILES.join(", ")}`,
     );
@@ -243,17 +249,23 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
 
-  let runtime: Runtime | undefined;
-  let adapter: AdapterInfo;
-  try {
-    runtime = await createRuntime();
-    adapter = adapterInfo(runtime);
-  } catch (e) {
-    if (!args.dryRun) {
-      console.error(`error: ${errorText(e)}`);
-      return 1;
-    }
-    adapter = { line: `adapter: none (${errorText(e).split("\n")[0]})`, record: null, isCpu: true };
+  // Without an adapter only --dry-run goes on (it runs no stage).
+  const device: { runtime?: Runtime; adapter: AdapterInfo; error?: string } = await createRuntime()
+    .then(
+      (runtime) => ({ runtime, adapter: adapterInfo(runtime) }),
+      (e) => ({
+        error: errorText(e),
+        adapter: {
+          line: `adapter: none (${errorText(e).split("\n")[0]})`,
+          record: null,
+          isCpu: true,
+        },
+      }),
+    );
+  const { runtime, adapter } = device;
+  if (!runtime && !args.dryRun) {
+    console.error(`error: ${device.error}`);
+    return 1;
   }
 
   const file = args.config
@@ -277,7 +289,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const cacheRoot = args.cache ? callerPath(args.cache) : defaultCacheRoot();
-  const program = runSession({
+  const options: SessionOptions<Gpu> = {
     experiment,
     fields: FIELDS,
     defaults: DEFAULTS,
@@ -285,9 +297,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     // Time estimates scaled to this adapter: measured once, cached beside the stage cache.
     calibrate: runtime && !Deno.env.get("PERK_NO_CALIBRATION")
       ? async () => {
-        const a = runtime!.adapter;
+        const a = runtime.adapter;
         const c = await calibration(
-          runtime!,
+          runtime,
           `${a.description}|${a.vendor}|${a.architecture}`,
           `${cacheRoot}/calibration.json`,
           (line) => console.log(line),
@@ -296,9 +308,9 @@ export async function main(argv: readonly string[]): Promise<number> {
         return { factor: c.speed, adapter: a.description || "this adapter" };
       }
       : undefined,
-    registry: new MethodRegistry(METHOD_SOURCES),
+    registry: methodRegistry(),
     request: {
-      profile: args.profile as Profile | undefined,
+      profile,
       file: file?._tag === "Success" ? file.success : undefined,
       sets: args.sets.map(callerSet),
       sweeps: args.sweeps,
@@ -310,38 +322,50 @@ export async function main(argv: readonly string[]): Promise<number> {
     explain: args.explain,
     dryRun: args.dryRun,
     argv: ["experiment", ...argv.slice(1)],
-  }).pipe(
-    Effect.provideService(Progress, consoleProgress()),
-    runtime ? Effect.provideService(Gpu, runtime) : (e) => e,
-  );
+  };
+  const program = (
+    runtime
+      ? runSession(options).pipe(
+        Effect.provideService(Gpu, runtime),
+        // The device goes when the program ends — after an interrupted stage has stopped.
+        Effect.ensuring(Effect.sync(() => runtime.destroy())),
+      )
+      : dryRunSession(options) // no adapter: only --dry-run gets here, and it runs no stage
+  ).pipe(Effect.provideService(Progress, consoleProgress()));
 
-  // Ctrl-C interrupts the run: locks are released, finished stages stay cached.
+  // Ctrl-C interrupts the run: the running stage stops at its next step and releases the
+  // device, locks are released, finished stages stay cached. A second Ctrl-C quits at once.
   const abort = new AbortController();
-  const onSigint = () => abort.abort();
+  const onSigint = () => {
+    if (abort.signal.aborted) Deno.exit(130);
+    console.error("stopping at the running stage's next step (Ctrl-C again quits at once)");
+    abort.abort();
+  };
   Deno.addSignalListener("SIGINT", onSigint);
-  const exit = await Effect.runPromiseExit(program as Effect.Effect<unknown, unknown>, {
-    signal: abort.signal,
-  });
+  const exit = await Effect.runPromiseExit(program, { signal: abort.signal });
   Deno.removeSignalListener("SIGINT", onSigint);
-  runtime?.destroy();
   if (Exit.isSuccess(exit)) return 0;
   if (Cause.hasInterrupts(exit.cause)) {
     console.error("interrupted; finished stages are cached — run the same command to continue");
     return 130;
   }
-  const err = Cause.squash(exit.cause) as { _tag?: string; message?: string; stage?: string };
-  switch (err?._tag) {
+  const failure = Cause.findErrorOption(exit.cause);
+  if (Option.isNone(failure)) {
+    // A defect (a bug, or a rejected promise outside any stage).
+    console.error(`error: ${errorText(Cause.squash(exit.cause))}`);
+    return 1;
+  }
+  const err = failure.value;
+  switch (err._tag) {
     case "ConfigError":
       console.error(`error: ${err.message}`);
       return 2;
-    case "MethodUnavailableError":
-      console.error(`error: ${err.message}`);
-      return 1;
     case "StageError":
       console.error(`error: stage ${err.stage} failed: ${err.message}`);
       return 1;
-    default:
-      console.error(`error: ${err?.message ?? Cause.pretty(exit.cause)}`);
+    case "CacheError":
+    case "RunDirError":
+      console.error(`error: ${err.message}`);
       return 1;
   }
 }
@@ -351,7 +375,7 @@ if (import.meta.main) Deno.exit(await main(Deno.args));
 /** The `experiment:` a run's config.yaml names, if the file is one. */
 function configExperiment(values: unknown): string | undefined {
   if (!values || typeof values !== "object" || Array.isArray(values)) return undefined;
-  const e = (values as Record<string, unknown>).experiment;
+  const e = "experiment" in values ? values.experiment : undefined;
   return typeof e === "string" ? e : undefined;
 }
 

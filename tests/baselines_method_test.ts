@@ -1,33 +1,51 @@
 /**
- * The baselines as experiment methods: they register by existing at the module paths
- * experiments/methods.ts names, read only config keys the experiments define, plan with
+ * The baselines as experiment methods: experiments/methods.ts registers the methods of
+ * pipeline/baselines/, every method reads only config keys the experiments define, plan with
  * FT-ICR's training shared across test lengths, and run a whole experiment session on a
  * small random model (training, answering with per-problem time and peak bytes, scoring).
  */
 import assert from "node:assert/strict";
 import { Effect } from "effect";
 import { DEFAULTS, FIELDS } from "../experiments/defaults.ts";
-import { METHOD_SOURCES } from "../experiments/methods.ts";
+import type { Gpu } from "../kernels/runtime/gpu.ts";
+import { METHOD_NAMES, methodRegistry } from "../experiments/methods.ts";
 import { type Node, node, plan } from "../pipeline/experiment/graph.ts";
 import {
   type AnyMethod,
   type Cell,
+  configKeys,
   methodParams,
-  MethodRegistry,
 } from "../pipeline/experiment/methods.ts";
 import { problemsStage } from "../pipeline/experiment/data_stages.ts";
+import { method as ftIcr } from "../pipeline/baselines/ft_icr/method.ts";
+import { method as promptOnly } from "../pipeline/baselines/prompt_only/method.ts";
 import { microModel, runConfig } from "./session_harness.ts";
 
-const registry = new MethodRegistry(METHOD_SOURCES);
+const registry = methodRegistry();
 const resolve = (name: string) => Effect.runPromise(registry.resolve(name));
 
-Deno.test("baselines register at their module paths and read defined config keys", async () => {
-  for (const name of ["ft-icr", "prompt-only"]) {
+Deno.test("baselines are registered from pipeline/baselines/ and read defined config keys", async () => {
+  for (const [name, own] of [["ft-icr", ftIcr], ["prompt-only", promptOnly]] as const) {
     const m = await resolve(name);
     assert.equal(m.name, name);
-    const source = METHOD_SOURCES.find((s) => s.name === name)!;
-    assert.match(source.module, /^pipeline\/baselines\//);
-    for (const k of m.configKeys) assert.ok(k in FIELDS, `${name} reads undefined key ${k}`);
+    // The registered method is the one pipeline/baselines/ exports.
+    assert.equal(m, own);
+    for (const k of configKeys(m)) assert.ok(k in FIELDS, `${name} reads undefined key ${k}`);
+    for (const profile of ["cpu", "paper"] as const) {
+      await Effect.runPromise(methodParams(m, DEFAULTS[profile]));
+    }
+  }
+});
+
+Deno.test("every registered method reads defined config keys, valid under both profiles", async () => {
+  assert.deepEqual(
+    [...METHOD_NAMES].sort(),
+    ["ft-icr", "perk", "perk-no-encode", "perk-ttt", "prompt-only"],
+  );
+  for (const name of METHOD_NAMES) {
+    const m = await resolve(name);
+    assert.ok(configKeys(m).length > 0, name);
+    for (const k of configKeys(m)) assert.ok(k in FIELDS, `${name} reads undefined key ${k}`);
     for (const profile of ["cpu", "paper"] as const) {
       await Effect.runPromise(methodParams(m, DEFAULTS[profile]));
     }
@@ -49,12 +67,12 @@ const cell = (testLength: string): Cell => ({
 });
 
 Deno.test("FT-ICR plans one training per train length, shared by every test length", async () => {
-  const m: AnyMethod = await resolve("ft-icr");
+  const m: AnyMethod<Gpu> = await resolve("ft-icr");
   const params = await Effect.runPromise(methodParams(m, DEFAULTS.cpu)) as Record<
     string,
     unknown
   >;
-  const targets: Record<string, Node> = {
+  const targets: Record<string, Node<unknown, Gpu>> = {
     a: m.predictions(cell("1k"), params),
     b: m.predictions(cell("2k"), params),
   };
@@ -68,7 +86,7 @@ Deno.test("FT-ICR plans one training per train length, shared by every test leng
   assert.equal((train.params as { full: boolean }).full, false);
   assert.equal((train.params as { rank: number }).rank, DEFAULTS.cpu.rank);
 
-  const po: AnyMethod = await resolve("prompt-only");
+  const po: AnyMethod<Gpu> = await resolve("prompt-only");
   const pp = await Effect.runPromise(plan({
     a: po.predictions(cell("1k"), await Effect.runPromise(methodParams(po, DEFAULTS.cpu))),
   }));

@@ -43,7 +43,8 @@ function toys(prefix: string) {
   return { src, sum, graph };
 }
 
-const run = (targets: Record<string, Node>, options: RunOptions) =>
+// Toy stages need no services (Node<unknown, never>).
+const run = (targets: Record<string, Node<unknown, never>>, options: RunOptions) =>
   Effect.runPromise(
     runGraph(targets, options).pipe(Effect.provideService(Progress, memoryProgress())),
   );

@@ -8,16 +8,15 @@ import { Effect } from "effect";
 import { resolveConfig, sweepGrid } from "../pipeline/experiment/config.ts";
 import { buildGraph, pointConfig } from "../pipeline/experiment/experiment.ts";
 import { plan } from "../pipeline/experiment/graph.ts";
-import { MethodRegistry } from "../pipeline/experiment/methods.ts";
 import type { AnyMethod } from "../pipeline/experiment/methods.ts";
 import { costLine, formatDuration, nodeCost, planCost } from "../pipeline/experiment/cost.ts";
 import { DEFAULTS, FIELDS } from "../experiments/defaults.ts";
 import { EXPERIMENTS } from "../experiments/registry.ts";
-import { METHOD_SOURCES } from "../experiments/methods.ts";
+import { methodRegistry } from "../experiments/methods.ts";
 import { calibration } from "../pipeline/perk/calibrate.ts";
 import { testRuntime } from "./testing.ts";
 
-const registry = new MethodRegistry(METHOD_SOURCES);
+const registry = methodRegistry();
 
 async function planOf(name: string, sets: string[] = []) {
   const exp = EXPERIMENTS.get(name)!;

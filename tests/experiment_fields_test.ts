@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { relative } from "node:path";
 import { Effect, Exit } from "effect";
 import { type ConfigRequest, resolveConfig } from "../pipeline/experiment/config.ts";
-import { buildGraph } from "../pipeline/experiment/experiment.ts";
+import { dataNodes } from "../pipeline/experiment/experiment.ts";
 import { DEFAULTS, FIELDS } from "../experiments/defaults.ts";
 import { parseBabi } from "../pipeline/data/babi_reader.ts";
 import { decodeProblemSpec } from "../pipeline/data/stages.ts";
@@ -49,16 +49,16 @@ Deno.test("lengths: token counts such as 256 besides the windows; bad ones name 
 async function specs(sets: string[]) {
   const exit = resolve({ sets: ["tasks=qa1", "n_train=2", "n_validation=1", "n_test=2", ...sets] });
   assert.ok(Exit.isSuccess(exit), String(Exit.isFailure(exit) && exit.cause));
-  const graph = await Effect.runPromise(buildGraph(exit.value, new Map(), { dataOnly: true }));
+  const nodes = await Effect.runPromise(dataNodes(exit.value));
   const bySplit = new Map<string, unknown>();
-  for (const [name, n] of Object.entries(graph.targets)) bySplit.set(name.split("|")[4], n.params);
+  for (const [name, n] of Object.entries(nodes)) bySplit.set(name.split("|")[4], n.params);
   return bySplit;
 }
 
 async function graphFailure(sets: string[]): Promise<string> {
   const exit = resolve({ sets });
   assert.ok(Exit.isSuccess(exit));
-  const built = await Effect.runPromiseExit(buildGraph(exit.value, new Map(), { dataOnly: true }));
+  const built = await Effect.runPromiseExit(dataNodes(exit.value));
   assert.ok(Exit.isFailure(built), "expected the graph to refuse the config");
   return String(built.cause);
 }

@@ -1,7 +1,7 @@
 /**
  * Whole experiment sessions on small real data with a toy method: the run folder and its
- * files, sweep sharing, a warm second run, --dry-run, a method that is not available yet,
- * registration by module, and `results`.
+ * files, sweep sharing, a warm second run, --dry-run, an unknown method, the registry, and
+ * `results`.
  */
 import assert from "node:assert/strict";
 import { Effect, Exit, Schema } from "effect";
@@ -9,7 +9,7 @@ import { StageCache } from "../pipeline/experiment/cache.ts";
 import { type Config, field } from "../pipeline/experiment/config.ts";
 import { defineExperiment } from "../pipeline/experiment/experiment.ts";
 import { coreFields } from "../pipeline/experiment/fields.ts";
-import { MethodRegistry } from "../pipeline/experiment/methods.ts";
+import { configKeys, MethodRegistry } from "../pipeline/experiment/methods.ts";
 import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
 import { CSV_HEADER } from "../pipeline/experiment/report.ts";
 import { latestRun } from "../pipeline/experiment/run_dir.ts";
@@ -54,7 +54,7 @@ async function session(over: Partial<SessionOptions> = {}) {
     experiment,
     fields: FIELDS,
     defaults: { cpu: base, paper: base },
-    registry: new MethodRegistry([], [toy]),
+    registry: new MethodRegistry([toy]),
     request: {},
     cache: new StageCache(await Deno.makeTempDir({ prefix: "perk-cache-" })),
     runsRoot: await Deno.makeTempDir({ prefix: "perk-runs-" }),
@@ -208,49 +208,37 @@ Deno.test("experiment session: --dry-run prints the config and the plan and runs
   assert.match(text, /plan: 8 stage runs/);
   assert.match(text, /build-problems [0-9a-f]{12} \{"dataset":"babilong"/);
   assert.match(text, /miss: no cached output of stage toy-fit yet/);
+  // Each method's config keys (its params' fields) with their values, swept ones as a set.
+  assert.match(text, /methods \(the config keys each reads\):\n {2}toy: rank=\{1,2\}/);
   assert.equal(
     await Deno.stat(`${options.cache.root}/entries`).then(() => true, () => false),
     false,
   );
 });
 
-Deno.test("experiment session: a method that is not available builds the data, prints the plan, and fails clearly", async () => {
-  const registry = new MethodRegistry([{
-    name: "perk",
-    description: "not written yet",
-    module: "pipeline/perk/does-not-exist.ts",
-    outline: [{ stage: "meta-train", per: "task × train length", keys: ["rank"] }],
-  }]);
-  const { exit, lines, options } = await session({
-    registry,
-    request: { sets: ["methods=perk"] },
-  });
+Deno.test("experiment session: a method the registry does not know fails before anything runs", async () => {
+  // FIELDS allow "perk"; this registry holds only the toy.
+  const { exit, options } = await session({ request: { sets: ["methods=[perk]"] } });
   assert.ok(Exit.isFailure(exit));
-  assert.match(
-    String(exit.cause),
-    /method perk is not available yet \(pipeline\/perk\/does-not-exist\.ts does not exist/,
+  assert.match(String(exit.cause), /method perk is unknown; known methods: toy/);
+  // Nothing was built or cached, and no run folder was made.
+  assert.equal(
+    await Deno.stat(`${options.cache.root}/entries`).then(() => true, () => false),
+    false,
   );
-  const text = lines.join("\n");
-  assert.match(text, /method perk: NOT AVAILABLE/);
-  assert.match(text, /would run meta-train \(one per task × train length\): rank=\{1,2\}/);
-  // The data stages were built and cached; no run folder (no results to report).
-  const entries = [...Deno.readDirSync(`${options.cache.root}/entries`)];
-  assert.equal(entries.length, 3);
   assert.deepEqual([...Deno.readDirSync(options.runsRoot)], []);
 });
 
-Deno.test("experiment session: a method registers by existing at its module path", async () => {
-  const registry = new MethodRegistry([{
-    name: "toy",
-    description: "loaded at run time",
-    module: "tests/experiment_toy_child.ts",
-    outline: [],
-  }]);
+Deno.test("experiment session: the registry resolves registered methods and lists the known ones", async () => {
+  const registry = new MethodRegistry([toy]);
   const resolved = await Effect.runPromise(registry.resolve("toy"));
   assert.equal(resolved.name, "toy");
+  // The config keys are the params Struct's fields.
+  assert.deepEqual(configKeys(resolved), ["rank"]);
   const unknown = await Effect.runPromiseExit(registry.resolve("nope"));
   assert.ok(Exit.isFailure(unknown));
   assert.match(String(unknown.cause), /method nope is unknown; known methods: toy/);
+  assert.throws(() => new MethodRegistry([toy, toy]), /method toy is registered twice/);
 });
 
 Deno.test("experiment cli: results prints the latest table, --csv its path", async () => {

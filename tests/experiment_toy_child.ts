@@ -87,7 +87,6 @@ const toyAnswer = defineStage({
 export const method: Method<{ rank: number }> = {
   name: "toy",
   description: "answers 3 of 4 problems right (tests only)",
-  configKeys: ["rank"],
   params: Schema.Struct({ rank: Schema.Int }),
   predictions: (cell, params) =>
     node(toyAnswer, {}, { fit: node(toyFit, params, { train: cell.train }), test: cell.test }),

@@ -7,11 +7,10 @@ import assert from "node:assert/strict";
 import { Effect, Exit } from "effect";
 import { Gpu } from "../kernels/runtime/gpu.ts";
 import { FIELDS } from "../experiments/defaults.ts";
-import { METHOD_SOURCES } from "../experiments/methods.ts";
+import { methodRegistry } from "../experiments/methods.ts";
 import type { Config } from "../pipeline/experiment/config.ts";
 import { StageCache } from "../pipeline/experiment/cache.ts";
 import { defineExperiment } from "../pipeline/experiment/experiment.ts";
-import { MethodRegistry } from "../pipeline/experiment/methods.ts";
 import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
 import { runSession } from "../pipeline/experiment/session.ts";
 import { saveHfModel } from "../pipeline/model/hf_loader.ts";
@@ -47,7 +46,7 @@ export async function runConfig(dir: string, name: string, config: Config) {
       experiment: defineExperiment({ name, title: "t", description: "t" }),
       fields: FIELDS,
       defaults: { cpu: config, paper: config },
-      registry: new MethodRegistry(METHOD_SOURCES),
+      registry: methodRegistry(),
       request: { profile: "cpu" },
       cache: new StageCache(`${dir}/cache`),
       runsRoot: `${dir}/runs`,

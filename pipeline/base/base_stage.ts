@@ -8,6 +8,7 @@ import { Effect, Schema } from "effect";
 import { Gpu } from "../../kernels/runtime/gpu.ts";
 import { defineStage, type OutputCodec } from "../experiment/stage.ts";
 import { StageError } from "../experiment/errors.ts";
+import { deviceWork } from "../experiment/gpu_work.ts";
 import { UNIT } from "../experiment/cost.ts";
 import { defaultCacheRoot } from "../experiment/cache.ts";
 import { modelFingerprint } from "../model/fingerprint.ts";
@@ -69,37 +70,33 @@ export const pretrainStage = defineStage({
   run: (p, _inputs: Record<string, never>, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
-      return yield* Effect.tryPromise({
-        try: async (): Promise<BaseModel> => {
-          const r = await pretrain(rt, {
-            profile: p.profile as PretrainProfile,
-            steps: p.steps,
-            seed: p.seed,
-            checkpoint: { dir: `${ctx.scratch}/pretrain`, every: 25 },
-          }, (s) => {
-            ctx.progress(s.step, s.steps);
-            if (s.step % 10 === 0 || s.step === s.steps) {
-              ctx.metric({
-                stage: "pretrain-base",
-                step: s.step,
-                loss: s.loss,
-                tok_s: s.tokensPerSecond,
-              });
-            }
-          });
-          ctx.log(
-            `pretrain-base: eval loss ${r.evalLossStart.toFixed(3)} → ${
-              r.evalLossEnd.toFixed(3)
-            }, ` +
-              `${r.tokens} tokens, ${r.tokensPerSecond.toFixed(0)} tok/s`,
-          );
-          return { model: { config: r.config, weights: r.weights } };
-        },
-        catch: (e) =>
-          new StageError({
-            stage: "pretrain-base",
-            message: e instanceof Error ? e.message : String(e),
-          }),
+      // pretrain() holds its model and releases it when it returns or throws; deviceWork
+      // waits for that after an interrupt.
+      return yield* deviceWork("pretrain-base", async (signal): Promise<BaseModel> => {
+        const r = await pretrain(rt, {
+          profile: p.profile as PretrainProfile,
+          steps: p.steps,
+          seed: p.seed,
+          checkpoint: { dir: `${ctx.scratch}/pretrain`, every: 25 },
+        }, (s) => {
+          // The step boundary an interrupt stops at (until PretrainOptions takes the
+          // signal); a resumed run continues from the last checkpoint.
+          signal.throwIfAborted();
+          ctx.progress(s.step, s.steps);
+          if (s.step % 10 === 0 || s.step === s.steps) {
+            ctx.metric({
+              stage: "pretrain-base",
+              step: s.step,
+              loss: s.loss,
+              tok_s: s.tokensPerSecond,
+            });
+          }
+        });
+        ctx.log(
+          `pretrain-base: eval loss ${r.evalLossStart.toFixed(3)} → ${r.evalLossEnd.toFixed(3)}, ` +
+            `${r.tokens} tokens, ${r.tokensPerSecond.toFixed(0)} tok/s`,
+        );
+        return { model: { config: r.config, weights: r.weights } };
       });
     }),
 });
@@ -175,7 +172,7 @@ export function baseNode(
   profile: PretrainProfile = "cpu",
   steps = PRETRAIN_DEFAULTS.steps,
   base: BaseSource = "pretrain",
-): Node<BaseModel> {
+): Node<BaseModel, Gpu> {
   if (model === "tiny" && base === "fixture") {
     return node(fixtureStage, { sha256: TINY_BASE.sha256 });
   }

@@ -22,6 +22,8 @@ export interface AnswerOptions {
   readonly maxNewTokens: number;
   readonly lora?: GpuLora;
   readonly onProgress?: (done: number, total: number) => void;
+  /** Checked before each problem: an aborted run stops there (pipeline/experiment/gpu_work.ts). */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -47,6 +49,7 @@ export async function answerInContext(
   const rt = gpu.rt;
   const out: Prediction[] = [];
   for (const [i, p] of problems.entries()) {
+    o.signal?.throwIfAborted();
     await rt.sync();
     const t0 = performance.now();
     const before = rt.pool.inUse;

@@ -17,13 +17,6 @@ export class StageError extends Schema.TaggedError<StageError>()("StageError", {
   message: Schema.String,
 }) {}
 
-/** A method an experiment compares is not implemented (registered) yet. */
-export class MethodUnavailableError
-  extends Schema.TaggedError<MethodUnavailableError>()("MethodUnavailableError", {
-    method: Schema.String,
-    message: Schema.String,
-  }) {}
-
 /** Writing the run folder (config, logs, results) failed. */
 export class RunDirError extends Schema.TaggedError<RunDirError>()("RunDirError", {
   message: Schema.String,

@@ -6,7 +6,7 @@
  * prediction node, and a `score` node per method.
  */
 import { Effect } from "effect";
-import type { ProblemSpec } from "../data/problems.ts";
+import type { Problem, ProblemSpec } from "../data/problems.ts";
 import { BABI_TASKS } from "../data/babi_world.ts";
 import { resolveBabiSource, SIMULATOR } from "./babi_source.ts";
 import { RECORD_TASKS } from "../data/student_records.ts";
@@ -48,9 +48,9 @@ export interface CellTarget {
   readonly testLength: string;
 }
 
-export interface Graph {
-  /** Target name → node (score nodes; data nodes too when `dataOnly`). */
-  readonly targets: Record<string, Node>;
+export interface Graph<R = unknown> {
+  /** Target name → score node; `R`: the services the compared methods' stages need. */
+  readonly targets: Record<string, Node<unknown, R>>;
   readonly cells: CellTarget[];
 }
 
@@ -81,87 +81,128 @@ function problemSpec(
   };
 }
 
-/**
- * Build the graph. `methods` are the available methods by name; with `dataOnly` the graph
- * stops at the data nodes (used while a compared method is not available yet).
- */
-export const buildGraph = Effect.fnUntraced(function* (
-  r: Resolved,
-  methods: ReadonlyMap<string, AnyMethod>,
-  { dataOnly = false } = {},
-) {
-  const targets: Record<string, Node> = {};
-  const cells: CellTarget[] = [];
-  const points = sweepGrid(r.sweep);
-  for (const [pi, point] of points.entries()) {
-    const cfg = pointConfig(r, point);
-    const c = cfg as unknown as CoreConfig;
-    const allowed: readonly string[] = c.dataset === "babilong" ? BABI_TASKS : RECORD_TASKS;
-    for (const t of c.tasks) {
-      if (!allowed.includes(t)) {
-        return yield* new ConfigError({
-          message: `parameter "tasks": ${t} is not a ${c.dataset} task; allowed: ${
-            allowed.join(", ")
-          }`,
-        });
+/** One cell of the grid with its problem nodes, before any method. */
+interface GridCell {
+  /** `<sweep point index>|<task>|<train length>|<test length>`. */
+  readonly name: string;
+  readonly pointIndex: number;
+  readonly point: Readonly<Record<string, unknown>>;
+  /** The sweep point's config. */
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly core: CoreConfig;
+  readonly cell: Cell;
+}
+
+/** Every cell of the grid with its problem nodes; the tasks and the bAbI folder checked. */
+const gridCells = (r: Resolved): Effect.Effect<GridCell[], ConfigError> =>
+  Effect.gen(function* () {
+    const out: GridCell[] = [];
+    for (const [pointIndex, point] of sweepGrid(r.sweep).entries()) {
+      const config = pointConfig(r, point);
+      const c = config as unknown as CoreConfig;
+      const allowed: readonly string[] = c.dataset === "babilong" ? BABI_TASKS : RECORD_TASKS;
+      for (const t of c.tasks) {
+        if (!allowed.includes(t)) {
+          return yield* new ConfigError({
+            message: `parameter "tasks": ${t} is not a ${c.dataset} task; allowed: ${
+              allowed.join(", ")
+            }`,
+          });
+        }
       }
-    }
-    // The released bAbI folder, checked and made absolute before any stage runs.
-    const spec: CoreConfig = { ...c, babi_source: yield* resolveBabiSource(c) };
-    const params = new Map<string, unknown>();
-    if (!dataOnly) {
-      for (const m of c.methods) params.set(m, yield* methodParams(methods.get(m)!, cfg));
-    }
-    for (const task of c.tasks) {
-      for (const trainLength of c.train_lengths) {
-        const train = node(
-          problemsStage,
-          problemSpec(spec, task, trainLength, "train", c.n_train, c.train_position),
-        );
-        const validation = node(
-          problemsStage,
-          problemSpec(spec, task, trainLength, "validation", c.n_validation, c.train_position),
-        );
-        for (const testLength of c.test_lengths) {
-          const test = node(
+      // The released bAbI folder, checked and made absolute before any stage runs.
+      const spec: CoreConfig = { ...c, babi_source: yield* resolveBabiSource(c) };
+      for (const task of c.tasks) {
+        for (const trainLength of c.train_lengths) {
+          const train = node(
             problemsStage,
-            problemSpec(spec, task, testLength, "test", c.n_test, c.test_position),
+            problemSpec(spec, task, trainLength, "train", c.n_train, c.train_position),
           );
-          const base = `${pi}|${task}|${trainLength}|${testLength}`;
-          if (dataOnly) {
-            Object.assign(targets, {
-              [`${base}|train`]: train,
-              [`${base}|validation`]: validation,
-              [`${base}|test`]: test,
+          const validation = node(
+            problemsStage,
+            problemSpec(spec, task, trainLength, "validation", c.n_validation, c.train_position),
+          );
+          for (const testLength of c.test_lengths) {
+            const test = node(
+              problemsStage,
+              problemSpec(spec, task, testLength, "test", c.n_test, c.test_position),
+            );
+            out.push({
+              name: `${pointIndex}|${task}|${trainLength}|${testLength}`,
+              pointIndex,
+              point,
+              config,
+              core: c,
+              cell: {
+                dataset: c.dataset,
+                task,
+                trainLength,
+                testLength,
+                trainPosition: c.train_position,
+                testPosition: c.test_position,
+                train,
+                validation,
+                test,
+              },
             });
-            continue;
-          }
-          const cell: Cell = {
-            dataset: c.dataset,
-            task,
-            trainLength,
-            testLength,
-            trainPosition: c.train_position,
-            testPosition: c.test_position,
-            train,
-            validation,
-            test,
-          };
-          for (const m of c.methods) {
-            const target = `${base}|${m}`;
-            const predictions = methods.get(m)!.predictions(cell, params.get(m));
-            targets[target] = node(scoreStage, { metric: c.metric as never }, {
-              problems: test,
-              predictions,
-            });
-            cells.push({ target, point, method: m, task, trainLength, testLength });
           }
         }
       }
     }
-  }
-  return { targets, cells } as Graph;
-});
+    return out;
+  });
+
+/**
+ * The problem nodes of every cell, named `<cell>|train`, `<cell>|validation` and `<cell>|test`
+ * (for tools and tests that look at the data alone).
+ */
+export const dataNodes = (
+  r: Resolved,
+): Effect.Effect<Record<string, Node<Problem[], never>>, ConfigError> =>
+  Effect.map(gridCells(r), (cells) => {
+    const out: Record<string, Node<Problem[], never>> = {};
+    for (const g of cells) {
+      out[`${g.name}|train`] = g.cell.train;
+      out[`${g.name}|validation`] = g.cell.validation;
+      out[`${g.name}|test`] = g.cell.test;
+    }
+    return out;
+  });
+
+/** Build the graph. `methods`: every method the config compares, by name. */
+export const buildGraph = <R>(
+  r: Resolved,
+  methods: ReadonlyMap<string, AnyMethod<R>>,
+): Effect.Effect<Graph<R>, ConfigError> =>
+  Effect.gen(function* () {
+    const targets: Record<string, Node<unknown, R>> = {};
+    const cells: CellTarget[] = [];
+    // Each method's parameters, once per sweep point.
+    const params = new Map<string, unknown>();
+    for (const g of yield* gridCells(r)) {
+      const { task, trainLength, testLength } = g.cell;
+      for (const m of g.core.methods) {
+        const method = methodOf(methods, m);
+        const at = `${g.pointIndex}|${m}`;
+        if (!params.has(at)) params.set(at, yield* methodParams(method, g.config));
+        const target = `${g.name}|${m}`;
+        targets[target] = node(scoreStage, { metric: g.core.metric as never }, {
+          problems: g.cell.test,
+          predictions: method.predictions(g.cell, params.get(at)),
+        });
+        cells.push({ target, point: g.point, method: m, task, trainLength, testLength });
+      }
+    }
+    const graph: Graph<R> = { targets, cells };
+    return graph;
+  });
+
+/** A compared method; the session resolves each one before building (a bug otherwise). */
+function methodOf<R>(methods: ReadonlyMap<string, AnyMethod<R>>, name: string): AnyMethod<R> {
+  const m = methods.get(name);
+  if (!m) throw new Error(`buildGraph: method ${name} was not resolved`);
+  return m;
+}
 
 /** Result rows from the score outputs of a run. */
 export function resultRows(

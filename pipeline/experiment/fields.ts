@@ -61,7 +61,7 @@ export function coreFields(methodNames: readonly string[]) {
     methods: field(
       Schema.Array(Schema.Literals(methodNames)).check(Schema.isMinLength(1)),
       `a non-empty list of ${methodNames.join(", ")}`,
-      "methods compared; each is looked up in the method registry at run time",
+      "methods compared (registered in experiments/methods.ts)",
     ),
     train_lengths: lengths("context lengths of the training problems (one cell per length)"),
     test_lengths: lengths("context lengths of the test problems (one cell per length)"),

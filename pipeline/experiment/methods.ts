@@ -5,11 +5,12 @@
  * experiment adds the shared `score` stage on top, so every method is scored alike.
  *
  * Sharing is by cache key: if two cells build a node with the same stage, parameters and
- * upstream nodes (e.g. PERK's meta-train node, which depends on the training problems but not
- * on the test length), planning merges them and it runs once.
+ * upstream nodes (e.g. PERK's `perk-meta-train` node, which depends on the training problems
+ * but not on the test length), planning merges them and it runs once.
  *
  * Worked example — a method that answers every question with the most common training
- * answer (a real method would add meta-train / encode / reason stages the same way):
+ * answer (a real method adds training / answering stages the same way, e.g. PERK's
+ * `perk-meta-train` → `perk-answer` in pipeline/perk/method.ts):
  *
  * ```ts
  * import { Effect, Schema } from "effect";
@@ -35,23 +36,25 @@
  * export const method: Method<{ smoothing: number }> = {
  *   name: "majority",
  *   description: "most common training answer",
- *   configKeys: ["smoothing"],          // read from the experiment config (experiments/defaults.ts)
+ *   // One field per config key it reads: the keys are these fields' names, declared nowhere
+ *   // else (experiments/defaults.ts gives each key its default per profile).
  *   params: Schema.Struct({ smoothing: Schema.Number }),
  *   predictions: (cell, params) =>
  *     node(predict, {}, { answer: node(fit, params, { train: cell.train }), test: cell.test }),
  * };
  * ```
  *
- * Registration: put such a module at the path its MethodSource names (experiments/registry.ts,
- * e.g. `pipeline/perk/method.ts` exporting `method`); it is imported when an experiment that
- * compares it runs. Until the module exists the method is "not available yet", which fails
- * the run with that message after building the data — never with made-up results.
- * Stages that use the GPU ask for the `Gpu` service (kernels/runtime/gpu.ts); the experiment
- * runner provides it.
+ * Registration: import the module's `method` in experiments/methods.ts and list it in
+ * `METHODS`; the experiment CLI's registry is that list, and an unknown name in a config is
+ * refused with the known ones. A method's node type carries the services its stages need:
+ * stages that use the GPU ask for the `Gpu` service (kernels/runtime/gpu.ts), so such a
+ * method is a `Method<P, Gpu>` and running it asks the caller to provide a device (the
+ * experiment CLI does). GPU stages run their device work with `deviceWork` (gpu_work.ts), so
+ * an interrupted run (Ctrl-C) stops them at their next step and releases their models.
  */
 import { Effect, Schema } from "effect";
 import type { Problem } from "../data/problems.ts";
-import { ConfigError, errorText, MethodUnavailableError } from "./errors.ts";
+import { ConfigError } from "./errors.ts";
 import type { Node } from "./graph.ts";
 
 /** One prediction; every test problem of the cell gets exactly one. */
@@ -64,7 +67,7 @@ export interface Prediction {
   readonly peakBytes: number;
 }
 
-/** What a method gets for one cell of the experiment grid. */
+/** What a method gets for one cell of the experiment grid (data nodes: they need no services). */
 export interface Cell {
   readonly dataset: string;
   readonly task: string;
@@ -73,113 +76,61 @@ export interface Cell {
   readonly trainPosition: string;
   readonly testPosition: string;
   /** Training problems at the train length (meta-training / fine-tuning data). */
-  readonly train: Node<Problem[]>;
+  readonly train: Node<Problem[], never>;
   /** Held-out problems at the train length (early stopping, learning curves). */
-  readonly validation: Node<Problem[]>;
+  readonly validation: Node<Problem[], never>;
   /** The problems to answer, at the test length. */
-  readonly test: Node<Problem[]>;
+  readonly test: Node<Problem[], never>;
 }
 
-export interface Method<P = Record<string, unknown>> {
-  readonly name: string;
-  readonly description: string;
-  /** The experiment config keys this method reads; they become its `params`. */
-  readonly configKeys: readonly string[];
-  /** Validates those keys' values (types and value rules). */
-  // deno-lint-ignore no-explicit-any
-  readonly params: Schema.Codec<P, any>;
-  /** The node whose output is one Prediction per problem of `cell.test`. */
-  predictions(cell: Cell, params: P): Node<Prediction[]>;
-}
-
+/**
+ * A method's parameters: a Struct with one field per experiment config key it reads, so the
+ * keys are declared once, as the fields' names.
+ */
 // deno-lint-ignore no-explicit-any
-export type AnyMethod = Method<any>;
+export type MethodParams<P> = Schema.Codec<P, any> & { readonly fields: Schema.Struct.Fields };
 
-/** One stage a method will run, as shown in a plan while the method is not available. */
-export interface StageOutline {
-  readonly stage: string;
-  /** What one node covers, e.g. "train length", "test problem". */
-  readonly per: string;
-  /** Config keys it reads. */
-  readonly keys: readonly string[];
-}
-
-/** Where a method's implementation lives, and what it will run. */
-export interface MethodSource {
+/** A method; `R` is the services its stages need (`Gpu` for the GPU methods). */
+export interface Method<P = Record<string, unknown>, R = never> {
   readonly name: string;
   readonly description: string;
-  /** Repository-relative module exporting `method`. */
-  readonly module: string;
-  readonly outline: readonly StageOutline[];
+  /** Its config keys (the fields) and their types and value rules. */
+  readonly params: MethodParams<P>;
+  /** The node whose output is one Prediction per problem of `cell.test`. */
+  predictions(cell: Cell, params: P): Node<Prediction[], R>;
 }
 
-const repoRoot = new URL("../../", import.meta.url);
+/** A method of any parameters whose stages need at most the services `R`. */
+// deno-lint-ignore no-explicit-any
+export type AnyMethod<R = unknown> = Method<any, R>;
 
-function isMethod(m: unknown): m is AnyMethod {
-  const x = m as AnyMethod;
-  return !!x && typeof x.name === "string" && typeof x.predictions === "function" &&
-    Array.isArray(x.configKeys) && x.params !== undefined;
-}
+/** The experiment config keys a method reads: its params Struct's fields. */
+export const configKeys = (method: AnyMethod): string[] => Object.keys(method.params.fields);
 
-/** Methods by name: registered in-process, or loaded at run time from their source module. */
-export class MethodRegistry {
-  readonly #methods = new Map<string, AnyMethod>();
-  readonly #sources = new Map<string, MethodSource>();
+/** The registered methods, by name. */
+export class MethodRegistry<R = never> {
+  readonly #methods = new Map<string, AnyMethod<R>>();
 
-  constructor(sources: readonly MethodSource[] = [], methods: readonly AnyMethod[] = []) {
-    for (const s of sources) this.#sources.set(s.name, s);
-    for (const m of methods) this.register(m);
-  }
-
-  register(method: AnyMethod): this {
-    this.#methods.set(method.name, method);
-    return this;
+  constructor(methods: readonly AnyMethod<R>[]) {
+    for (const m of methods) {
+      if (this.#methods.has(m.name)) throw new Error(`method ${m.name} is registered twice`);
+      this.#methods.set(m.name, m);
+    }
   }
 
   /** Every method name an experiment may ask for. */
   names(): string[] {
-    return [...new Set([...this.#sources.keys(), ...this.#methods.keys()])].sort();
+    return [...this.#methods.keys()].sort();
   }
 
-  source(name: string): MethodSource | undefined {
-    return this.#sources.get(name);
-  }
-
-  /** The method, or why it is not available. */
-  resolve(name: string): Effect.Effect<AnyMethod, MethodUnavailableError> {
+  /** The method of that name, or a ConfigError listing the known ones. */
+  resolve(name: string): Effect.Effect<AnyMethod<R>, ConfigError> {
     const known = this.#methods.get(name);
-    if (known) return Effect.succeed(known);
-    const source = this.#sources.get(name);
-    if (!source) {
-      return Effect.fail(
-        new MethodUnavailableError({
-          method: name,
-          message: `method ${name} is unknown; known methods: ${this.names().join(", ")}`,
-        }),
-      );
-    }
-    const url = new URL(source.module, repoRoot);
-    return Effect.tryPromise({
-      try: async () => {
-        try {
-          await Deno.stat(url);
-        } catch {
-          throw new Error(
-            `method ${name} is not available yet (${source.module} does not exist; ` +
-              `it must export \`method\` implementing Method from pipeline/experiment/methods.ts)`,
-          );
-        }
-        const mod = await import(url.href);
-        if (!isMethod(mod.method)) {
-          throw new Error(
-            `method ${name}: ${source.module} must export \`method\` implementing Method ` +
-              "(name, configKeys, params, predictions) from pipeline/experiment/methods.ts",
-          );
-        }
-        return mod.method as AnyMethod;
-      },
-      catch: (e) => new MethodUnavailableError({ method: name, message: errorText(e) }),
-    }).pipe(Effect.tap((m) => Effect.sync(() => this.register(m))));
+    return known ? Effect.succeed(known) : Effect.fail(
+      new ConfigError({
+        message: `method ${name} is unknown; known methods: ${this.names().join(", ")}`,
+      }),
+    );
   }
 }
 
@@ -189,7 +140,7 @@ export function methodParams(
   config: Readonly<Record<string, unknown>>,
 ): Effect.Effect<unknown, ConfigError> {
   const picked: Record<string, unknown> = {};
-  for (const k of method.configKeys) {
+  for (const k of configKeys(method)) {
     if (!(k in config)) {
       return Effect.fail(
         new ConfigError({

@@ -1,8 +1,9 @@
 /**
  * One invocation of an experiment: resolve the config, look the compared methods up in the
- * registry, build and plan the graph, then either print it (--dry-run), build the data and
- * stop (a method is not available yet: never fake results), or run everything and write the
- * run folder (config, env, log, metrics, results.csv/.md, predictions.jsonl, figures).
+ * registry, build and plan the graph, then either print it (--dry-run: nothing runs, so no
+ * GPU is needed) or run everything and write the run folder (config, env, log, metrics,
+ * results.csv/.md, predictions.jsonl, figures). The session's type asks for the services the
+ * compared methods' stages need (`R`: `Gpu` for the real methods), besides Progress.
  */
 import { Cause, Effect } from "effect";
 import { existsSync } from "node:fs";
@@ -20,10 +21,11 @@ import {
   sweepGrid,
 } from "./config.ts";
 import { collectEnv } from "./env.ts";
-import { errorText, MethodUnavailableError, RunDirError } from "./errors.ts";
+import { errorText, RunDirError } from "./errors.ts";
 import {
   buildGraph,
   type ExperimentDef,
+  type Graph,
   pointConfig,
   predictionRecords,
   resultRows,
@@ -32,7 +34,7 @@ import { figuresFor } from "./figures.ts";
 import { type Plan, plan, reachable } from "./graph.ts";
 import { canonicalJson, sha256Hex } from "./hash.ts";
 import type { LockOptions } from "./lock.ts";
-import type { AnyMethod, MethodRegistry } from "./methods.ts";
+import { type AnyMethod, configKeys, type MethodRegistry } from "./methods.ts";
 import { Progress } from "./progress.ts";
 import { constantAnswers, predictionsJsonl } from "./predictions.ts";
 import {
@@ -55,7 +57,8 @@ export interface AdapterInfo {
   readonly isCpu: boolean;
 }
 
-export interface SessionOptions {
+/** `R`: the services the registered methods' stages need. */
+export interface SessionOptions<R = never> {
   readonly experiment: ExperimentDef;
   readonly fields: Fields;
   readonly defaults: Readonly<Record<Profile, Config>>;
@@ -66,7 +69,7 @@ export interface SessionOptions {
   readonly calibrate?: () => Promise<Speed | undefined>;
   /** Rules between parameters (checked on every sweep point). */
   readonly constraints?: readonly Constraint[];
-  readonly registry: MethodRegistry;
+  readonly registry: MethodRegistry<R>;
   readonly request: Omit<ConfigRequest, "profile"> & { readonly profile?: Profile };
   readonly cache: StageCache;
   readonly runsRoot: string;
@@ -97,7 +100,11 @@ const compact = (v: unknown): string => {
 };
 
 /** Plan lines: one per node (stage, key, params, why it hits/misses). */
-const planLines = Effect.fnUntraced(function* (p: Plan, o: SessionOptions, speed?: Speed) {
+const planLines = Effect.fnUntraced(function* (
+  p: Plan,
+  o: SessionOptions<unknown>,
+  speed?: Speed,
+) {
   const rows = yield* explainPlan(p, { cache: o.cache, force: o.force });
   const lines = [`plan: ${p.order.length} stage runs`];
   const compute = new Set<string>();
@@ -117,7 +124,7 @@ const planLines = Effect.fnUntraced(function* (p: Plan, o: SessionOptions, speed
 
 /** Tasks and methods whose resolved values differ from the experiment's own. */
 function changedScope(
-  o: SessionOptions,
+  o: SessionOptions<unknown>,
   profile: Profile,
   r: Resolved,
 ): [string, string[]][] {
@@ -144,211 +151,236 @@ function stagesJson(p: Plan): string {
   return JSON.stringify({ nodes }, null, 1) + "\n";
 }
 
-/** What an unavailable method would run, with the parameter values of this config. */
-function outlineLines(
-  o: SessionOptions,
-  r: Resolved,
-  missing: readonly MethodUnavailableError[],
-): string[] {
-  const lines: string[] = [];
-  for (const m of missing) {
-    lines.push(`method ${m.method}: NOT AVAILABLE — ${m.message}`);
-    for (const s of o.registry.source(m.method)?.outline ?? []) {
-      const values = s.keys.map((k) => {
-        const swept = r.sweep[k];
-        return `${k}=${swept ? `{${swept.join(",")}}` : JSON.stringify(r.config[k])}`;
-      });
-      lines.push(`  would run ${s.stage} (one per ${s.per}): ${values.join(" ")}`);
-    }
+/** Each compared method's config keys (its params' fields) with this config's values. */
+function methodLines(methods: ReadonlyMap<string, AnyMethod>, r: Resolved): string[] {
+  const lines = ["methods (the config keys each reads):"];
+  for (const m of methods.values()) {
+    const values = configKeys(m).map((k) => {
+      const swept = r.sweep[k];
+      return `${k}=${swept ? `{${swept.join(",")}}` : JSON.stringify(r.config[k])}`;
+    });
+    lines.push(`  ${m.name}: ${values.join(" ")}`);
   }
   return lines;
 }
 
-export const runSession = Effect.fnUntraced(function* (o: SessionOptions) {
-  const out = o.out ?? ((line: string) => console.log(line));
-  const progress = yield* Progress;
-  out(o.adapter.line);
-  const profile: Profile = o.request.profile ?? (o.adapter.isCpu ? "cpu" : "paper");
-  const resolved = yield* resolveConfig(o.fields, {
-    defaults: o.defaults,
-    constraints: o.constraints,
-    overrides: o.experiment.overrides,
-    sweep: o.experiment.sweep,
-  }, { ...o.request, profile });
-  // Tasks or methods set by the user make a different experiment than the title says.
-  const changed = changedScope(o, profile, resolved);
-  const title = changed.length
-    ? `${o.experiment.title} (as run: ${
-      changed.map(([k, v]) => `${k} ${v.join(", ")}`).join("; ")
-    })`
-    : o.experiment.title;
-  out(
-    `experiment ${o.experiment.name} (profile ${profile}${
-      Object.keys(resolved.sweep).length ? `, ${sweepGrid(resolved.sweep).length} sweep points` : ""
-    }): ${title}`,
-  );
+/** What a session knows before anything runs. */
+interface Prepared<R> {
+  readonly out: (line: string) => void;
+  readonly profile: Profile;
+  readonly resolved: Resolved;
+  /** Tasks and methods set by the user (not the experiment's own). */
+  readonly changed: [string, string[]][];
+  readonly title: string;
+  readonly methods: ReadonlyMap<string, AnyMethod<R>>;
+  readonly graph: Graph<R>;
+  readonly plan: Plan<R>;
+  readonly speed: Speed | undefined;
+}
 
-  // Methods are looked up at run time: a method whose module does not exist yet is missing.
-  const methodNames = [
-    ...new Set(
-      sweepGrid(resolved.sweep).flatMap((pt) => pointConfig(resolved, pt).methods as string[]),
-    ),
-  ];
-  const methods = new Map<string, AnyMethod>();
-  const missing: MethodUnavailableError[] = [];
-  for (const name of methodNames) {
-    const found = yield* o.registry.resolve(name).pipe(Effect.result);
-    if (found._tag === "Success") methods.set(name, found.success);
-    else missing.push(found.failure);
-  }
-  const graph = yield* buildGraph(resolved, methods, { dataOnly: missing.length > 0 });
-  const p = yield* plan(graph.targets);
-  yield* checkForce(p, o.force);
-  const calibrate = o.calibrate;
-  const speed = calibrate ? yield* Effect.promise(() => calibrate()) : undefined;
-
-  if (o.dryRun) {
-    out("resolved config:");
-    out(configYaml(o.experiment.name, resolved).trimEnd().replace(/^/gm, "  "));
-    for (const line of yield* planLines(p, o, speed)) out(line);
-    for (const line of outlineLines(o, resolved, missing)) out(line);
-    return { kind: "dry-run", resolved, plan: p } as SessionResult;
-  }
-
-  const runOptions = {
-    cache: o.cache,
-    force: o.force,
-    warn: o.warn,
-    lock: o.lock,
-    explain: o.explain ? (line: string) => progress.line(`explain ${line}`) : undefined,
-  };
-
-  if (missing.length > 0) {
-    // Build and cache the data so the run is ready when the method lands; then stop.
-    progress.line("building the data stages (a compared method is not available yet)");
-    yield* runPlan(p, runOptions);
-    for (const line of yield* planLines(p, o, speed)) out(line);
-    for (const line of outlineLines(o, resolved, missing)) out(line);
-    return yield* new MethodUnavailableError({
-      method: missing.map((m) => m.method).join(", "),
-      message: missing.map((m) => m.message).join("; "),
-    });
-  }
-
-  const runKey = yield* Effect.promise(() =>
-    sha256Hex(canonicalJson({ experiment: o.experiment.name, ...resolved }))
-  );
-  const io = <A>(what: string, fn: () => Promise<A> | A) =>
-    Effect.tryPromise({
-      try: async () => await fn(),
-      catch: (e) => new RunDirError({ message: `${what}: ${errorText(e)}` }),
-    });
-  const dir = yield* io(
-    "creating the run folder",
-    () =>
-      RunDir.create(
-        o.runsRoot,
-        o.experiment.name,
-        runKey,
-        changed.flatMap(([, v]) => v).join("-"),
-      ),
-  );
-  out(`run folder: ${dir.path}`);
-  // Which stages will compute: forced, or without a cache entry (the runner verifies the
-  // entries it reads; a corrupt one is recomputed beyond this estimate).
-  const computing = new Set(
-    p.order.filter((n) =>
-      (o.force?.has(n.node.stage.name) ?? false) || !existsSync(o.cache.entryPath(n.key))
-    ).map((n) => n.key),
-  );
-  const estimate = costLine(p, computing, speed);
-  out(estimate);
-  dir.log(estimate);
-  if (planCost(p, computing).seconds / (speed?.factor ?? 1) > 3600) {
-    progress.line(
-      "warning: this run is estimated at over an hour; Ctrl-C stops it (finished stages stay " +
-        "cached), --dry-run shows each stage's share",
+/** Resolve the config and the methods, build and plan the graph (nothing runs). */
+const prepare = <R>(o: SessionOptions<R>) =>
+  Effect.gen(function* () {
+    const out = o.out ?? ((line: string) => console.log(line));
+    out(o.adapter.line);
+    const profile: Profile = o.request.profile ?? (o.adapter.isCpu ? "cpu" : "paper");
+    const resolved = yield* resolveConfig(o.fields, {
+      defaults: o.defaults,
+      constraints: o.constraints,
+      overrides: o.experiment.overrides,
+      sweep: o.experiment.sweep,
+    }, { ...o.request, profile });
+    // Tasks or methods set by the user make a different experiment than the title says.
+    const changed = changedScope(o, profile, resolved);
+    const title = changed.length
+      ? `${o.experiment.title} (as run: ${
+        changed.map(([k, v]) => `${k} ${v.join(", ")}`).join("; ")
+      })`
+      : o.experiment.title;
+    out(
+      `experiment ${o.experiment.name} (profile ${profile}${
+        Object.keys(resolved.sweep).length
+          ? `, ${sweepGrid(resolved.sweep).length} sweep points`
+          : ""
+      }): ${title}`,
     );
-  }
-  yield* io(
-    "writing config.yaml",
-    () => dir.write("config.yaml", configYaml(o.experiment.name, resolved)),
-  );
-  // Every node's stage, key, parameters and upstream keys: what `ask` and `export` read to
-  // find this run's meta-parameters in the cache, whatever the code has become since.
-  yield* io("writing stages.json", () => dir.write("stages.json", stagesJson(p)));
-  const env = yield* Effect.promise(() => collectEnv(o.adapter.record, o.argv ?? []));
-  yield* io("writing env.json", () => dir.write("env.json", JSON.stringify(env, null, 2) + "\n"));
-  if (env.git.dirty) progress.line("note: the git working tree has uncommitted changes (env.json)");
 
-  const metrics: MetricRecord[] = [];
-  const logged = {
-    update: progress.update,
-    line: (text: string) => {
-      progress.line(text);
-      dir.log(text);
-    },
-  };
-  const run = yield* runPlan(p, {
-    ...runOptions,
-    metric: (record) => {
-      metrics.push(record);
-      dir.metric(record);
-    },
-    log: (line) => dir.log(line),
-  }).pipe(
-    Effect.provideService(Progress, logged),
-    // A failed or stopped run says so in its folder: FAILED holds the reason, and log.txt
-    // ends with it (finished stages stay cached, so a rerun resumes).
-    Effect.onError((cause) =>
-      Effect.sync(() => {
-        const why = Cause.hasInterruptsOnly(cause)
-          ? "interrupted (Ctrl-C); finished stages stay cached, rerun to resume"
-          : errorText(Cause.squash(cause));
-        dir.log(`FAILED: ${why}`);
-        Deno.writeTextFileSync(`${dir.path}/FAILED`, `${why}\n`);
-      })
-    ),
-  );
-
-  const rows = resultRows(graph.cells, run.results);
-  const swept = Object.keys(resolved.sweep);
-  // Metric records by sweep point, for figures of swept training quantities.
-  const byPoint = new Map<string, MetricRecord[]>();
-  for (const c of graph.cells) {
-    const keys = new Set([...reachable(p, p.targetKeys[c.target])].map(short));
-    const k = JSON.stringify(c.point);
-    const list = byPoint.get(k) ?? [];
-    for (const m of metrics) if (keys.has(String(m.key)) && !list.includes(m)) list.push(m);
-    byPoint.set(k, list);
-  }
-  const records = predictionRecords(graph.cells, run.results);
-  const constants = constantAnswers(records);
-  const figures = figuresFor(rows, swept, metrics, byPoint, constants);
-  for (const fig of figures) yield* io(`writing ${fig.file}`, () => dir.write(fig.file, fig.svg));
-  yield* io(
-    "writing predictions.jsonl",
-    () => dir.write("predictions.jsonl", predictionsJsonl(records)),
-  );
-  yield* io("writing results.csv", () => dir.write("results.csv", resultsCsv(rows, swept)));
-  yield* io("writing results.md", () =>
-    dir.write(
-      "results.md",
-      resultsMarkdown(
-        `${o.experiment.name}: ${title} (profile ${profile})`,
-        rows,
-        swept,
-        figures.map((f) => f.file),
-        o.experiment.note ?? "",
-        records,
+    const methodNames = [
+      ...new Set(
+        sweepGrid(resolved.sweep).flatMap((pt) => pointConfig(resolved, pt).methods as string[]),
       ),
-    ));
-  out("");
-  out(resultsTable(rows, swept));
-  for (const c of constants) {
-    out(`best constant answer, ${c.task} @ ${c.test_length}: ${constantLabel(c)}`);
-  }
-  if (o.experiment.note) out(o.experiment.note);
-  out(`\nresults: ${dir.path}/results.md (csv: ${dir.path}/results.csv)`);
-  return { kind: "done", resolved, runDir: dir.path, rows, plan: p } as SessionResult;
-});
+    ];
+    const methods = new Map<string, AnyMethod<R>>();
+    for (const name of methodNames) methods.set(name, yield* o.registry.resolve(name));
+    const graph = yield* buildGraph(resolved, methods);
+    const p = yield* plan(graph.targets);
+    yield* checkForce(p, o.force);
+    const calibrate = o.calibrate;
+    const speed = calibrate ? yield* Effect.promise(() => calibrate()) : undefined;
+    const prepared: Prepared<R> = {
+      out,
+      profile,
+      resolved,
+      changed,
+      title,
+      methods,
+      graph,
+      plan: p,
+      speed,
+    };
+    return prepared;
+  });
+
+/** The resolved config, the plan (why each stage hits or misses) and each method's keys. */
+const printPlan = <R>(o: SessionOptions<R>, s: Prepared<R>) =>
+  Effect.gen(function* () {
+    s.out("resolved config:");
+    s.out(configYaml(o.experiment.name, s.resolved).trimEnd().replace(/^/gm, "  "));
+    for (const line of yield* planLines(s.plan, o, s.speed)) s.out(line);
+    for (const line of methodLines(s.methods, s.resolved)) s.out(line);
+    const result: SessionResult = { kind: "dry-run", resolved: s.resolved, plan: s.plan };
+    return result;
+  });
+
+/**
+ * `--dry-run`: prints the resolved config and the plan, runs nothing — so it needs none of
+ * the methods' services (the CLI uses it when there is no GPU adapter).
+ */
+export const dryRunSession = <R>(o: SessionOptions<R>) =>
+  Effect.flatMap(prepare(o), (s) => printPlan(o, s));
+
+/** The whole session (`o.dryRun`: as dryRunSession). */
+export const runSession = <R>(o: SessionOptions<R>) =>
+  Effect.gen(function* () {
+    const s = yield* prepare(o);
+    if (o.dryRun) return yield* printPlan(o, s);
+    const { out, profile, resolved, changed, title, graph, plan: p, speed } = s;
+    const progress = yield* Progress;
+    const runOptions = {
+      cache: o.cache,
+      force: o.force,
+      warn: o.warn,
+      lock: o.lock,
+      explain: o.explain ? (line: string) => progress.line(`explain ${line}`) : undefined,
+    };
+
+    const runKey = yield* Effect.promise(() =>
+      sha256Hex(canonicalJson({ experiment: o.experiment.name, ...resolved }))
+    );
+    const io = <A>(what: string, fn: () => Promise<A> | A) =>
+      Effect.tryPromise({
+        try: async () => await fn(),
+        catch: (e) => new RunDirError({ message: `${what}: ${errorText(e)}` }),
+      });
+    const dir = yield* io(
+      "creating the run folder",
+      () =>
+        RunDir.create(
+          o.runsRoot,
+          o.experiment.name,
+          runKey,
+          changed.flatMap(([, v]) => v).join("-"),
+        ),
+    );
+    out(`run folder: ${dir.path}`);
+    // Which stages will compute: forced, or without a cache entry (the runner verifies the
+    // entries it reads; a corrupt one is recomputed beyond this estimate).
+    const computing = new Set(
+      p.order.filter((n) =>
+        (o.force?.has(n.node.stage.name) ?? false) || !existsSync(o.cache.entryPath(n.key))
+      ).map((n) => n.key),
+    );
+    const estimate = costLine(p, computing, speed);
+    out(estimate);
+    dir.log(estimate);
+    if (planCost(p, computing).seconds / (speed?.factor ?? 1) > 3600) {
+      progress.line(
+        "warning: this run is estimated at over an hour; Ctrl-C stops it (finished stages stay " +
+          "cached), --dry-run shows each stage's share",
+      );
+    }
+    yield* io(
+      "writing config.yaml",
+      () => dir.write("config.yaml", configYaml(o.experiment.name, resolved)),
+    );
+    // Every node's stage, key, parameters and upstream keys: what `ask` and `export` read to
+    // find this run's meta-parameters in the cache, whatever the code has become since.
+    yield* io("writing stages.json", () => dir.write("stages.json", stagesJson(p)));
+    const env = yield* Effect.promise(() => collectEnv(o.adapter.record, o.argv ?? []));
+    yield* io("writing env.json", () => dir.write("env.json", JSON.stringify(env, null, 2) + "\n"));
+    if (env.git.dirty) {
+      progress.line("note: the git working tree has uncommitted changes (env.json)");
+    }
+
+    const metrics: MetricRecord[] = [];
+    const logged = {
+      update: progress.update,
+      line: (text: string) => {
+        progress.line(text);
+        dir.log(text);
+      },
+    };
+    const run = yield* runPlan(p, {
+      ...runOptions,
+      metric: (record) => {
+        metrics.push(record);
+        dir.metric(record);
+      },
+      log: (line) => dir.log(line),
+    }).pipe(
+      Effect.provideService(Progress, logged),
+      // A failed or stopped run says so in its folder: FAILED holds the reason, and log.txt
+      // ends with it (finished stages stay cached, so a rerun resumes).
+      Effect.onError((cause) =>
+        Effect.sync(() => {
+          const why = Cause.hasInterruptsOnly(cause)
+            ? "interrupted (Ctrl-C); finished stages stay cached, rerun to resume"
+            : errorText(Cause.squash(cause));
+          dir.log(`FAILED: ${why}`);
+          Deno.writeTextFileSync(`${dir.path}/FAILED`, `${why}\n`);
+        })
+      ),
+    );
+
+    const rows = resultRows(graph.cells, run.results);
+    const swept = Object.keys(resolved.sweep);
+    // Metric records by sweep point, for figures of swept training quantities.
+    const byPoint = new Map<string, MetricRecord[]>();
+    for (const c of graph.cells) {
+      const keys = new Set([...reachable(p, p.targetKeys[c.target])].map(short));
+      const k = JSON.stringify(c.point);
+      const list = byPoint.get(k) ?? [];
+      for (const m of metrics) if (keys.has(String(m.key)) && !list.includes(m)) list.push(m);
+      byPoint.set(k, list);
+    }
+    const records = predictionRecords(graph.cells, run.results);
+    const constants = constantAnswers(records);
+    const figures = figuresFor(rows, swept, metrics, byPoint, constants);
+    for (const fig of figures) yield* io(`writing ${fig.file}`, () => dir.write(fig.file, fig.svg));
+    yield* io(
+      "writing predictions.jsonl",
+      () => dir.write("predictions.jsonl", predictionsJsonl(records)),
+    );
+    yield* io("writing results.csv", () => dir.write("results.csv", resultsCsv(rows, swept)));
+    yield* io("writing results.md", () =>
+      dir.write(
+        "results.md",
+        resultsMarkdown(
+          `${o.experiment.name}: ${title} (profile ${profile})`,
+          rows,
+          swept,
+          figures.map((f) => f.file),
+          o.experiment.note ?? "",
+          records,
+        ),
+      ));
+    out("");
+    out(resultsTable(rows, swept));
+    for (const c of constants) {
+      out(`best constant answer, ${c.task} @ ${c.test_length}: ${constantLabel(c)}`);
+    }
+    if (o.experiment.note) out(o.experiment.note);
+    out(`\nresults: ${dir.path}/results.md (csv: ${dir.path}/results.csv)`);
+    const done: SessionResult = { kind: "done", resolved, runDir: dir.path, rows, plan: p };
+    return done;
+  });

@@ -65,8 +65,12 @@ export interface Stage<P, I extends AnyInputs, O, E = never, R = never> {
   run(params: P, inputs: I, ctx: StageContext): Effect.Effect<O, E, R>;
 }
 
+/**
+ * A stage of any parameters, inputs and output, needing at most the services `R`. Its errors
+ * are `unknown`: the runner reports any of them as a StageError naming the stage.
+ */
 // deno-lint-ignore no-explicit-any
-export type AnyStage = Stage<any, any, any, any, any>;
+export type AnyStage<R = unknown> = Stage<any, any, any, unknown, R>;
 
 /** Identity helper that infers a stage's types from its fields. */
 export function defineStage<P, I extends AnyInputs, O, E = never, R = never>(

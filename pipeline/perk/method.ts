@@ -3,11 +3,13 @@
  * cell's training problems (one node per task × train length, shared by every test length)
  * → encode each test context with the inner loop and answer from the question alone.
  *
- * Its two controls (method_controls.ts) reuse these nodes: `perk-no-encode` answers from the
- * same meta-trained θ₀ without the inner loop (same cache key, so no extra training), and
- * `perk-ttt` encodes with the untrained init and a constant rate (test-time training alone).
+ * Its two controls (method_no_encode.ts, method_ttt.ts) reuse these nodes: `perk-no-encode`
+ * answers from the same meta-trained θ₀ without the inner loop (same cache key, so no extra
+ * training), and `perk-ttt` encodes with the untrained init and a constant rate (test-time
+ * training alone). The config keys the three read are PerkMethodParams' fields.
  */
 import { Schema } from "effect";
+import type { Gpu } from "../../kernels/runtime/gpu.ts";
 import { type Node, node } from "../experiment/graph.ts";
 import type { Cell, Method } from "../experiment/methods.ts";
 import { BASE_SOURCES, type BaseModel, baseNode } from "../base/base_stage.ts";
@@ -16,6 +18,7 @@ import { LR_PARAMS } from "./train.ts";
 import { TARGET_KEYS } from "./encode_problem.ts";
 import { OUTER_SCHEDULES } from "./outer_optim.ts";
 
+/** The config keys PERK and its controls read (one field each: declared here only). */
 export const PerkMethodParams = Schema.Struct({
   model: Schema.String,
   rank: Schema.Int,
@@ -41,30 +44,6 @@ export const PerkMethodParams = Schema.Struct({
 });
 export type PerkMethodParams = typeof PerkMethodParams.Type;
 
-export const PERK_KEYS: readonly (keyof PerkMethodParams)[] = [
-  "model",
-  "rank",
-  "lora_alpha",
-  "lora_dropout",
-  "steps",
-  "truncate",
-  "inner_lr",
-  "lr_param",
-  "outer_schedule",
-  "outer_lr",
-  "outer_lr_rates",
-  "outer_lr_weighting",
-  "target",
-  "epochs",
-  "patience",
-  "accumulation",
-  "max_new_tokens",
-  "seed",
-  "base_profile",
-  "base_steps",
-  "base",
-];
-
 /** "1k" → 1024 tokens; "256" → 256. */
 const tokensOf = (len: string) => parseFloat(len) * (/k$/i.test(len) ? 1024 : 1);
 
@@ -77,11 +56,11 @@ export function resolveTruncate(t: "auto" | number, trainLength: string, steps: 
 /** Validation problems per early-stopping check (the cell's validation set is the pool). */
 const VAL_LIMIT = 16;
 
-export const perkBase = (p: PerkMethodParams): Node<BaseModel> =>
+export const perkBase = (p: PerkMethodParams): Node<BaseModel, Gpu> =>
   baseNode(p.model, p.seed, p.base_profile, p.base_steps, p.base);
 
 /** The meta-training node of a cell (shared by perk and perk-no-encode). */
-export function metaNode(cell: Cell, p: PerkMethodParams): Node<MetaTrained> {
+export function metaNode(cell: Cell, p: PerkMethodParams): Node<MetaTrained, Gpu> {
   return node(metaTrainStage, {
     model: p.model,
     rank: p.rank,
@@ -105,7 +84,7 @@ export function metaNode(cell: Cell, p: PerkMethodParams): Node<MetaTrained> {
 }
 
 /** The untrained meta-parameters (perk-ttt). */
-export function initNode(p: PerkMethodParams): Node<MetaTrained> {
+export function initNode(p: PerkMethodParams): Node<MetaTrained, Gpu> {
   return node(initStage, {
     model: p.model,
     rank: p.rank,
@@ -120,7 +99,7 @@ export function initNode(p: PerkMethodParams): Node<MetaTrained> {
 export function answerNode(
   cell: Cell,
   p: PerkMethodParams,
-  meta: Node<MetaTrained>,
+  meta: Node<MetaTrained, Gpu>,
   steps: number,
 ) {
   return node(answerStage, {
@@ -134,10 +113,9 @@ export function answerNode(
   }, { base: perkBase(p), meta, test: cell.test });
 }
 
-export const method: Method<PerkMethodParams> = {
+export const method: Method<PerkMethodParams, Gpu> = {
   name: "perk",
   description: "PERK: meta-learned test-time LoRA encoding of the context, then answering",
-  configKeys: PERK_KEYS,
   params: PerkMethodParams,
   predictions: (cell, p) => answerNode(cell, p, metaNode(cell, p), p.steps),
 };

@@ -4,13 +4,13 @@
  * PERK scores above this comes from reading the test context, not from answer priors that
  * meta-training baked into θ₀.
  */
+import type { Gpu } from "../../kernels/runtime/gpu.ts";
 import type { Method } from "../experiment/methods.ts";
-import { answerNode, metaNode, PERK_KEYS, PerkMethodParams } from "./method.ts";
+import { answerNode, metaNode, PerkMethodParams } from "./method.ts";
 
-export const method: Method<PerkMethodParams> = {
+export const method: Method<PerkMethodParams, Gpu> = {
   name: "perk-no-encode",
   description: "control: PERK's meta-trained initial adapter answering without the inner loop",
-  configKeys: PERK_KEYS,
   params: PerkMethodParams,
   predictions: (cell, p) => answerNode(cell, p, metaNode(cell, p), 0),
 };

@@ -11,6 +11,7 @@ import type { Problem } from "../data/problems.ts";
 import type { Prediction } from "../experiment/methods.ts";
 import { defineStage, type OutputCodec } from "../experiment/stage.ts";
 import { StageError } from "../experiment/errors.ts";
+import { deviceWork, gpuResource, hostStep } from "../experiment/gpu_work.ts";
 import { encodeS, problemsOf, UNIT } from "../experiment/cost.ts";
 import { stageSources } from "../experiment/sources.ts";
 import { encodeSafetensors, SafetensorsReader } from "../model/safetensors.ts";
@@ -163,68 +164,68 @@ export const metaTrainStage = defineStage({
   run: (p, inputs: { base: BaseModel; train: Problem[]; validation: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
-      return yield* Effect.tryPromise({
-        try: async () => {
-          const base = resolveBase(inputs.base);
-          const tok = baseTokenizer(inputs.base, base);
-          const model = GpuModel.upload(rt, base);
-          try {
-            const lora = loraFor(base, p);
-            const scale = lora.scale ?? loraScale(lora.config);
-            const lm = perkLM(model, lora.specs, scale, p.dropout);
-            const { init, shapes } = initialState(base, lora, p.steps, p.inner_lr, p.seed);
-            const enc = (q: Problem) => encodeProblem(tok, q, tok.eosId, p.target);
-            const train = inputs.train.map(enc);
-            const val = inputs.validation.map(enc);
-            const valSet = inputs.validation.slice(0, p.val_limit);
-            // Validation accuracy answers without dropout, as the answer stage does.
-            const answering: AnswerSetup = {
-              lm: perkLM(model, lora.specs, scale, 0),
-              model,
-              specs: lora.specs,
-              scale,
-              shapes,
-              tok,
-            };
-            const accuracy = async (s: MetaState) => {
-              let right = 0;
-              for (const [i, q] of valSet.entries()) {
-                const a = await answerProblem(answering, val[i], s, {
-                  steps: p.steps,
-                  maxNewTokens: p.max_new_tokens,
-                });
-                if (perkExactMatch(a.text, q.target)) right++;
-              }
-              return right / Math.max(1, valSet.length);
-            };
-            const total = p.epochs * train.length;
-            const r = await metaTrain(lm, init, shapes, train, val, {
+      const base = yield* hostStep("perk-meta-train", () => resolveBase(inputs.base));
+      const model = yield* gpuResource("perk-meta-train", () => GpuModel.upload(rt, base));
+      return yield* deviceWork("perk-meta-train", async (signal) => {
+        const tok = baseTokenizer(inputs.base, base);
+        const lora = loraFor(base, p);
+        const scale = lora.scale ?? loraScale(lora.config);
+        const lm = perkLM(model, lora.specs, scale, p.dropout);
+        const { init, shapes } = initialState(base, lora, p.steps, p.inner_lr, p.seed);
+        const enc = (q: Problem) => encodeProblem(tok, q, tok.eosId, p.target);
+        const train = inputs.train.map(enc);
+        const val = inputs.validation.map(enc);
+        const valSet = inputs.validation.slice(0, p.val_limit);
+        // Validation accuracy answers without dropout, as the answer stage does.
+        const answering: AnswerSetup = {
+          lm: perkLM(model, lora.specs, scale, 0),
+          model,
+          specs: lora.specs,
+          scale,
+          shapes,
+          tok,
+        };
+        const accuracy = async (s: MetaState) => {
+          let right = 0;
+          for (const [i, q] of valSet.entries()) {
+            signal.throwIfAborted();
+            const a = await answerProblem(answering, val[i], s, {
               steps: p.steps,
-              retained: Math.max(0, p.steps - p.truncate),
-              epochs: p.epochs,
-              patience: p.patience,
-              seed: p.seed,
-              outer: { lr: p.outer_lr, schedule: p.outer_schedule },
-              groupLr: { rates: p.outer_lr_rates, weighting: p.outer_lr_weighting },
-              lrParam: p.lr_param,
-              rateLayers: lora.specs.map((s) => s.layer),
-              renumber: (q, perm) => renumberDocuments(tok, q, perm),
-              accuracy: valSet.length ? accuracy : undefined,
-              dropout: p.dropout > 0,
-              valLimit: p.val_limit,
-              checkpoint: `${ctx.scratch}/meta.safetensors`,
-            }, (rec) => {
-              ctx.progress(rec.step, total);
-              ctx.metric({ stage: "perk-meta-train", ...rec });
+              maxNewTokens: p.max_new_tokens,
             });
-            return { state: r.best, bestValLoss: r.bestValLoss, history: r.history };
-          } finally {
-            model.dispose();
+            if (perkExactMatch(a.text, q.target)) right++;
           }
-        },
-        catch: fail("perk-meta-train"),
+          return right / Math.max(1, valSet.length);
+        };
+        const total = p.epochs * train.length;
+        const r = await metaTrain(lm, init, shapes, train, val, {
+          steps: p.steps,
+          retained: Math.max(0, p.steps - p.truncate),
+          epochs: p.epochs,
+          patience: p.patience,
+          seed: p.seed,
+          outer: { lr: p.outer_lr, schedule: p.outer_schedule },
+          groupLr: { rates: p.outer_lr_rates, weighting: p.outer_lr_weighting },
+          lrParam: p.lr_param,
+          rateLayers: lora.specs.map((s) => s.layer),
+          // metaTrain calls this first thing in every outer step, after the previous
+          // step's checkpoint is saved: the step boundary where an interrupt stops it
+          // (until MetaTrainOptions takes the signal itself).
+          renumber: (q, perm) => {
+            signal.throwIfAborted();
+            return renumberDocuments(tok, q, perm);
+          },
+          accuracy: valSet.length ? accuracy : undefined,
+          dropout: p.dropout > 0,
+          valLimit: p.val_limit,
+          checkpoint: `${ctx.scratch}/meta.safetensors`,
+        }, (rec) => {
+          ctx.progress(rec.step, total);
+          ctx.metric({ stage: "perk-meta-train", ...rec });
+        });
+        return { state: r.best, bestValLoss: r.bestValLoss, history: r.history };
       });
-    }),
+    }).pipe(Effect.scoped),
 });
 
 export const AnswerParams = Schema.Struct({
@@ -252,54 +253,48 @@ export const answerStage = defineStage({
   run: (p, inputs: { base: BaseModel; meta: MetaTrained; test: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
-      return yield* Effect.tryPromise({
-        try: async (): Promise<Prediction[]> => {
-          const base = resolveBase(inputs.base);
-          const tok = baseTokenizer(inputs.base, base);
-          const model = GpuModel.upload(rt, base);
-          try {
-            const lora = loraFor(base, { ...p, dropout: 0 });
-            const setup: AnswerSetup = {
-              lm: perkLM(model, lora.specs, lora.scale, 0),
-              model,
-              specs: lora.specs,
-              scale: lora.scale,
-              shapes: {
-                theta0: lora.specs.map((s) => [...s.shape]),
-                phi: weightingShapes(base.config.dim),
-              },
-              tok,
-            };
-            const out: Prediction[] = [];
-            for (const [i, problem] of inputs.test.entries()) {
-              const enc = encodeProblem(tok, problem);
-              await rt.sync();
-              const t0 = performance.now();
-              const before = rt.pool.inUse;
-              rt.pool.resetPeak();
-              const a = await answerProblem(setup, enc, inputs.meta.state, {
-                steps: p.steps,
-                groups: p.accumulation,
-                maxNewTokens: p.max_new_tokens,
-              });
-              // Staging textures (CPU adapters) live outside the pool: count all held.
-              const peak = rt.pool.peak - before + rt.texelBytes;
-              out.push({
-                id: problem.id,
-                prediction: a.text,
-                ms: performance.now() - t0,
-                peakBytes: peak,
-              });
-              ctx.progress(i + 1, inputs.test.length);
-            }
-            return out;
-          } finally {
-            model.dispose();
-          }
-        },
-        catch: fail("perk-answer"),
+      const base = yield* hostStep("perk-answer", () => resolveBase(inputs.base));
+      const model = yield* gpuResource("perk-answer", () => GpuModel.upload(rt, base));
+      return yield* deviceWork("perk-answer", async (signal): Promise<Prediction[]> => {
+        const tok = baseTokenizer(inputs.base, base);
+        const lora = loraFor(base, { ...p, dropout: 0 });
+        const setup: AnswerSetup = {
+          lm: perkLM(model, lora.specs, lora.scale, 0),
+          model,
+          specs: lora.specs,
+          scale: lora.scale,
+          shapes: {
+            theta0: lora.specs.map((s) => [...s.shape]),
+            phi: weightingShapes(base.config.dim),
+          },
+          tok,
+        };
+        const out: Prediction[] = [];
+        for (const [i, problem] of inputs.test.entries()) {
+          signal.throwIfAborted();
+          const enc = encodeProblem(tok, problem);
+          await rt.sync();
+          const t0 = performance.now();
+          const before = rt.pool.inUse;
+          rt.pool.resetPeak();
+          const a = await answerProblem(setup, enc, inputs.meta.state, {
+            steps: p.steps,
+            groups: p.accumulation,
+            maxNewTokens: p.max_new_tokens,
+          });
+          // Staging textures (CPU adapters) live outside the pool: count all held.
+          const peak = rt.pool.peak - before + rt.texelBytes;
+          out.push({
+            id: problem.id,
+            prediction: a.text,
+            ms: performance.now() - t0,
+            peakBytes: peak,
+          });
+          ctx.progress(i + 1, inputs.test.length);
+        }
+        return out;
       });
-    }),
+    }).pipe(Effect.scoped),
 });
 
 export const InitParams = Schema.Struct({

@@ -5,12 +5,14 @@
  * context in the prompt. Scored by the experiment's shared score stage like PERK.
  */
 import { Schema } from "effect";
+import type { Gpu } from "../../../kernels/runtime/gpu.ts";
 import { node } from "../../experiment/graph.ts";
 import type { Cell, Method } from "../../experiment/methods.ts";
 import { BASE_SOURCES, baseNode } from "../../base/base_stage.ts";
 import { parseRopeChoice } from "../positions.ts";
 import { ftIcrEvalStage, ftIcrTrainStage } from "./stages.ts";
 
+/** The config keys FT-ICR reads (one field each: declared here only), with their rules. */
 const Params = Schema.Struct({
   model: Schema.String,
   rank: Schema.Int,
@@ -42,26 +44,10 @@ const VAL_LIMIT = 16;
  */
 const EXAMPLES = 0;
 
-export const method: Method<Params> = {
+export const method: Method<Params, Gpu> = {
   name: "ft-icr",
   description:
     "FT-ICR baseline: the base model fine-tuned to answer with the context in its prompt",
-  configKeys: [
-    "model",
-    "rank",
-    "lora_alpha",
-    "ft_lr",
-    "epochs",
-    "patience",
-    "max_new_tokens",
-    "seed",
-    "base_profile",
-    "base_steps",
-    "base",
-    "ft_full",
-    "ft_batch",
-    "rope_scaling",
-  ],
   params: Params,
   predictions: (cell: Cell, p: Params) => {
     const full = p.ft_full, rope = p.rope_scaling;

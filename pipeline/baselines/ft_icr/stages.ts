@@ -7,12 +7,10 @@
  */
 import { Effect, Schema } from "effect";
 import { Gpu } from "../../../kernels/runtime/gpu.ts";
-import type { Runtime } from "../../../kernels/runtime/runtime.ts";
 import type { Problem } from "../../data/problems.ts";
-import { StageError } from "../../experiment/errors.ts";
+import { deviceWork, gpuResource, hostStep } from "../../experiment/gpu_work.ts";
 import { problemsOf, UNIT } from "../../experiment/cost.ts";
 import { stageSources } from "../../experiment/sources.ts";
-import type { Prediction } from "../../experiment/methods.ts";
 import { defineStage, type OutputCodec } from "../../experiment/stage.ts";
 import { type BaseModel, baseTokenizer, resolveBase } from "../../base/base_stage.ts";
 import type { ModelConfig } from "../../model/config.ts";
@@ -99,9 +97,6 @@ const trainedCodec: OutputCodec<FtIcrTrained> = {
   },
 };
 
-const fail = (stage: string) => (e: unknown) =>
-  new StageError({ stage, message: e instanceof Error ? e.message : String(e) });
-
 /** Longest row a batch of these problems makes (answerBatch pads rows to 16). */
 const rowLength = (exs: readonly IcrExample[]) =>
   Math.ceil(Math.max(...exs.map((e) => e.prompt.length + e.answer.length - 1)) / 16) * 16;
@@ -121,35 +116,38 @@ export const ftIcrTrainStage = defineStage({
   run: (p, inputs: { base: BaseModel; train: Problem[]; validation: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
-      return yield* Effect.tryPromise({
-        try: async (): Promise<FtIcrTrained> => {
-          const base0 = resolveBase(inputs.base);
-          const tok = baseTokenizer(inputs.base, base0);
-          const enc = (ps: Problem[]) => ps.map((q) => encodeIcr(base0, tok, q, p.examples));
-          const train = enc(inputs.train), val = enc(inputs.validation);
-          if (!train.length) throw new Error("ft-icr-train: the cell has no training problems");
-          // Training contexts as long as PERK's: positions are extended (or refused) here.
-          const ext = extendPositions(
-            base0,
-            rowLength([...train, ...val]),
-            parseRopeChoice(p.rope_scaling),
-            "ft-icr-train",
-          );
-          if (ext.note) ctx.log(ext.note);
-          return await trainOn(rt, ext.model, p, train, val, ctx);
-        },
-        catch: fail("ft-icr-train"),
+      const { ext, train, val } = yield* hostStep("ft-icr-train", () => {
+        const base0 = resolveBase(inputs.base);
+        const tok = baseTokenizer(inputs.base, base0);
+        const enc = (ps: Problem[]) => ps.map((q) => encodeIcr(base0, tok, q, p.examples));
+        const train = enc(inputs.train), val = enc(inputs.validation);
+        if (!train.length) throw new Error("ft-icr-train: the cell has no training problems");
+        // Training contexts as long as PERK's: positions are extended (or refused) here.
+        const ext = extendPositions(
+          base0,
+          rowLength([...train, ...val]),
+          parseRopeChoice(p.rope_scaling),
+          "ft-icr-train",
+        );
+        return { ext, train, val };
       });
-    }),
+      if (ext.note) ctx.log(ext.note);
+      const model = yield* gpuResource("ft-icr-train", () => GpuModel.upload(rt, ext.model));
+      return yield* deviceWork(
+        "ft-icr-train",
+        (signal) => trainOn(model, ext.model, p, train, val, ctx, signal),
+      );
+    }).pipe(Effect.scoped),
 });
 
 async function trainOn(
-  rt: Runtime,
+  model: GpuModel,
   base: Model,
   p: FtIcrTrainParams,
   train: IcrExample[],
   val: IcrExample[],
   ctx: { scratch: string; progress(d: number, t: number): void; metric(r: object): void },
+  signal: AbortSignal,
 ): Promise<FtIcrTrained> {
   const t = trainable(
     base,
@@ -161,41 +159,39 @@ async function trainOn(
       seed: p.seed,
     },
   );
-  const model = GpuModel.upload(rt, base);
   const t0 = performance.now();
-  try {
-    const r = await ftIcrTrain(model, t, train, val, {
-      lr: p.ft_lr,
-      epochs: p.epochs,
-      patience: p.patience,
-      seed: p.seed,
-      batch: p.batch,
-      valLimit: p.val_limit,
-      checkpoint: `${ctx.scratch}/ft_icr.safetensors`,
-      // Full fine-tuning state is 4× the model: save it at validation checks only.
-      checkpointEvery: p.full ? Number.MAX_SAFE_INTEGER : 1,
-    }, (rec) => {
-      ctx.progress(rec.step, p.epochs * Math.ceil(train.length / p.batch));
-      ctx.metric({ stage: "ft-icr-train", ...rec, problems: rec.problems.length });
-    });
-    return {
-      kind: t.kind,
-      names: t.names,
-      shapes: t.shapes,
-      values: r.best,
-      scale: t.lora?.scale ?? 0,
-      config: base.config,
-      examples: p.examples,
-      bestValLoss: r.bestValLoss,
-      bestStep: r.bestStep,
-      stepsDone: r.stepsDone,
-      totalSteps: r.totalSteps,
-      seconds: (performance.now() - t0) / 1000,
-      history: r.history,
-    };
-  } finally {
-    model.dispose();
-  }
+  const r = await ftIcrTrain(model, t, train, val, {
+    lr: p.ft_lr,
+    epochs: p.epochs,
+    patience: p.patience,
+    seed: p.seed,
+    batch: p.batch,
+    valLimit: p.val_limit,
+    checkpoint: `${ctx.scratch}/ft_icr.safetensors`,
+    // Full fine-tuning state is 4× the model: save it at validation checks only.
+    checkpointEvery: p.full ? Number.MAX_SAFE_INTEGER : 1,
+  }, (rec) => {
+    // The step boundary an interrupt stops at (until FtIcrOptions takes the signal): this
+    // step's checkpoint is not written yet, so a resumed run recomputes it, identically.
+    signal.throwIfAborted();
+    ctx.progress(rec.step, p.epochs * Math.ceil(train.length / p.batch));
+    ctx.metric({ stage: "ft-icr-train", ...rec, problems: rec.problems.length });
+  });
+  return {
+    kind: t.kind,
+    names: t.names,
+    shapes: t.shapes,
+    values: r.best,
+    scale: t.lora?.scale ?? 0,
+    config: base.config,
+    examples: p.examples,
+    bestValLoss: r.bestValLoss,
+    bestStep: r.bestStep,
+    stepsDone: r.stepsDone,
+    totalSteps: r.totalSteps,
+    seconds: (performance.now() - t0) / 1000,
+    history: r.history,
+  };
 }
 
 export const FtIcrEvalParams = Schema.Struct({
@@ -236,39 +232,40 @@ export const ftIcrEvalStage = defineStage({
   run: (p, inputs: { base: BaseModel; trained: FtIcrTrained; test: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
-      return yield* Effect.tryPromise({
-        try: async (): Promise<Prediction[]> => {
-          const base = resolveBase(inputs.base);
-          const tok = baseTokenizer(inputs.base, base);
-          const t = inputs.trained;
-          const tuned = tunedModel(base, t);
-          const prompts = promptsOf(tuned, tok, inputs.test, t.examples);
-          const needed = Math.max(0, ...prompts.map((x) => x.length)) + p.max_new_tokens;
-          const ext = extendPositions(
-            tuned,
-            needed,
-            parseRopeChoice(p.rope_scaling),
-            "ft-icr-eval",
-          );
-          if (ext.note) ctx.log(ext.note);
-          const gpu = GpuModel.upload(rt, ext.model);
-          const lora = t.kind === "lora"
-            ? t.values.map((v, i) => rt.keep(rt.tensor(v, t.shapes[i])))
-            : [];
-          try {
-            return await answerInContext(gpu, tok, inputs.test, prompts, {
-              maxNewTokens: p.max_new_tokens,
-              lora: t.kind === "lora"
-                ? gpuLora(t.names.map((name) => ({ name })), lora, t.scale, 0)
-                : undefined,
-              onProgress: (d, n) => ctx.progress(d, n),
-            });
-          } finally {
-            lora.forEach((x) => x.dispose());
-            gpu.dispose();
-          }
-        },
-        catch: fail("ft-icr-eval"),
+      const t = inputs.trained;
+      const { ext, tok, prompts } = yield* hostStep("ft-icr-eval", () => {
+        const base = resolveBase(inputs.base);
+        const tok = baseTokenizer(inputs.base, base);
+        const tuned = tunedModel(base, t);
+        const prompts = promptsOf(tuned, tok, inputs.test, t.examples);
+        const needed = Math.max(0, ...prompts.map((x) => x.length)) + p.max_new_tokens;
+        const ext = extendPositions(
+          tuned,
+          needed,
+          parseRopeChoice(p.rope_scaling),
+          "ft-icr-eval",
+        );
+        return { ext, tok, prompts };
       });
-    }),
+      if (ext.note) ctx.log(ext.note);
+      const gpu = yield* gpuResource("ft-icr-eval", () => GpuModel.upload(rt, ext.model));
+      const lora = yield* gpuResource("ft-icr-eval", () => {
+        const xs = t.kind === "lora"
+          ? t.values.map((v, i) => rt.keep(rt.tensor(v, t.shapes[i])))
+          : [];
+        return { xs, dispose: () => xs.forEach((x) => x.dispose()) };
+      });
+      return yield* deviceWork(
+        "ft-icr-eval",
+        (signal) =>
+          answerInContext(gpu, tok, inputs.test, prompts, {
+            maxNewTokens: p.max_new_tokens,
+            lora: t.kind === "lora"
+              ? gpuLora(t.names.map((name) => ({ name })), lora.xs, t.scale, 0)
+              : undefined,
+            onProgress: (d, n) => ctx.progress(d, n),
+            signal,
+          }),
+      );
+    }).pipe(Effect.scoped),
 });

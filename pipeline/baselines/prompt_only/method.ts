@@ -5,12 +5,14 @@
  * `metric: babilong` (or subem); PERK's exact match compares the whole sentence.
  */
 import { Schema } from "effect";
+import type { Gpu } from "../../../kernels/runtime/gpu.ts";
 import { node } from "../../experiment/graph.ts";
 import type { Cell, Method } from "../../experiment/methods.ts";
 import { BASE_SOURCES, baseNode } from "../../base/base_stage.ts";
 import { parseRopeChoice } from "../positions.ts";
 import { promptEvalStage } from "./stages.ts";
 
+/** The config keys prompt-only reads (one field each: declared here only), with their rules. */
 const Params = Schema.Struct({
   model: Schema.String,
   max_new_tokens: Schema.Int,
@@ -25,18 +27,9 @@ type Params = typeof Params.Type;
 /** BabiLong's few-shot setting. */
 const EXAMPLES = 4;
 
-export const method: Method<Params> = {
+export const method: Method<Params, Gpu> = {
   name: "prompt-only",
   description: "the base model answering with the context in its prompt, no training",
-  configKeys: [
-    "model",
-    "max_new_tokens",
-    "seed",
-    "base_profile",
-    "base_steps",
-    "base",
-    "rope_scaling",
-  ],
   params: Params,
   predictions: (cell: Cell, p: Params) => {
     const rope = p.rope_scaling;

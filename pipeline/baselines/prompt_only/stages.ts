@@ -6,10 +6,9 @@
 import { Effect, Schema } from "effect";
 import { Gpu } from "../../../kernels/runtime/gpu.ts";
 import type { Problem } from "../../data/problems.ts";
-import { StageError } from "../../experiment/errors.ts";
+import { deviceWork, gpuResource, hostStep } from "../../experiment/gpu_work.ts";
 import { problemsOf, UNIT } from "../../experiment/cost.ts";
 import { stageSources } from "../../experiment/sources.ts";
-import type { Prediction } from "../../experiment/methods.ts";
 import { defineStage } from "../../experiment/stage.ts";
 import { type BaseModel, baseTokenizer, resolveBase } from "../../base/base_stage.ts";
 import { GpuModel } from "../../model/gpu_model.ts";
@@ -37,29 +36,22 @@ export const promptEvalStage = defineStage({
   run: (p, inputs: { base: BaseModel; test: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
-      return yield* Effect.tryPromise({
-        try: async (): Promise<Prediction[]> => {
-          const base = resolveBase(inputs.base);
-          const tok = baseTokenizer(inputs.base, base);
-          const prompts = promptsOf(base, tok, inputs.test, p.examples);
-          const needed = Math.max(0, ...prompts.map((x) => x.length)) + p.max_new_tokens;
-          const ext = extendPositions(base, needed, parseRopeChoice(p.rope_scaling), "prompt-eval");
-          if (ext.note) ctx.log(ext.note);
-          const gpu = GpuModel.upload(rt, ext.model);
-          try {
-            return await answerInContext(gpu, tok, inputs.test, prompts, {
-              maxNewTokens: p.max_new_tokens,
-              onProgress: (d, n) => ctx.progress(d, n),
-            });
-          } finally {
-            gpu.dispose();
-          }
-        },
-        catch: (e) =>
-          new StageError({
-            stage: "prompt-eval",
-            message: e instanceof Error ? e.message : String(e),
-          }),
+      const { ext, tok, prompts } = yield* hostStep("prompt-eval", () => {
+        const base = resolveBase(inputs.base);
+        const tok = baseTokenizer(inputs.base, base);
+        const prompts = promptsOf(base, tok, inputs.test, p.examples);
+        const needed = Math.max(0, ...prompts.map((x) => x.length)) + p.max_new_tokens;
+        const ext = extendPositions(base, needed, parseRopeChoice(p.rope_scaling), "prompt-eval");
+        return { ext, tok, prompts };
       });
-    }),
+      if (ext.note) ctx.log(ext.note);
+      const gpu = yield* gpuResource("prompt-eval", () => GpuModel.upload(rt, ext.model));
+      return yield* deviceWork("prompt-eval", (signal) =>
+        answerInContext(gpu, tok, inputs.test, prompts, {
+          maxNewTokens: p.max_new_tokens,
+          onProgress: (d, n) =>
+            ctx.progress(d, n),
+          signal,
+        }));
+    }).pipe(Effect.scoped),
 });
