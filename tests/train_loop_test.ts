@@ -233,6 +233,36 @@ Deno.test("loop: an interrupted run resumes to exactly the uninterrupted one", a
   }
 });
 
+Deno.test("loop: an aborted signal stops at a step boundary and the run resumes exactly", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const straight = toy();
+    const full = await trainLoop(base, straight.trainee);
+    const path = `${dir}/ck.safetensors`;
+    const ck = { ...base, checkpoint: { path, every: 1, identity: "toy" } };
+    const stop = new AbortController();
+    const a = toy();
+    // Abort from inside step 5 (as Ctrl-C lands mid-step): step 5 completes and is saved,
+    // step 6 never starts.
+    const step = a.trainee.step;
+    const aborting: typeof a.trainee = {
+      ...a.trainee,
+      step: (s) => {
+        if (s.step === 5) stop.abort(new Error("interrupted"));
+        return step(s);
+      },
+    };
+    await assert.rejects(trainLoop({ ...ck, signal: stop.signal }, aborting), /interrupted/);
+    const b = toy();
+    const rest = await trainLoop(ck, b.trainee);
+    assert.equal(rest.history.length, 12);
+    assert.deepEqual(rest.history, full.history);
+    assert.deepEqual(b.x, straight.x);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("loop: a failing step writes nothing of itself", async () => {
   const dir = Deno.makeTempDirSync();
   try {

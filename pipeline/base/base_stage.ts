@@ -78,10 +78,8 @@ export const pretrainStage = defineStage({
           steps: p.steps,
           seed: p.seed,
           checkpoint: { dir: `${ctx.scratch}/pretrain`, every: 25 },
+          signal,
         }, (s) => {
-          // The step boundary an interrupt stops at (until PretrainOptions takes the
-          // signal); a resumed run continues from the last checkpoint.
-          signal.throwIfAborted();
           ctx.progress(s.step, s.steps);
           if (s.step % 10 === 0 || s.step === s.steps) {
             ctx.metric({

@@ -84,6 +84,8 @@ export interface PretrainOptions {
   readonly init?: string;
   /** Save state to this directory every `every` steps and resume from it when present. */
   readonly checkpoint?: { readonly dir: string; readonly every: number };
+  /** Stops at the next step boundary (an interrupted stage); resume continues exactly. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -298,7 +300,7 @@ const STATE_FILE = "pretrain_state.safetensors";
  * passes each stage's start as a fresh temporary directory.
  */
 const identity = (o: PretrainOptions) =>
-  JSON.stringify({ ...o, checkpoint: undefined, init: undefined });
+  JSON.stringify({ ...o, checkpoint: undefined, init: undefined, signal: undefined });
 
 interface StepRecord {
   readonly step: number;
@@ -358,6 +360,7 @@ export async function pretrain(
     const r = await trainLoop<StepRecord>({
       totalSteps: o.steps,
       schedule: pretrainSchedule(o),
+      signal: o.signal,
       checkpoint: ck && {
         path: where,
         every: ck.every,

@@ -208,13 +208,8 @@ export const metaTrainStage = defineStage({
           groupLr: { rates: p.outer_lr_rates, weighting: p.outer_lr_weighting },
           lrParam: p.lr_param,
           rateLayers: lora.specs.map((s) => s.layer),
-          // metaTrain calls this first thing in every outer step, after the previous
-          // step's checkpoint is saved: the step boundary where an interrupt stops it
-          // (until MetaTrainOptions takes the signal itself).
-          renumber: (q, perm) => {
-            signal.throwIfAborted();
-            return renumberDocuments(tok, q, perm);
-          },
+          renumber: (q, perm) => renumberDocuments(tok, q, perm),
+          signal,
           accuracy: valSet.length ? accuracy : undefined,
           dropout: p.dropout > 0,
           valLimit: p.val_limit,

@@ -57,6 +57,8 @@ export interface MetaTrainOptions {
   readonly checkpoint?: string;
   /** Stop after this many outer steps in this call (tests simulate an interruption). */
   readonly stopAfter?: number;
+  /** Stops the loop at the next step boundary (an interrupted stage). */
+  readonly signal?: AbortSignal;
   /** Learned-rate parameterisation (default "log"). */
   readonly lrParam?: LrParam;
   /**
@@ -211,6 +213,7 @@ export async function metaTrain(
     evalsPerEpoch: o.evalsPerEpoch,
     patience: o.patience,
     stopAfter: o.stopAfter,
+    signal: o.signal,
     checkpoint: o.checkpoint === undefined ? undefined : { path: o.checkpoint },
   }, {
     start: (resumed) => {

@@ -95,6 +95,11 @@ export interface LoopOptions {
   /** Stop after this many steps in this call (tests simulate an interruption). */
   readonly stopAfter?: number;
   readonly checkpoint?: CheckpointOptions;
+  /**
+   * Checked at every step boundary (after the previous step's checkpoint is written): an
+   * aborted signal stops the loop with its reason, and a resumed run continues exactly.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface LoopResult<R, B> {
@@ -212,6 +217,7 @@ export async function trainLoop<R, V extends Validation = Validation, B = never>
     let ran = 0;
     while (!s.stopped && s.step < total) {
       if (o.stopAfter !== undefined && ran >= o.stopAfter) break;
+      o.signal?.throwIfAborted();
       const step = s.step;
       const record = await t.step({
         step,

@@ -170,10 +170,8 @@ async function trainOn(
     checkpoint: `${ctx.scratch}/ft_icr.safetensors`,
     // Full fine-tuning state is 4× the model: save it at validation checks only.
     checkpointEvery: p.full ? Number.MAX_SAFE_INTEGER : 1,
+    signal,
   }, (rec) => {
-    // The step boundary an interrupt stops at (until FtIcrOptions takes the signal): this
-    // step's checkpoint is not written yet, so a resumed run recomputes it, identically.
-    signal.throwIfAborted();
     ctx.progress(rec.step, p.epochs * Math.ceil(train.length / p.batch));
     ctx.metric({ stage: "ft-icr-train", ...rec, problems: rec.problems.length });
   });

@@ -65,6 +65,8 @@ export interface FtIcrOptions {
   readonly checkpointEvery?: number;
   /** Stop after this many steps in this call (tests simulate an interruption). */
   readonly stopAfter?: number;
+  /** Stops at the next step boundary (an interrupted stage); resume continues exactly. */
+  readonly signal?: AbortSignal;
 }
 
 export interface FtIcrResult {
@@ -106,7 +108,7 @@ function identity(
   val: readonly IcrExample[],
   o: FtIcrOptions,
 ) {
-  const { checkpoint: _c, checkpointEvery: _e, stopAfter: _s, ...rest } = o;
+  const { checkpoint: _c, checkpointEvery: _e, stopAfter: _s, signal: _a, ...rest } = o;
   return JSON.stringify({
     options: rest,
     kind: t.kind,
@@ -142,6 +144,7 @@ export async function ftIcrTrain(
       evalsPerEpoch: o.evalsPerEpoch,
       patience: o.patience,
       stopAfter: o.stopAfter,
+      signal: o.signal,
       checkpoint: o.checkpoint === undefined ? undefined : {
         path: o.checkpoint,
         every: o.checkpointEvery,
