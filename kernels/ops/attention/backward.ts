@@ -122,6 +122,7 @@ const BWD_ROW: AttnKernel = {
     loads2: [{ v: "kc", arr: "K" }],
     accs: [{ acc: "acc", other: "kc", coef: "ds" }],
   },
+  flash: { stage: [{ arr: "K" }, { arr: "Vv" }] },
   post: `  if (!live) { return; }
   ${forD("GQ[qr + d] = acc[d] * u.scale;")}`,
 };
@@ -148,6 +149,7 @@ const BWD_COL: AttnKernel = {
     loads2: [{ v: "qc", arr: "Q" }, { v: "gc", arr: "GO" }],
     accs: [{ acc: "ak", other: "qc", coef: "ds" }, { acc: "av", other: "gc", coef: "p" }],
   },
+  flash: { stage: [{ arr: "Q" }, { arr: "GO" }] },
   post: `  if (!live) { return; }
   ${forD("GK[kr + d] = ak[d] * u.scale; GV[kr + d] = av[d];")}`,
 };

@@ -7,6 +7,7 @@
 import type { Tensor } from "../../runtime/tensor.ts";
 import { type AttnKernelOptions, type AttnMask, Binder, dims } from "./launch.ts";
 import type { AttnKernel } from "./specs.ts";
+import { FWD_TILE } from "./flash.ts";
 import { each } from "./subgroup.ts";
 import { dotInto, forD } from "./wgsl.ts";
 
@@ -48,6 +49,8 @@ const FWD: AttnKernel = {
     accs: [{ acc: "acc", other: "vc", coef: "p" }],
     accScale: "cr",
   },
+  // Per tile: one running max and one rescale for the whole tile (flash.ts).
+  flash: { stage: [{ arr: "K" }, { arr: "Vv" }], tile: FWD_TILE },
   post: `  let inv = select(0.0, 1.0 / l, l > 0.0);
   if (!live) { return; }
   ${forD("O[qr + d] = acc[d] * inv;")}

@@ -6,7 +6,7 @@
 import type { Binding, Runtime } from "../../runtime/runtime.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
 import { cdiv, grid1d, type KernelSpec } from "../../runtime/kernel.ts";
-import { type AttnKernel, plainSpec, sgSpec } from "./specs.ts";
+import { type AttnKernel, flashSpec, plainSpec, sgSpec } from "./specs.ts";
 import { F, vecOf, WG } from "./wgsl.ts";
 
 /** Masking and scaling shared by every kernel. */
@@ -42,19 +42,30 @@ export interface Dims {
 }
 
 /**
- * Which kernel family runs. "auto": the subgroup variants where the adapter has 8-lane
- * subgroups, reading their vec4 inputs as staged texels on CPU adapters (texels.ts:
- * lavapipe's storage loads are per-lane loops), else plain. "texture" falls back to
- * "subgroup" where D % 4 ≠ 0 or an input is too large for a texture.
+ * Which kernel family runs. "auto": on GPUs (not a CPU adapter) "flash" (flash.ts); on CPU
+ * adapters the subgroup variants where the adapter has 8-lane subgroups, reading their vec4
+ * inputs as staged texels (texels.ts: lavapipe's storage loads are per-lane loops), else
+ * plain. "texture" falls back to "subgroup" where D % 4 ≠ 0 or an input is too large for a
+ * texture; "flash" (auto's too) to "plain" where a kernel's tile row does not fit the
+ * workgroup memory (the tangents' four staged arrays at D > 1020).
  */
-export type AttnFamily = "auto" | "plain" | "subgroup" | "texture";
+export type AttnFamily = "auto" | "plain" | "subgroup" | "texture" | "flash";
 
-/** Per-call kernel options (tests force each family and count the texel dispatches). */
+/** Per-call kernel options (tests force each family and count texel / flash dispatches). */
 export interface AttnKernelOptions {
   /** Default "auto". */
   readonly family?: AttnFamily;
   /** Incremented once per dispatch that reads texels. */
   readonly texelRuns?: { count: number };
+  /** Incremented once per dispatch of a flash kernel. */
+  readonly flashRuns?: { count: number };
+}
+
+/** What the family choice depends on (a Runtime has these). */
+export interface AdapterTraits {
+  readonly isCpuAdapter: boolean;
+  readonly hasSubgroups: boolean;
+  readonly subgroupSize: number;
 }
 
 /** Check q (B, H, T, D), k / v (B, Hkv, S, D) and the segment ids; returns the sizes. */
@@ -93,17 +104,24 @@ function maskFlags(m: AttnMask): number {
   return (m.causal ? F.causal : 0) | (m.segIds ? F.seg : 0);
 }
 
-function useSg(rt: Runtime, f: AttnFamily): boolean {
-  const ok = rt.hasSubgroups && rt.subgroupSize === 8;
-  if ((f === "subgroup" || f === "texture") && !ok) {
+/**
+ * The family a request resolves to on an adapter, before the per-kernel fallbacks of choose
+ * ("texture" → "subgroup", "flash" → "plain"). "auto": flash on GPUs; on CPU adapters
+ * texture (subgroup variants over texels) with 8-lane subgroups, else plain.
+ */
+export function familyFor(a: AdapterTraits, f: AttnFamily): Exclude<AttnFamily, "auto"> {
+  const sg8 = a.hasSubgroups && a.subgroupSize === 8;
+  if ((f === "subgroup" || f === "texture") && !sg8) {
     throw new Error("attention: the subgroup kernels need an adapter with 8-lane subgroups");
   }
-  return f === "subgroup" || f === "texture" || (f === "auto" && ok);
+  if (f !== "auto") return f;
+  if (!a.isCpuAdapter) return "flash";
+  return sg8 ? "texture" : "plain";
 }
 
 /**
- * Pick the spec for these tensors (the uniform binds after them): plain, subgroup, or
- * subgroup over texels — then stage the texel inputs (slots 8 + binding index, clear of
+ * Pick the spec for these tensors (the uniform binds after them): plain, flash, subgroup,
+ * or subgroup over texels — then stage the texel inputs (slots 8 + binding index, clear of
  * matmul's 0 and 1).
  */
 function choose(
@@ -114,10 +132,16 @@ function choose(
   u: Binding,
   o: AttnKernelOptions,
 ): [KernelSpec, Binding[]] {
-  const f = o.family ?? "auto";
-  if (!useSg(rt, f)) return [plainSpec(k, D), [...ts, u]];
-  const wanted = f === "texture" || (f === "auto" && rt.isCpuAdapter);
-  if (wanted && vecOf(D).v4) {
+  const f = familyFor(rt, o.family ?? "auto");
+  if (f === "flash") {
+    const s = flashSpec(k, D);
+    if (s) {
+      if (o.flashRuns) o.flashRuns.count++;
+      return [s, [...ts, u]];
+    }
+  }
+  if (f === "plain" || f === "flash") return [plainSpec(k, D), [...ts, u]];
+  if (f === "texture" && vecOf(D).v4) {
     const s = sgSpec(k, D, true);
     const fits = ts.every((t, i) => s.bindings[i] !== "texture" || rt.texelsFit(t.size));
     if (fits) {

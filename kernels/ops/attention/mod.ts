@@ -14,17 +14,32 @@
  *
  * Pipelines are specialised per (kernel, D, family) only — sizes, masks and which tangents
  * are present travel in a uniform. D % 4 = 0 uses vec4 loads; other D a scalar path. Each
- * workgroup covers rows of one (b, head), so its key (or query) loop is uniform. Two
- * families from one definition per kernel (specs.ts): plain (any adapter) and, on 8-lane
- * subgroup adapters (lavapipe), variants that stream the other side in blocks of 8 rows
- * (subgroup.ts). Each kernel has a float64 reference (reference.ts); tests compare both
- * families with them.
+ * workgroup covers rows of one (b, head), so its key (or query) loop is uniform.
+ *
+ * Kernel families, all from one definition per kernel (specs.ts), same outputs and layouts;
+ * `AttnKernelOptions.family` forces one, "auto" (the default) picks (launch.ts, familyFor):
+ *  - flash (flash.ts) — "auto" on every adapter that is not a CPU adapter (discrete and
+ *    integrated GPUs). FlashAttention-2 style: a workgroup owns 64 rows (one thread each) and
+ *    streams the other side through workgroup memory in tiles of ≤ 32 rows (≤ 16 KiB);
+ *    the forward's online softmax rescales once per tile. Falls back to plain for a kernel
+ *    whose tile row does not fit (the tangents' four staged arrays at D > 1020). Untuned:
+ *    no GPU has timed it yet (tile rows, threads per row, the 16 KiB budget are guesses).
+ *  - texture — "auto" on CPU adapters with 8-lane subgroups (lavapipe): the subgroup family
+ *    reading its vec4 inputs as texels; falls back to subgroup where D % 4 ≠ 0 or an input
+ *    is too large for a texture.
+ *  - subgroup (subgroup.ts) — the other side in blocks of 8 rows, one per lane, shared by
+ *    subgroupBroadcast; needs 8-lane subgroups; only when forced (or texture's fallback).
+ *  - plain — one lane per row reading the other side straight from storage; "auto" on CPU
+ *    adapters without 8-lane subgroups, and flash's fallback.
+ * Each kernel has a float64 reference (reference.ts); tests compare every family with them
+ * (attention_fused_test.ts: plain / subgroup / texture; attention_flash_test.ts: flash).
  *
  * Files: forward.ts, backward.ts, tangents.ts (the kernels and their launches), wgsl.ts
- * (shared WGSL), subgroup.ts (the subgroup family's blocks), specs.ts (definition → spec),
- * launch.ts (shapes, uniform, family choice), reference.ts.
+ * (shared WGSL), subgroup.ts / flash.ts (those families' loops), specs.ts (definition →
+ * spec), launch.ts (shapes, uniform, family choice), reference.ts.
  */
 export type {
+  AdapterTraits,
   AttnFamily,
   AttnKernelOptions,
   AttnMask,
@@ -32,6 +47,7 @@ export type {
   Dims,
   FwdTangents,
 } from "./launch.ts";
+export { familyFor } from "./launch.ts";
 export { attentionForward } from "./forward.ts";
 export { attentionBackward } from "./backward.ts";
 export { attentionBackwardTangent, attentionForwardTangent } from "./tangents.ts";

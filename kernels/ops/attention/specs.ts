@@ -1,10 +1,20 @@
 /**
- * One definition per attention kernel (AttnKernel), turned into a KernelSpec of either
- * family: plain (any adapter; what real GPUs run) or 8-lane subgroup (CPU adapters, its
- * vec4 inputs optionally read as texels). Both families share the bindings, the prologue,
- * the own-row set-up and the stores; only the loop over the other side differs.
+ * One definition per attention kernel (AttnKernel), turned into a KernelSpec of one family:
+ * plain (any adapter), 8-lane subgroup (CPU adapters, its vec4 inputs optionally read as
+ * texels) or flash (discrete GPUs: the other side staged in workgroup-memory tiles,
+ * flash.ts). All families share the bindings, the own-row set-up and the stores; only the
+ * prologue's form and the loop over the other side differ.
  */
 import type { KernelSpec } from "../../runtime/kernel.ts";
+import {
+  FLASH_MAIN,
+  flashColLoop,
+  flashDecls,
+  flashProlog,
+  flashRowLoop,
+  flashRows,
+  type FlashTile,
+} from "./flash.ts";
 import { SG_MAIN, type SgBlock, sgLoop } from "./subgroup.ts";
 import {
   bindings,
@@ -33,6 +43,8 @@ export interface AttnKernel {
   readonly plain: string;
   /** Subgroup family: the block of 8 pairs. */
   readonly sg: SgBlock;
+  /** Flash family: what the tiles stage (and the forward's own tile code). */
+  readonly flash: FlashTile;
   /** After the loop: the stores (lanes past the end return first). */
   readonly post: string;
 }
@@ -66,6 +78,32 @@ export function sgSpec(k: AttnKernel, D: number, texels: boolean): KernelSpec {
       name: full,
       bindings: b.kinds,
       code: `${HEAD(D)}\n${b.wgsl}\n${viaTexels(body(k, SG_MAIN, sgLoop(k.side, k.sg)), names)}`,
+    };
+  });
+}
+
+/**
+ * The flash variant, or undefined where not one tile row of its staged arrays fits the
+ * workgroup-memory budget at this D (flash.ts).
+ */
+export function flashSpec(k: AttnKernel, D: number): KernelSpec | undefined {
+  const bc = flashRows(k.flash.stage.length, D, k.side === "col");
+  if (bc < 1) return undefined;
+  const name = `${k.name}_flash`;
+  return spec(name, D, () => {
+    const b = bindings(k.list);
+    const loop = k.side === "row" ? flashRowLoop(k.flash, k.plain) : flashColLoop(k.flash, k.plain);
+    return {
+      name,
+      bindings: b.kinds,
+      code: `${HEAD(D)}
+const BC = ${bc}u;
+${b.wgsl}
+${flashDecls(k.flash, k.side, bc)}
+${FLASH_MAIN}${flashProlog(k.side)}${k.tangents ? FLAGS_LET : ""}${k.pre}
+  ${loop}
+${k.post}
+}`,
     };
   });
 }

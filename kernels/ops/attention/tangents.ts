@@ -15,9 +15,18 @@ import {
   dims,
   type FwdTangents,
 } from "./launch.ts";
+import type { FlashStage } from "./flash.ts";
 import type { AttnKernel } from "./specs.ts";
 import type { SgDot } from "./subgroup.ts";
 import { type BindList, dotInto, F, forD } from "./wgsl.ts";
+
+/** The key side the row kernels stage per flash tile (tangents only when bound). */
+const KEY_STAGE: FlashStage[] = [
+  { arr: "K" },
+  { arr: "Vv" },
+  { arr: "dK", cond: "hk" },
+  { arr: "dV", cond: "hv" },
+];
 
 /** The row's own q̇ (scaled), when bound. */
 const DQ_PRE = `
@@ -79,6 +88,7 @@ const FWD_TAN: AttnKernel = {
       { acc: "acc", other: "dvc", coef: "p", cond: "hv" },
     ],
   },
+  flash: { stage: KEY_STAGE },
   post: `  if (!live) { return; }
   ${forD("OD[qr + d] = acc[d] - cs * O[qr + d];")}
   LD[id] = cs;`,
@@ -231,6 +241,7 @@ const BWD_TAN_ROW: AttnKernel = {
       { acc: "acc", other: "dkc", coef: "ds", cond: "hk" },
     ],
   },
+  flash: { stage: KEY_STAGE },
   post: `  if (!live) { return; }
   ${forD("OUT[qr + d] = acc[d] * u.scale;")}`,
 };
@@ -291,6 +302,9 @@ const BWD_TAN_COL: AttnKernel = {
       { acc: "av", other: "gc", coef: "pd" },
       { acc: "av", other: "dgc", coef: "p", cond: "hg" },
     ],
+  },
+  flash: {
+    stage: [{ arr: "Q" }, { arr: "GO" }, { arr: "dQ", cond: "hq" }, { arr: "dGO", cond: "hg" }],
   },
   post: `  if (!live) { return; }
   ${forD("OK[kr + d] = ak[d] * u.scale; OV[kr + d] = av[d];")}`,
