@@ -82,6 +82,31 @@ function callerSet(set: string): string {
   return PATH_KEYS.has(key) && path ? `${key}=${callerPath(value)}` : set;
 }
 
+/** Flags that take one value, and the argument each sets. */
+const VALUE_FLAGS = {
+  "--profile": "profile",
+  "--config": "config",
+  "--cache": "cache",
+  "--runs": "runs",
+} as const;
+/** Repeatable flags, and the list each value is appended to. */
+const LIST_FLAGS = { "--set": "sets", "--force": "force" } as const;
+/** Flags without a value, and the switch each turns on. */
+const SWITCHES = {
+  "--explain": "explain",
+  "--dry-run": "dryRun",
+  "--force-config": "forceConfig",
+  "--recalibrate": "recalibrate",
+  "--csv": "csv",
+  "--list": "list",
+  "--help": "help",
+  "-h": "help",
+} as const;
+
+/** `flag` is one of the table's flags. */
+const isFlag = <T extends object>(table: T, flag: string): flag is Extract<keyof T, string> =>
+  Object.hasOwn(table, flag);
+
 /** Parse argv (after the `run`/`results` word). `--sweep` takes every following key=value. */
 export function parseCli(argv: readonly string[]): CliArgs {
   const [command, ...rest] = argv;
@@ -113,62 +138,18 @@ export function parseCli(argv: readonly string[]): CliArgs {
       if (v === undefined || v.startsWith("--")) throw new UsageError(`${flag} needs a value`);
       return v;
     };
-    switch (flag) {
-      case "--profile":
-        a.profile = value();
-        break;
-      case "--set":
-        a.sets.push(value());
-        break;
-      case "--model":
-        a.sets.push(`model=${value()}`);
-        break;
-      case "--config":
-        a.config = value();
-        break;
-      case "--cache":
-        a.cache = value();
-        break;
-      case "--runs":
-        a.runs = value();
-        break;
-      case "--force":
-        a.force.push(value());
-        break;
-      case "--sweep": {
-        const first = arg.startsWith("--sweep=") ? arg.slice("--sweep=".length) : value();
-        a.sweeps.push(first);
-        while (i + 1 < rest.length && !rest[i + 1].startsWith("--") && rest[i + 1].includes("=")) {
-          a.sweeps.push(rest[++i]);
-        }
-        break;
+    if (isFlag(VALUE_FLAGS, flag)) a[VALUE_FLAGS[flag]] = value();
+    else if (isFlag(LIST_FLAGS, flag)) a[LIST_FLAGS[flag]].push(value());
+    else if (isFlag(SWITCHES, flag)) a[SWITCHES[flag]] = true;
+    else if (flag === "--model") a.sets.push(`model=${value()}`);
+    else if (flag === "--sweep") {
+      const first = arg.startsWith("--sweep=") ? arg.slice("--sweep=".length) : value();
+      a.sweeps.push(first);
+      while (i + 1 < rest.length && !rest[i + 1].startsWith("--") && rest[i + 1].includes("=")) {
+        a.sweeps.push(rest[++i]);
       }
-      case "--explain":
-        a.explain = true;
-        break;
-      case "--dry-run":
-        a.dryRun = true;
-        break;
-      case "--force-config":
-        a.forceConfig = true;
-        break;
-      case "--recalibrate":
-        a.recalibrate = true;
-        break;
-      case "--csv":
-        a.csv = true;
-        break;
-      case "--list":
-        a.list = true;
-        break;
-      case "--help":
-      case "-h":
-        a.help = true;
-        break;
-      default:
-        if (arg.startsWith("-")) throw new UsageError(`unknown option ${arg}`);
-        positional.push(arg);
-    }
+    } else if (arg.startsWith("-")) throw new UsageError(`unknown option ${arg}`);
+    else positional.push(arg);
   }
   if (positional.length > 1) {
     throw new UsageError(`one experiment at a time, got ${positional.join(", ")}`);

@@ -6,6 +6,10 @@
  * sets it; ./perk sets it before changing directory, and deno task keeps a value already set).
  */
 import { isAbsolute, join } from "node:path";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+
+/** A command-line mistake: the tool prints it above its usage text and exits with 2. */
+export class UsageError extends Error {}
 
 /** The caller's working directory. */
 export function callerDir(): string {
@@ -37,4 +41,30 @@ export function joinNegativeValues(argv: readonly string[]): string[] {
     } else out.push(a);
   }
   return out;
+}
+
+/**
+ * The flags of `argv` (node:util's parseArgs): negative values joined to their option
+ * (`joinNegativeValues`), unknown options refused, and the parser's complaints as UsageErrors.
+ */
+export function parseFlags<O extends ParseArgsOptionsConfig>(
+  argv: readonly string[],
+  options: O,
+  allowPositionals = false,
+) {
+  try {
+    return parseArgs({ args: joinNegativeValues(argv), options, strict: true, allowPositionals });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+/** An integer flag's value ≥ `min` (undefined when the flag is absent), else a UsageError. */
+export function intFlag(name: string, raw: string | undefined, min: number): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isInteger(n) || n < min) {
+    throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${raw}`);
+  }
+  return n;
 }

@@ -17,6 +17,7 @@ import {
 import { tinyConfig } from "../pipeline/base/tiny.ts";
 import type { ModelConfig } from "../pipeline/model/config.ts";
 import { initRandomWeights } from "../pipeline/model/weights.ts";
+import { babilongTestProblem } from "./problem_fixtures.ts";
 
 const tok = gpt2Tokenizer();
 const count = (hay: string, needle: string) => hay.split(needle).length - 1;
@@ -55,15 +56,7 @@ Deno.test("in-context prompt: every fact of the context exactly once, context wh
 });
 
 Deno.test("in-context prompt: BabiLong-format context (one text) appears exactly once", () => {
-  const [p] = generateProblems({
-    dataset: "babilong",
-    task: "qa2",
-    length: "1k",
-    split: "test",
-    n: 1,
-    seed: 4,
-    format: "babilong",
-  }, tok);
+  const p = babilongTestProblem("qa2", 4, { format: "babilong" });
   const prompt = icrPromptText(p, 4);
   assert.equal(count(prompt, p.context[0]), 1);
   const ctx = prompt.slice(prompt.indexOf("<context>"), prompt.indexOf("</context>"));

@@ -9,6 +9,7 @@ import { gpt2Tokenizer } from "../pipeline/tokenizer/gpt2.ts";
 import { babilongAnswer } from "../pipeline/data/prompts.ts";
 import { babilongCorrect } from "../pipeline/data/scorers.ts";
 import { sharedPath } from "./testing.ts";
+import { babilongTestProblem } from "./problem_fixtures.ts";
 
 const tok = gpt2Tokenizer();
 const strip = (c: string) => c.replace(/^Document \d+: /, "");
@@ -45,16 +46,7 @@ Deno.test("babilong perk format: facts in segments, target, prompt, length withi
 });
 
 Deno.test("babilong format: one text, facts in order, length within 1%; released facts", () => {
-  const [p] = generateProblems({
-    dataset: "babilong",
-    task: "qa1",
-    length: "1k",
-    split: "test",
-    n: 1,
-    seed: 5,
-    format: "babilong",
-    position: "post",
-  }, tok);
+  const p = babilongTestProblem("qa1", 5, { format: "babilong", position: "post" });
   assert.equal(p.context.length, 1);
   const real = tok.encode(p.context[0]).length;
   assert.ok(Math.abs(real - 1024) <= 10, `${real}`);
@@ -182,23 +174,14 @@ Deno.test("CLI: writes JSONL with the documented fields; usage errors for bad fl
   const dir = Deno.makeTempDirSync();
   try {
     const out = `${dir}/p.jsonl`;
+    // A whole request's flags; `over` changes or adds some.
+    const flags = (over: Record<string, string> = {}) =>
+      Object.entries({ task: "qa1", length: "1k", split: "train", n: "1", seed: "1", out, ...over })
+        .flatMap(([k, v]) => [`--${k}`, v]);
     const msg = await Effect.runPromise(
       runCli([
         "student-records",
-        "--task",
-        "relation",
-        "--length",
-        "1k",
-        "--split",
-        "validation",
-        "--n",
-        "3",
-        "--seed",
-        "4",
-        "--position",
-        "mid",
-        "--out",
-        out,
+        ...flags({ task: "relation", split: "validation", n: "3", seed: "4", position: "mid" }),
       ]),
     );
     assert.match(msg, /wrote 3 problems/);
@@ -220,56 +203,14 @@ Deno.test("CLI: writes JSONL with the documented fields; usage errors for bad fl
     ) {
       assert.ok(f in rows[0], `field ${f}`);
     }
-    for (
-      const [args, re] of [
-        [["babilong", "--task", "qa1"], /--length is required/],
-        [[
-          "babilong",
-          "--task",
-          "qa1",
-          "--length",
-          "1k",
-          "--split",
-          "train",
-          "--n",
-          "x",
-          "--seed",
-          "1",
-          "--out",
-          out,
-        ], /--n must be an integer/],
-        [[
-          "--task",
-          "qa1",
-          "--length",
-          "1k",
-          "--split",
-          "train",
-          "--n",
-          "1",
-          "--seed",
-          "1",
-          "--out",
-          out,
-        ], /name one dataset/],
-        [["babilong", "--tsk", "qa1"], /Unknown option '--tsk'/],
-        [[
-          "babilong",
-          "--task",
-          "qa1",
-          "--length",
-          "9q",
-          "--split",
-          "train",
-          "--n",
-          "1",
-          "--seed",
-          "1",
-          "--out",
-          out,
-        ], /length "9q"/],
-      ] as const
-    ) {
+    const bad: [string[], RegExp][] = [
+      [["babilong", "--task", "qa1"], /--length is required/],
+      [["babilong", ...flags({ n: "x" })], /--n must be an integer/],
+      [flags(), /name one dataset/],
+      [["babilong", "--tsk", "qa1"], /Unknown option '--tsk'/],
+      [["babilong", ...flags({ length: "9q" })], /length "9q"/],
+    ];
+    for (const [args, re] of bad) {
       const exit = await Effect.runPromiseExit(runCli([...args]));
       assert.ok(Exit.isFailure(exit), `should fail: ${args.join(" ")}`);
       assert.match(String(exit.cause), re);
@@ -280,14 +221,7 @@ Deno.test("CLI: writes JSONL with the documented fields; usage errors for bad fl
 });
 
 Deno.test("in-context prompt: BabiLong instruction, examples in answer form, context last", () => {
-  const [p] = generateProblems({
-    dataset: "babilong",
-    task: "qa2",
-    length: "1k",
-    split: "test",
-    n: 1,
-    seed: 8,
-  }, tok);
+  const p = babilongTestProblem("qa2", 8);
   const prompt = inContextPrompt(p);
   assert.equal(prompt.split("<example>").length - 1, 2);
   assert.match(prompt, /Answer: The \w+ is in \w+\.\n<\/example>/);
@@ -308,17 +242,10 @@ Deno.test("formats match the authors' samples (../shared/data/perk-samples)", ()
   if (!dir) return;
   const fact =
     /^(John|Mary|Sandra|Daniel) Event \d+: \1 (went to|journeyed to|travelled to|moved to|went back to|picked up|got|grabbed|took|dropped|discarded|left|put down) the \w+( there)?\.$/;
-  for (const t of ["qa1", "qa2", "qa3"]) {
+  for (const t of ["qa1", "qa2", "qa3"] as const) {
     const s = JSON.parse(Deno.readTextFileSync(`${dir}/babilong/${t}.json`));
     for (const f of s.support) assert.match(f, fact);
-    const [ours] = generateProblems({
-      dataset: "babilong",
-      task: t as "qa1",
-      length: "1k",
-      split: "test",
-      n: 1,
-      seed: 1,
-    }, tok);
+    const ours = babilongTestProblem(t, 1);
     const shape = (q: string) =>
       q.replace(/John|Mary|Sandra|Daniel/, "A").replace(/\b(apple|football|milk)\b/, "O").replace(
         /\b(bedroom|kitchen|garden|hallway|bathroom|office)\b/,

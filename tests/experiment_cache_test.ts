@@ -10,7 +10,7 @@ import { type Node, node } from "../pipeline/experiment/graph.ts";
 import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
 import { runGraph, type RunOptions } from "../pipeline/experiment/runner.ts";
 import { defineStage } from "../pipeline/experiment/stage.ts";
-import { toyGraph } from "./experiment_toy_child.ts";
+import { slowSource, toyGraph } from "./experiment_toy_child.ts";
 
 const counts = new Map<string, number>();
 const bump = (name: string) => counts.set(name, (counts.get(name) ?? 0) + 1);
@@ -207,17 +207,7 @@ Deno.test("experiment cache: an interrupted run resumes without recomputing fini
 
 Deno.test("experiment cache: two concurrent runners compute each stage once", async () => {
   const cache = await tempCache();
-  const slowSrc = defineStage({
-    name: "cc-src",
-    version: 1,
-    params: Schema.Struct({ n: Schema.Int }),
-    run: (p) =>
-      Effect.promise(async () => {
-        bump("cc-src");
-        await new Promise((r) => setTimeout(r, 200));
-        return Array.from({ length: p.n }, (_, i) => i);
-      }),
-  });
+  const slowSrc = slowSource("cc-src", 200, () => bump("cc-src"));
   const g = () => ({ out: node(slowSrc, { n: 5 }) });
   const [a, b] = await Promise.all([
     run(g(), { cache, lock: { pollMs: 20 } }),

@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { Effect } from "effect";
-import { resolveConfig, sweepGrid } from "../pipeline/experiment/config.ts";
-import { buildGraph, pointConfig } from "../pipeline/experiment/experiment.ts";
+import { resolveConfig } from "../pipeline/experiment/config.ts";
+import { buildGraph, sweepPoints } from "../pipeline/experiment/experiment.ts";
 import { plan } from "../pipeline/experiment/graph.ts";
 import type { AnyMethod } from "../pipeline/experiment/methods.ts";
 import { costLine, formatDuration, nodeCost, planCost } from "../pipeline/experiment/cost.ts";
@@ -26,13 +26,12 @@ async function planOf(name: string, sets: string[] = []) {
       { defaults: DEFAULTS, overrides: exp.overrides, sweep: exp.sweep },
       { profile: "cpu", sets },
     );
+    const points = yield* sweepPoints(r);
     const methods = new Map<string, AnyMethod>();
-    for (const pt of sweepGrid(r.sweep)) {
-      for (const m of pointConfig(r, pt).methods as string[]) {
-        methods.set(m, yield* registry.resolve(m));
-      }
+    for (const pt of points) {
+      for (const m of pt.core.methods) methods.set(m, yield* registry.resolve(m));
     }
-    const g = yield* buildGraph(r, methods);
+    const g = yield* buildGraph(points, methods);
     return yield* plan(g.targets);
   }));
 }

@@ -17,6 +17,7 @@ import {
   type SweptRow,
   wilson,
 } from "../pipeline/experiment/report.ts";
+import { predictionColumns } from "./experiment_fixtures.ts";
 import {
   heatmapSvg,
   lineChartSvg,
@@ -228,7 +229,8 @@ Deno.test("experiment report: figures follow what the results vary", () => {
   ]);
 });
 
-const rec = (over: Partial<PredictionRecord>): PredictionRecord => ({
+/** A scored prediction of an unswept run; `rec` changes some of its fields. */
+const REC: PredictionRecord = {
   method: "perk",
   task: "qa2",
   train_length: "1k",
@@ -239,8 +241,8 @@ const rec = (over: Partial<PredictionRecord>): PredictionRecord => ({
   prediction: "<output>hallway</output>",
   correct: 1,
   ms: 5,
-  ...over,
-});
+};
+const rec = (over: Partial<PredictionRecord>): PredictionRecord => ({ ...REC, ...over });
 
 Deno.test("experiment report: predictions.jsonl has the scored fields in order, sweep only when swept", () => {
   const text = predictionsJsonl([
@@ -249,30 +251,8 @@ Deno.test("experiment report: predictions.jsonl has the scored fields in order, 
   ]);
   assert.ok(text.endsWith("}\n"));
   const [plain, swept] = text.trim().split("\n").map((l) => JSON.parse(l));
-  assert.deepEqual(plain, {
-    method: "perk",
-    task: "qa2",
-    train_length: "1k",
-    test_length: "8k",
-    id: "p0",
-    question: "Where is the apple?",
-    target: "hallway",
-    prediction: "<output>hallway</output>",
-    correct: 1,
-    ms: 5,
-  });
-  assert.deepEqual(Object.keys(plain), [
-    "method",
-    "task",
-    "train_length",
-    "test_length",
-    "id",
-    "question",
-    "target",
-    "prediction",
-    "correct",
-    "ms",
-  ]);
+  assert.deepEqual(plain, REC);
+  assert.deepEqual(Object.keys(plain), predictionColumns(false));
   assert.deepEqual(swept.sweep, { rank: 16 });
   assert.deepEqual([swept.method, swept.prediction, swept.correct], ["ft-icr", "", 0]);
 });

@@ -16,6 +16,7 @@ import { latestRun } from "../pipeline/experiment/run_dir.ts";
 import { runSession, type SessionOptions } from "../pipeline/experiment/session.ts";
 import { main } from "../experiments/cli.ts";
 import { method as toy, toyCounts } from "./experiment_toy_child.ts";
+import { predictionColumns } from "./experiment_fixtures.ts";
 
 const FIELDS = {
   ...coreFields(["toy", "perk"]),
@@ -126,19 +127,7 @@ Deno.test("experiment session: a swept run writes the run folder; shared stages 
     .map((l) => JSON.parse(l));
   assert.equal(preds.length, 8);
   for (const [i, p] of preds.entries()) {
-    assert.deepEqual(Object.keys(p), [
-      "method",
-      "task",
-      "train_length",
-      "test_length",
-      "sweep",
-      "id",
-      "question",
-      "target",
-      "prediction",
-      "correct",
-      "ms",
-    ]);
+    assert.deepEqual(Object.keys(p), predictionColumns(true));
     const rank = i < 4 ? 1 : 2;
     assert.deepEqual(
       [p.method, p.task, p.train_length, p.test_length, p.sweep, p.ms],

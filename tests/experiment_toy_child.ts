@@ -17,20 +17,30 @@ import { StageError } from "../pipeline/experiment/errors.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export function toyGraph(work: string) {
-  const count = (stage: string) =>
-    Deno.writeTextFile(`${work}/counts.txt`, `${stage} ${Deno.pid}\n`, { append: true });
-  const first = defineStage({
-    name: "child-first",
+/** A toy source stage: `counted()`, `ms` of work, then `n` numbers `f(i)`. */
+export function slowSource(
+  name: string,
+  ms: number,
+  counted: () => unknown,
+  f = (i: number) => i,
+) {
+  return defineStage({
+    name,
     version: 1,
     params: Schema.Struct({ n: Schema.Int }),
     run: (p) =>
       Effect.promise(async () => {
-        await count("child-first");
-        await sleep(300);
-        return Array.from({ length: p.n }, (_, i) => i * i);
+        await counted();
+        await sleep(ms);
+        return Array.from({ length: p.n }, (_, i) => f(i));
       }),
   });
+}
+
+export function toyGraph(work: string) {
+  const count = (stage: string) =>
+    Deno.writeTextFile(`${work}/counts.txt`, `${stage} ${Deno.pid}\n`, { append: true });
+  const first = slowSource("child-first", 300, () => count("child-first"), (i) => i * i);
   const second = defineStage({
     name: "child-second",
     version: 1,

@@ -8,7 +8,7 @@ import { exportPeft } from "../pipeline/model/peft.ts";
 import { generateGreedy } from "../pipeline/model/reference.ts";
 import { tinyConfig } from "../pipeline/base/tiny.ts";
 import { initRandomWeights } from "../pipeline/model/weights.ts";
-import { randn, sharedPath } from "./testing.ts";
+import { randn, sharedTest } from "./testing.ts";
 
 Deno.test("generate cli: arguments", () => {
   assert.deepEqual(parseGenerateArgs(["--model", "m", "--prompt", "hi", "--max-tokens", "3"]), {
@@ -55,11 +55,10 @@ Deno.test("generate cli: HF directory with a compact vocabulary (tiny config, ra
   Deno.removeSync(dir, { recursive: true });
 });
 
-const stories = sharedPath("models/stories260K");
-Deno.test({
-  name: "generate cli: llama2.c .bin with its tokenizer beside it, with and without a PEFT adapter",
-  ignore: !stories,
-  fn() {
+sharedTest(
+  "models/stories260K",
+  "generate cli: llama2.c .bin with its tokenizer beside it, with and without a PEFT adapter",
+  (stories) => {
     const bin = `${stories}/stories260K.bin`;
     const plain = generateText({ model: bin, prompt: "Once upon a time", maxTokens: 20 });
     assert.ok(plain.startsWith(", there was a little girl named Lily."), plain);
@@ -86,19 +85,18 @@ Deno.test({
     assert.notEqual(adapted, plain);
     Deno.removeSync(dir, { recursive: true });
   },
-});
+);
 
-const gpt2 = sharedPath("models/gpt2-tiny-random");
-Deno.test({
-  name: "generate cli: HF GPT-2 directory with tokenizer.json",
-  ignore: !gpt2,
-  fn() {
-    const model = loadModel(gpt2!), tok = loadTokenizerFor(gpt2!, model);
+sharedTest(
+  "models/gpt2-tiny-random",
+  "generate cli: HF GPT-2 directory with tokenizer.json",
+  (gpt2) => {
+    const model = loadModel(gpt2), tok = loadTokenizerFor(gpt2, model);
     assert.equal(tok.vocabSize, 50257);
     const ids = promptIds(model, tok, "Hello world");
     assert.deepEqual(ids, [15496, 995]);
-    const text = generateText({ model: gpt2!, prompt: "Hello world", maxTokens: 3 });
+    const text = generateText({ model: gpt2, prompt: "Hello world", maxTokens: 3 });
     const want = generateGreedy(model, ids, { maxNewTokens: 3 });
     assert.equal(text, tok.decode(want.tokens));
   },
-});
+);

@@ -18,7 +18,7 @@ import {
   parseGenerateArgs,
 } from "../pipeline/model/generate_cli.ts";
 import { exportPeft } from "../pipeline/model/peft.ts";
-import { randn, sharedPath, testRuntime } from "./testing.ts";
+import { randn, sharedTest, STORIES_GOLDEN as GOLDEN, testRuntime } from "./testing.ts";
 
 const rt = await testRuntime();
 
@@ -88,15 +88,10 @@ Deno.test("gpu generate: the position limit stops a row as the reference does", 
   g.dispose();
 });
 
-const dir = sharedPath("models/stories260K");
-const GOLDEN =
-  "Once upon a time, there was a little girl named Lily. She loved to play outside in the " +
-  "park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.";
-
-Deno.test({
-  name: "gpu generate: stories260K greedy golden continuation",
-  ignore: !dir,
-  async fn() {
+sharedTest(
+  "models/stories260K",
+  "gpu generate: stories260K greedy golden continuation",
+  async (dir) => {
     const model = readLlama2c(`${dir}/stories260K.bin`);
     const tok = readLlama2cTokenizer(`${dir}/tok512.bin`, model.config.vocab);
     const g = GpuModel.upload(rt, model);
@@ -107,12 +102,12 @@ Deno.test({
     assert.equal(text[GOLDEN.length], "\n");
     g.dispose();
   },
-});
+);
 
-Deno.test({
-  name: "gpu generate: the CLI's GPU path prints what --reference prints (with a PEFT adapter)",
-  ignore: !dir,
-  async fn() {
+sharedTest(
+  "models/stories260K",
+  "gpu generate: the CLI's GPU path prints what --reference prints (with a PEFT adapter)",
+  async (dir) => {
     const bin = `${dir}/stories260K.bin`;
     const model = readLlama2c(bin);
     const adapter = Deno.makeTempDirSync();
@@ -139,4 +134,4 @@ Deno.test({
     assert.equal(ref !== "help" && ref.reference, true);
     Deno.removeSync(adapter, { recursive: true });
   },
-});
+);

@@ -10,7 +10,7 @@ import {
   readLlama2cTokenizer,
 } from "../pipeline/model/llama2c_tokenizer.ts";
 import { forward, generateGreedy } from "../pipeline/model/reference.ts";
-import { assertClose, randn, sharedPath } from "./testing.ts";
+import { assertClose, randn, sharedTest, STORIES_GOLDEN as GOLDEN } from "./testing.ts";
 
 /** A llama2.c legacy checkpoint with random weights: header + float32 blocks. */
 function syntheticCheckpoint(h: number[], shared: boolean, seed: number) {
@@ -169,15 +169,10 @@ Deno.test("llama2c tokenizer: run.c merges by score, byte fallback, decode", () 
   assert.equal(tok.decode([1, id(" ab"), id(" b")]), "ab b");
 });
 
-const dir = sharedPath("models/stories260K");
-const GOLDEN =
-  "Once upon a time, there was a little girl named Lily. She loved to play outside in the " +
-  "park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.";
-
-Deno.test({
-  name: "llama2c: stories260K greedy golden continuation (float64 reference, KV cache = no cache)",
-  ignore: !dir,
-  fn() {
+sharedTest(
+  "models/stories260K",
+  "llama2c: stories260K greedy golden continuation (float64 reference, KV cache = no cache)",
+  (dir) => {
     const model = readLlama2c(`${dir}/stories260K.bin`);
     const tok = readLlama2cTokenizer(`${dir}/tok512.bin`, model.config.vocab);
     assert.equal(tok.vocabSize, 512);
@@ -191,4 +186,4 @@ Deno.test({
     const noCache = generateGreedy(model, prompt, { maxNewTokens: 64, useCache: false });
     assert.deepEqual(noCache.tokens, gen.tokens);
   },
-});
+);

@@ -10,7 +10,7 @@ import {
   writeSafetensors,
 } from "../pipeline/model/safetensors.ts";
 import { initRandomWeights, type Tensor } from "../pipeline/model/weights.ts";
-import { randn, sharedPath } from "./testing.ts";
+import { randn, sharedTest } from "./testing.ts";
 
 const fixture = (arch: string) =>
   parseHfConfig(
@@ -164,12 +164,11 @@ Deno.test("hf loader: missing, extra and mis-shaped tensors name the tensor and 
   Deno.removeSync(dir, { recursive: true });
 });
 
-const gpt2Dir = sharedPath("models/gpt2-tiny-random");
-Deno.test({
-  name: "hf loader: real HF GPT-2 directory (gpt2-tiny-random)",
-  ignore: !gpt2Dir,
-  fn() {
-    const m = loadHfModel(gpt2Dir!);
+sharedTest(
+  "models/gpt2-tiny-random",
+  "hf loader: real HF GPT-2 directory (gpt2-tiny-random)",
+  (gpt2Dir) => {
+    const m = loadHfModel(gpt2Dir);
     assert.equal(m.config.arch, "gpt2");
     assert.equal(m.config.vocab, 50257);
     assert.equal(m.config.dim, 2);
@@ -184,4 +183,4 @@ Deno.test({
     const cb = raw.get("transformer.h.0.attn.c_attn.bias")!.data;
     assert.deepEqual([...vb], [cb[4], cb[5]]);
   },
-});
+);

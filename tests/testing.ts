@@ -4,6 +4,7 @@
  */
 import { createRuntime } from "../kernels/runtime/device.ts";
 import type { Runtime } from "../kernels/runtime/runtime.ts";
+import { mulberry32 } from "../pipeline/data/rng.ts";
 
 let shared: Promise<Runtime> | undefined;
 
@@ -13,16 +14,7 @@ export function testRuntime(): Promise<Runtime> {
 }
 
 /** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 /** `n` uniform values in [lo, hi) from a seed. */
 export function randn(n: number, seed: number, lo = -1, hi = 1): Float32Array {
@@ -79,3 +71,25 @@ export function sharedPath(rel: string): string | undefined {
     return undefined;
   }
 }
+
+/** A test that reads ../shared/`rel` (given its path): ignored, with sharedPath's note, without it. */
+export function sharedTest(
+  rel: string,
+  name: string,
+  fn: (path: string) => void | Promise<void>,
+): void {
+  const path = sharedPath(rel);
+  Deno.test({
+    name,
+    ignore: path === undefined,
+    fn: () => path === undefined ? undefined : fn(path),
+  });
+}
+
+/**
+ * stories260K's greedy continuation of "Once upon a time" (../shared/models/stories260K; the
+ * model then starts a new line).
+ */
+export const STORIES_GOLDEN =
+  "Once upon a time, there was a little girl named Lily. She loved to play outside in the " +
+  "park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.";

@@ -29,7 +29,7 @@ import {
 import { Gpt2Tokenizer } from "../tokenizer/gpt2.ts";
 import { writeFileAtomic } from "../model/atomic.ts";
 import { CompactVocab, gpt2Files } from "../tokenizer/compact_vocab.ts";
-import { type ModelConfig, toHfConfig, validateConfig } from "../model/config.ts";
+import { LLAMA_BLOCK, type ModelConfig, toHfConfig, validateConfig } from "../model/config.ts";
 import { EOS_ID } from "../tokenizer/compact_vocab.ts";
 
 /** Compact vocabulary size of the default tiny model (a multiple of 64 for GPU tiles). */
@@ -49,15 +49,7 @@ export function tinyConfig(vocab = TINY_VOCAB): ModelConfig {
     hidden: 688, // ≈ 4·dim·2/3 (LLaMA's SwiGLU width), rounded up to a multiple of 16
     // A limit, not a trained length: pretraining and PERK segments are ~256 tokens.
     maxPositions: 4096,
-    norm: "rmsnorm",
-    normEps: 1e-5,
-    act: "silu",
-    positions: "rope",
-    ropeTheta: 10000,
-    ropeScaling: { type: "default" },
-    qkvBias: false,
-    oBias: false,
-    mlpBias: false,
+    ...LLAMA_BLOCK,
     tiedEmbeddings: true,
     bosId: EOS_ID,
     eosIds: [EOS_ID],

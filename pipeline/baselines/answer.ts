@@ -10,6 +10,7 @@
  * (B, H, 1, capacity) scores (README.md, "Cost per problem and memory").
  */
 import type { Problem } from "../data/problems.ts";
+import { problemsOf, UNIT } from "../experiment/cost.ts";
 import type { Prediction } from "../experiment/methods.ts";
 import { generateGreedyGpu } from "../model/gpu_generate.ts";
 import type { GpuLora, GpuModel } from "../model/gpu_model.ts";
@@ -17,6 +18,9 @@ import { promptIds } from "../model/load.ts";
 import type { Model } from "../model/weights.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { icrPromptText } from "./in_context.ts";
+import { extendPositions, parseRopeChoice } from "./positions.ts";
+import { type BaseModel, baseTokenizer, resolveBase } from "../base/base_stage.ts";
+import { hostStep } from "../experiment/gpu_work.ts";
 
 export interface AnswerOptions {
   readonly maxNewTokens: number;
@@ -37,6 +41,41 @@ export function promptsOf(
   examples: number,
 ): number[][] {
   return problems.map((p) => promptIds(model, tok, icrPromptText(p, examples)));
+}
+
+/**
+ * The host work of an in-context answering stage: the base (as `tune` makes it, e.g. with
+ * fine-tuned weights) with its positions extended to fit the longest prompt and
+ * `maxNewTokens` more (RoPE scaled as `ropeScaling` allows), its tokenizer and the prompts
+ * (promptsOf); `stage` names the stage in errors.
+ */
+export function inContextSetup(
+  stage: string,
+  base: BaseModel,
+  problems: readonly Problem[],
+  o: { readonly examples: number; readonly maxNewTokens: number; readonly ropeScaling: string },
+  tune: (base: Model) => Model = (m) => m,
+) {
+  return hostStep(stage, () => {
+    const model = resolveBase(base);
+    const tok = baseTokenizer(base, model);
+    const tuned = tune(model);
+    const prompts = promptsOf(tuned, tok, problems, o.examples);
+    const needed = Math.max(0, ...prompts.map((x) => x.length)) + o.maxNewTokens;
+    const ext = extendPositions(tuned, needed, parseRopeChoice(o.ropeScaling), stage);
+    return { ext, tok, prompts };
+  });
+}
+
+/**
+ * Seconds (reference host, cost.ts) to answer the upstream `test` problems with their whole
+ * contexts in the prompt; undefined for a model other than the tiny base.
+ */
+export function inContextEstimate(model: string, test: unknown): number | undefined {
+  const t = problemsOf(test);
+  return model === "tiny" && t
+    ? t.n * (t.tokens * UNIT.inContextMsPerToken / 1000 + UNIT.answerS)
+    : undefined;
 }
 
 export async function answerInContext(

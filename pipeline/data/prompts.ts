@@ -16,6 +16,14 @@ export function supportTarget(support: readonly string[], answer: string): strin
   return `<support>${support.join("\n")}</support>\n<output>${answer}</output>`;
 }
 
+/** BabiLong's instruction for the item tasks (QA2, QA3: items carried and dropped). */
+const ITEM_INSTRUCTION = "I give you context with the facts about locations and actions of " +
+  "different persons hidden in some random text and a question. You need to answer the " +
+  "question based only on the information from the facts. If a person got an item in the " +
+  "first location and travelled to the second location the item is also in the second " +
+  "location. If a person dropped an item in the first location and moved to the second " +
+  "location the item remains in the first location.";
+
 /** BabiLong's instructions (paraphrased task rules) and required answer forms. */
 const BABILONG: Record<BabiTask, { instruction: string; postPrompt: string }> = {
   qa1: {
@@ -27,22 +35,12 @@ const BABILONG: Record<BabiTask, { instruction: string; postPrompt: string }> = 
       "of 'person' is 'location'. Do not write anything else after that.",
   },
   qa2: {
-    instruction: "I give you context with the facts about locations and actions of different " +
-      "persons hidden in some random text and a question. You need to answer the question " +
-      "based only on the information from the facts. If a person got an item in the first " +
-      "location and travelled to the second location the item is also in the second location. " +
-      "If a person dropped an item in the first location and moved to the second location the " +
-      "item remains in the first location.",
+    instruction: ITEM_INSTRUCTION,
     postPrompt: "Always return your answer in the following format: The 'item' is in " +
       "'location'. Do not write anything else after that.",
   },
   qa3: {
-    instruction: "I give you context with the facts about locations and actions of different " +
-      "persons hidden in some random text and a question. You need to answer the question " +
-      "based only on the information from the facts. If a person got an item in the first " +
-      "location and travelled to the second location the item is also in the second location. " +
-      "If a person dropped an item in the first location and moved to the second location the " +
-      "item remains in the first location.",
+    instruction: ITEM_INSTRUCTION,
     postPrompt: "Always return your answer in the following format: Before the $location_1$ " +
       "the $item$ was in the $location_2$. Do not write anything else after that.",
   },

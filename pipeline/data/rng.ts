@@ -1,4 +1,7 @@
-/** Seeded randomness for every generator (never Math.random): mulberry32 plus helpers. */
+/**
+ * Seeded randomness for every generator (never Math.random) and for random model weights
+ * (pipeline/model/weights.ts): mulberry32 plus helpers.
+ */
 
 export interface Rng {
   /** Uniform in [0, 1). */
@@ -10,15 +13,20 @@ export interface Rng {
   shuffle<T>(xs: readonly T[]): T[];
 }
 
-export function seededRng(seed: number): Rng {
+/** mulberry32: a seeded stream of uniform values in [0, 1), the same on every platform. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
-  const next = () => {
+  return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+export function seededRng(seed: number): Rng {
+  const next = mulberry32(seed);
   const int = (n: number) => Math.floor(next() * n);
   return {
     next,

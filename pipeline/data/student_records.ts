@@ -307,28 +307,14 @@ export function recordQuestion(
   }
   const kind = rng.pick(["max", "min", "average"] as const);
   const grades = records.map((r) => r.grade);
-  const all = records.map((r) => r.id);
-  if (kind === "max") {
-    return {
-      question: "What is the highest grade among all students?",
-      answer: String(Math.max(...grades)),
-      supportIds: all,
-      kind,
-    };
-  }
-  if (kind === "min") {
-    return {
-      question: "What is the lowest grade among all students?",
-      answer: String(Math.min(...grades)),
-      supportIds: all,
-      kind,
-    };
-  }
   const mean = grades.reduce((s, g) => s + g, 0) / grades.length;
-  return {
-    question: "What is the average grade of all students?",
-    answer: (Math.round(mean * 10) / 10).toFixed(1),
-    supportIds: all,
-    kind,
-  };
+  const [question, answer] = {
+    max: ["What is the highest grade among all students?", String(Math.max(...grades))],
+    min: ["What is the lowest grade among all students?", String(Math.min(...grades))],
+    average: [
+      "What is the average grade of all students?",
+      (Math.round(mean * 10) / 10).toFixed(1),
+    ],
+  }[kind];
+  return { question, answer, supportIds: records.map((r) => r.id), kind };
 }

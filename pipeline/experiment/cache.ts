@@ -15,6 +15,7 @@
  * corrupt (the runner warns and recomputes) rather than trusted.
  */
 import { canonicalJson, sha256Hex } from "./hash.ts";
+import type { KeyParts } from "./graph.ts";
 import type { Encoded } from "./stage.ts";
 
 /** Where the cache lives: $PERK_CACHE, else cache/ at the repository root. */
@@ -25,14 +26,8 @@ export function defaultCacheRoot(): string {
 }
 
 /** What an output was computed from (all of it is checksummed in the manifest). */
-export interface EntryInfo {
+export interface EntryInfo extends KeyParts {
   readonly key: string;
-  readonly stage: string;
-  readonly version: number;
-  readonly params: unknown;
-  readonly upstream: Readonly<Record<string, string>>;
-  /** Repository-relative kernel source path → SHA-256 of its text. */
-  readonly kernels: Readonly<Record<string, string>>;
 }
 
 /** A metric record a stage emitted while computing (replayed into later runs' metrics). */

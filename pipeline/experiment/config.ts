@@ -4,7 +4,7 @@
  * validated by its field's Schema; an unknown key or an ill-typed value is a ConfigError that
  * names the key, the value and what is allowed.
  */
-import { Effect, Schema } from "effect";
+import { Effect, Schema, Struct } from "effect";
 import YAML from "yaml";
 import { ConfigError } from "./errors.ts";
 
@@ -32,6 +32,24 @@ export function field<A>(
 ): Field<A> {
   return { schema, allowed, doc };
 }
+
+/** A Field's Schema, key by key (`Struct.map` keeps each key's value type). */
+interface SchemaOf extends Struct.Lambda {
+  <A>(f: Field<A>): Field<A>["schema"];
+  readonly "~lambda.out": this["~lambda.in"] extends Field<infer A> ? Field<A>["schema"] : never;
+}
+const schemaOf = Struct.lambda<SchemaOf>((f) => f.schema);
+
+/**
+ * The Struct of some fields: decodes a config's values of those keys into typed fields (other
+ * keys are dropped), so code reads `c.n_train` as a number instead of casting.
+ */
+export const fieldsStruct = <F extends Fields>(fields: F) =>
+  Schema.Struct(Struct.map(fields, schemaOf));
+
+/** A YAML mapping (a plain object, not a list). */
+export const isRecord = (v: unknown): v is Readonly<Record<string, unknown>> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** A sweep: key → the values to try (the grid is every combination). */
 export type Sweep = Readonly<Record<string, readonly unknown[]>>;
@@ -214,19 +232,17 @@ const decodeSweep = Effect.fnUntraced(function* (fields: Fields, sweep: unknown,
 /** A --config YAML file: flat `key: value` (plus optional `sweep:`), or a run's config.yaml. */
 function fileLayers(values: unknown, path: string) {
   if (values === null || values === undefined) return Effect.succeed({ config: {}, sweep: {} });
-  if (typeof values !== "object" || Array.isArray(values)) {
+  if (!isRecord(values)) {
     return Effect.fail(
       new ConfigError({ message: `--config ${path}: expected a YAML mapping of parameter: value` }),
     );
   }
-  const v = values as Record<string, unknown>;
-  if ("config" in v && typeof v.config === "object") {
-    // The shape configYaml writes (runs/<experiment>/<run>/config.yaml).
-    const { config, sweep } = v as { config: Config; sweep?: unknown };
-    return Effect.succeed({ config, sweep: sweep ?? {} });
+  // The shape configYaml writes (runs/<experiment>/<run>/config.yaml).
+  if (isRecord(values.config)) {
+    return Effect.succeed({ config: values.config, sweep: values.sweep ?? {} });
   }
-  const { sweep, ...config } = v;
-  return Effect.succeed({ config: config as Config, sweep: sweep ?? {} });
+  const { sweep, ...config } = values;
+  return Effect.succeed({ config, sweep: sweep ?? {} });
 }
 
 /** The resolved configuration and sweep of an experiment for a request. */
@@ -236,7 +252,7 @@ export const resolveConfig = Effect.fnUntraced(function* (
   request: ConfigRequest,
 ) {
   const profile = request.profile;
-  if (!(PROFILES as readonly string[]).includes(profile)) {
+  if (!PROFILES.some((p) => p === profile)) {
     return yield* new ConfigError({
       message: `--profile "${profile}": allowed profiles are ${PROFILES.join(", ")}`,
     });
@@ -306,7 +322,8 @@ export const resolveConfig = Effect.fnUntraced(function* (
       delete sweep[key];
     }
   }
-  return { profile, config, sweep } as Resolved;
+  const resolved: Resolved = { profile, config, sweep };
+  return resolved;
 });
 
 /** Every combination of the sweep's values (one empty point when there is no sweep). */
@@ -331,7 +348,10 @@ export function configYaml(experiment: string, r: Resolved): string {
 /** Read and parse a --config file. */
 export const readConfigFile = (path: string) =>
   Effect.try({
-    try: () => ({ path, values: YAML.parse(Deno.readTextFileSync(path)) as unknown }),
+    try: () => {
+      const values: unknown = YAML.parse(Deno.readTextFileSync(path));
+      return { path, values };
+    },
     catch: (e) =>
       new ConfigError({
         message: `--config ${path}: ${e instanceof Error ? e.message : String(e)}; ` +

@@ -9,11 +9,11 @@ import { Effect } from "effect";
 import type { Problem, ProblemSpec } from "../data/problems.ts";
 import { BABI_TASKS } from "../data/babi_world.ts";
 import { resolveBabiSource, SIMULATOR } from "./babi_source.ts";
-import { RECORD_TASKS } from "../data/student_records.ts";
-import { type ConfigBase, type Resolved, sweepGrid } from "./config.ts";
+import { RECORD_TASKS, type Split } from "../data/student_records.ts";
+import { type Config, type ConfigBase, type Resolved, sweepGrid } from "./config.ts";
 import { problemsStage, scoreStage, type ScoreSummary } from "./data_stages.ts";
 import { ConfigError } from "./errors.ts";
-import type { CoreConfig } from "./fields.ts";
+import { type CoreConfig, decodeCore } from "./fields.ts";
 import { type Node, node } from "./graph.ts";
 import { type AnyMethod, type Cell, methodParams } from "./methods.ts";
 import type { PredictionRecord } from "./predictions.ts";
@@ -54,26 +54,40 @@ export interface Graph<R = unknown> {
   readonly cells: CellTarget[];
 }
 
-/** The config of one sweep point. */
-export const pointConfig = (r: Resolved, point: Readonly<Record<string, unknown>>) =>
-  ({ ...r.config, ...point }) as Readonly<Record<string, unknown>>;
+/** One point of the sweep grid (the only one when nothing is swept). */
+export interface SweepPoint {
+  readonly index: number;
+  /** The swept keys' values at this point. */
+  readonly values: Readonly<Record<string, unknown>>;
+  /** The whole config at this point (methods read their keys from it). */
+  readonly config: Config;
+  /** Its core keys, decoded once (fields.ts). */
+  readonly core: CoreConfig;
+}
+
+/** Every point of the resolved config's sweep grid, its core keys decoded. */
+export const sweepPoints = (r: Resolved): Effect.Effect<SweepPoint[], ConfigError> =>
+  Effect.forEach(sweepGrid(r.sweep), (values, index) => {
+    const config: Config = { ...r.config, ...values };
+    return Effect.map(decodeCore(config), (core) => ({ index, values, config, core }));
+  });
 
 function problemSpec(
   c: CoreConfig,
-  task: string,
+  task: CoreConfig["tasks"][number],
   length: string,
-  split: "train" | "validation" | "test",
+  split: Split,
   n: number,
-  position: string,
+  position: CoreConfig["train_position"],
 ): ProblemSpec {
   return {
     dataset: c.dataset,
-    task: task as ProblemSpec["task"],
+    task,
     length,
     split,
     n,
     seed: c.seed,
-    position: position as ProblemSpec["position"],
+    position,
     tokenizer: c.tokenizer,
     segmentTokens: c.segment_tokens,
     // Left out for the simulator (the data layer's default), so its cache keys stay as they were.
@@ -85,21 +99,16 @@ function problemSpec(
 interface GridCell {
   /** `<sweep point index>|<task>|<train length>|<test length>`. */
   readonly name: string;
-  readonly pointIndex: number;
-  readonly point: Readonly<Record<string, unknown>>;
-  /** The sweep point's config. */
-  readonly config: Readonly<Record<string, unknown>>;
-  readonly core: CoreConfig;
+  readonly point: SweepPoint;
   readonly cell: Cell;
 }
 
 /** Every cell of the grid with its problem nodes; the tasks and the bAbI folder checked. */
-const gridCells = (r: Resolved): Effect.Effect<GridCell[], ConfigError> =>
+const gridCells = (points: readonly SweepPoint[]): Effect.Effect<GridCell[], ConfigError> =>
   Effect.gen(function* () {
     const out: GridCell[] = [];
-    for (const [pointIndex, point] of sweepGrid(r.sweep).entries()) {
-      const config = pointConfig(r, point);
-      const c = config as unknown as CoreConfig;
+    for (const point of points) {
+      const c = point.core;
       const allowed: readonly string[] = c.dataset === "babilong" ? BABI_TASKS : RECORD_TASKS;
       for (const t of c.tasks) {
         if (!allowed.includes(t)) {
@@ -128,11 +137,8 @@ const gridCells = (r: Resolved): Effect.Effect<GridCell[], ConfigError> =>
               problemSpec(spec, task, testLength, "test", c.n_test, c.test_position),
             );
             out.push({
-              name: `${pointIndex}|${task}|${trainLength}|${testLength}`,
-              pointIndex,
+              name: `${point.index}|${task}|${trainLength}|${testLength}`,
               point,
-              config,
-              core: c,
               cell: {
                 dataset: c.dataset,
                 task,
@@ -159,7 +165,7 @@ const gridCells = (r: Resolved): Effect.Effect<GridCell[], ConfigError> =>
 export const dataNodes = (
   r: Resolved,
 ): Effect.Effect<Record<string, Node<Problem[], never>>, ConfigError> =>
-  Effect.map(gridCells(r), (cells) => {
+  Effect.map(Effect.flatMap(sweepPoints(r), gridCells), (cells) => {
     const out: Record<string, Node<Problem[], never>> = {};
     for (const g of cells) {
       out[`${g.name}|train`] = g.cell.train;
@@ -169,9 +175,12 @@ export const dataNodes = (
     return out;
   });
 
-/** Build the graph. `methods`: every method the config compares, by name. */
+/**
+ * Build the graph of the sweep's points (`sweepPoints`). `methods`: every method the config
+ * compares, by name.
+ */
 export const buildGraph = <R>(
-  r: Resolved,
+  points: readonly SweepPoint[],
   methods: ReadonlyMap<string, AnyMethod<R>>,
 ): Effect.Effect<Graph<R>, ConfigError> =>
   Effect.gen(function* () {
@@ -179,18 +188,18 @@ export const buildGraph = <R>(
     const cells: CellTarget[] = [];
     // Each method's parameters, once per sweep point.
     const params = new Map<string, unknown>();
-    for (const g of yield* gridCells(r)) {
+    for (const g of yield* gridCells(points)) {
       const { task, trainLength, testLength } = g.cell;
-      for (const m of g.core.methods) {
+      for (const m of g.point.core.methods) {
         const method = methodOf(methods, m);
-        const at = `${g.pointIndex}|${m}`;
-        if (!params.has(at)) params.set(at, yield* methodParams(method, g.config));
+        const at = `${g.point.index}|${m}`;
+        if (!params.has(at)) params.set(at, yield* methodParams(method, g.point.config));
         const target = `${g.name}|${m}`;
-        targets[target] = node(scoreStage, { metric: g.core.metric as never }, {
+        targets[target] = node(scoreStage, { metric: g.point.core.metric }, {
           problems: g.cell.test,
           predictions: method.predictions(g.cell, params.get(at)),
         });
-        cells.push({ target, point: g.point, method: m, task, trainLength, testLength });
+        cells.push({ target, point: g.point.values, method: m, task, trainLength, testLength });
       }
     }
     const graph: Graph<R> = { targets, cells };
@@ -204,18 +213,27 @@ function methodOf<R>(methods: ReadonlyMap<string, AnyMethod<R>>, name: string): 
   return m;
 }
 
+/** The columns naming a cell in results.csv and predictions.jsonl. */
+const cellColumns = (c: CellTarget) => ({
+  method: c.method,
+  task: c.task,
+  train_length: c.trainLength,
+  test_length: c.testLength,
+});
+
+/** A cell's score: the output of its target, a `score` node (the runner's results are untyped). */
+const summaryOf = (c: CellTarget, results: Readonly<Record<string, unknown>>) =>
+  results[c.target] as ScoreSummary;
+
 /** Result rows from the score outputs of a run. */
 export function resultRows(
   cells: readonly CellTarget[],
   results: Readonly<Record<string, unknown>>,
 ): SweptRow[] {
   return cells.map((c) => {
-    const s = results[c.target] as ScoreSummary;
+    const s = summaryOf(c, results);
     return {
-      method: c.method,
-      task: c.task,
-      train_length: c.trainLength,
-      test_length: c.testLength,
+      ...cellColumns(c),
       n: s.n,
       correct: s.correct,
       ms_per_problem: s.ms_per_problem,
@@ -234,13 +252,9 @@ export function predictionRecords(
   results: Readonly<Record<string, unknown>>,
 ): PredictionRecord[] {
   return cells.flatMap((c) => {
-    const s = results[c.target] as ScoreSummary;
     const swept = Object.keys(c.point).length > 0;
-    return s.perProblem.map((p) => ({
-      method: c.method,
-      task: c.task,
-      train_length: c.trainLength,
-      test_length: c.testLength,
+    return summaryOf(c, results).perProblem.map((p) => ({
+      ...cellColumns(c),
       id: p.id,
       question: p.question,
       target: p.target,

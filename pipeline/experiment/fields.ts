@@ -1,15 +1,18 @@
 /**
  * The configuration keys every experiment graph reads (what data, which cells, which
- * methods). Method hyperparameters are added beside these in experiments/defaults.ts, which
+ * methods), declared once: `coreFields` validates them as config keys, and `CoreConfig`, the
+ * Struct of the same fields, decodes a sweep point's config into typed values for the graph
+ * builder. Method hyperparameters are added beside these in experiments/defaults.ts, which
  * also holds every default value.
  */
-import { Schema, SchemaTransformation } from "effect";
+import { Effect, Schema, SchemaTransformation } from "effect";
 import { BABI_TASKS } from "../data/babi_world.ts";
 import { POSITIONS, WINDOWS } from "../data/lengths.ts";
 import { METRICS } from "../data/scorers.ts";
 import { RECORD_TASKS } from "../data/student_records.ts";
 import { SIMULATOR } from "./babi_source.ts";
-import { field } from "./config.ts";
+import { type Config, field, fieldsStruct } from "./config.ts";
+import { ConfigError } from "./errors.ts";
 
 /** Smallest plain token count a length may be: below it no bAbI story fits beside a haystack. */
 export const MIN_LENGTH_TOKENS = 64;
@@ -43,8 +46,11 @@ const lengths = (doc: string) =>
 const count = (min: number, doc: string) =>
   field(Schema.Int.check(Schema.isGreaterThanOrEqualTo(min)), `an integer ≥ ${min}`, doc);
 
-/** Builds the core fields; `methodNames` are the names a `methods` list may use. */
-export function coreFields(methodNames: readonly string[]) {
+/**
+ * Builds the core fields; `methodNames` are the names a `methods` list may use (absent: any
+ * name, for decoding a config whose names were checked when it was resolved).
+ */
+export function coreFields(methodNames?: readonly string[]) {
   return {
     dataset: field(
       Schema.Literals(["babilong", "student-records"]),
@@ -59,8 +65,10 @@ export function coreFields(methodNames: readonly string[]) {
       "tasks of the dataset; one cell per task",
     ),
     methods: field(
-      Schema.Array(Schema.Literals(methodNames)).check(Schema.isMinLength(1)),
-      `a non-empty list of ${methodNames.join(", ")}`,
+      Schema.Array(methodNames ? Schema.Literals(methodNames) : Schema.NonEmptyString).check(
+        Schema.isMinLength(1),
+      ),
+      `a non-empty list of ${methodNames?.join(", ") ?? "method names"}`,
       "methods compared (registered in experiments/methods.ts)",
     ),
     train_lengths: lengths("context lengths of the training problems (one cell per length)"),
@@ -97,22 +105,17 @@ export function coreFields(methodNames: readonly string[]) {
   };
 }
 
-/** The core part of a resolved config, as the graph builder reads it. */
-export interface CoreConfig {
-  readonly dataset: "babilong" | "student-records";
-  readonly tasks: readonly string[];
-  readonly methods: readonly string[];
-  readonly train_lengths: readonly string[];
-  readonly test_lengths: readonly string[];
-  readonly train_position: string;
-  readonly test_position: string;
-  readonly n_train: number;
-  readonly n_validation: number;
-  readonly n_test: number;
-  readonly seed: number;
-  /** "simulator" or a folder of released bAbI files (absolute once the graph resolves it). */
-  readonly babi_source: string;
-  readonly segment_tokens: number;
-  readonly tokenizer: string;
-  readonly metric: string;
-}
+/** The core keys as one Struct: what the graph builder reads from a config, typed. */
+export const CoreConfig = fieldsStruct(coreFields());
+export type CoreConfig = typeof CoreConfig.Type;
+
+/**
+ * The core part of a (sweep point's) resolved config, decoded. Its values were validated key
+ * by key when the config was resolved, so this fails only for fields that lack a core key.
+ */
+export const decodeCore = (config: Config): Effect.Effect<CoreConfig, ConfigError> =>
+  Schema.decodeUnknownEffect(CoreConfig)(config).pipe(
+    Effect.mapError((e) =>
+      new ConfigError({ message: `experiment config: ${e.message.replaceAll("\n", " ")}` })
+    ),
+  );

@@ -87,14 +87,20 @@ function kernelHash(path: string): Promise<string> {
   return h;
 }
 
+/** What a node's cache key hashes (the cache keeps it beside the output: cache.ts). */
+export interface KeyParts {
+  readonly stage: string;
+  readonly version: number;
+  /** Encoded parameters. */
+  readonly params: unknown;
+  /** Input name → upstream key. */
+  readonly upstream: Readonly<Record<string, string>>;
+  /** Repository-relative kernel source path → SHA-256 of its text. */
+  readonly kernels: Readonly<Record<string, string>>;
+}
+
 /** The cache key of a node from its parts (exported for tests and tools). */
-export function stageKey(parts: {
-  stage: string;
-  version: number;
-  params: unknown;
-  upstream: Readonly<Record<string, string>>;
-  kernels: Readonly<Record<string, string>>;
-}): Promise<string> {
+export function stageKey(parts: KeyParts): Promise<string> {
   return sha256Hex(canonicalJson(parts));
 }
 

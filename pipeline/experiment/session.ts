@@ -26,9 +26,9 @@ import {
   buildGraph,
   type ExperimentDef,
   type Graph,
-  pointConfig,
   predictionRecords,
   resultRows,
+  sweepPoints,
 } from "./experiment.ts";
 import { figuresFor } from "./figures.ts";
 import { type Plan, plan, reachable } from "./graph.ts";
@@ -205,14 +205,12 @@ const prepare = <R>(o: SessionOptions<R>) =>
       }): ${title}`,
     );
 
-    const methodNames = [
-      ...new Set(
-        sweepGrid(resolved.sweep).flatMap((pt) => pointConfig(resolved, pt).methods as string[]),
-      ),
-    ];
+    const points = yield* sweepPoints(resolved);
     const methods = new Map<string, AnyMethod<R>>();
-    for (const name of methodNames) methods.set(name, yield* o.registry.resolve(name));
-    const graph = yield* buildGraph(resolved, methods);
+    for (const name of new Set(points.flatMap((pt) => pt.core.methods))) {
+      methods.set(name, yield* o.registry.resolve(name));
+    }
+    const graph = yield* buildGraph(points, methods);
     const p = yield* plan(graph.targets);
     yield* checkForce(p, o.force);
     const calibrate = o.calibrate;

@@ -53,10 +53,14 @@ export function heatColor(t: number): string {
   return `rgb(${lerp(247, 8)},${lerp(251, 48)},${lerp(255, 107)})`;
 }
 
-export interface HeatmapSpec {
+/** What every chart has: a title and its two axes' labels. */
+export interface ChartSpec {
   readonly title: string;
   readonly xLabel: string;
   readonly yLabel: string;
+}
+
+export interface HeatmapSpec extends ChartSpec {
   readonly xTicks: readonly string[];
   readonly yTicks: readonly string[];
   /** values[row][col]; row ↔ yTicks, col ↔ xTicks; NaN = no data. */
@@ -110,10 +114,13 @@ export interface Series {
   readonly color?: string;
 }
 
-export interface LineSpec {
-  readonly title: string;
-  readonly xLabel: string;
-  readonly yLabel: string;
+/** A chart of numbers on its y axis (lines, bars). */
+export interface PlotSpec extends ChartSpec {
+  /** Tick labels for y values (e.g. 0.5 → "50%"). */
+  readonly yTickLabel?: (y: number) => string;
+}
+
+export interface LineSpec extends PlotSpec {
   readonly series: readonly Series[];
   /** Log-2 x axis (context lengths). */
   readonly xLog?: boolean;
@@ -121,7 +128,6 @@ export interface LineSpec {
   readonly yLog?: boolean;
   /** Tick labels for x values (e.g. 8192 → "8k"). */
   readonly xTickLabel?: (x: number) => string;
-  readonly yTickLabel?: (y: number) => string;
 }
 
 const PALETTE = [
@@ -254,16 +260,12 @@ export interface BarGroup {
   readonly reference?: number;
 }
 
-export interface BarSpec {
-  readonly title: string;
-  readonly xLabel: string;
-  readonly yLabel: string;
+export interface BarSpec extends PlotSpec {
   readonly groups: readonly BarGroup[];
   /** Legend text of the dashed reference lines. */
   readonly referenceLabel?: string;
   /** The y axis runs from 0 to this (default 1: accuracies). */
   readonly yMax?: number;
-  readonly yTickLabel?: (y: number) => string;
 }
 
 /**

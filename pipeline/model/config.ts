@@ -67,6 +67,22 @@ export interface ModelConfig {
   readonly eosIds: readonly number[];
 }
 
+/**
+ * The LLaMA block as llama2.c's run.c and the tiny base (pipeline/base/tiny.ts) build it:
+ * RMSNorm ε = 1e-5, SwiGLU, RoPE θ = 10000 unscaled, no biases.
+ */
+export const LLAMA_BLOCK = {
+  norm: "rmsnorm",
+  normEps: 1e-5,
+  act: "silu",
+  positions: "rope",
+  ropeTheta: 10000,
+  ropeScaling: { type: "default" },
+  qkvBias: false,
+  oBias: false,
+  mlpBias: false,
+} as const satisfies Partial<ModelConfig>;
+
 type Json = Record<string, unknown>;
 
 /** Field readers that name the file and field in their errors. */
@@ -89,22 +105,17 @@ function reader(json: Json, where: string) {
     }
     return v;
   };
-  const bool = (field: string, fallback: boolean): boolean => {
+  /** An optional field of one JSON type (`what` in words, for the error). */
+  const optional = <T>(field: string, fallback: T, is: (v: unknown) => v is T, what: string) => {
     const v = json[field];
     if (v === undefined || v === null) return fallback;
-    if (typeof v !== "boolean") {
-      throw new ModelError(`${where}: field "${field}" must be true or false, got ${v}`);
-    }
+    if (!is(v)) throw new ModelError(`${where}: field "${field}" must be ${what}, got ${v}`);
     return v;
   };
-  const str = (field: string, fallback: string): string => {
-    const v = json[field];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== "string") {
-      throw new ModelError(`${where}: field "${field}" must be a string, got ${v}`);
-    }
-    return v;
-  };
+  const bool = (field: string, fallback: boolean): boolean =>
+    optional(field, fallback, (v) => typeof v === "boolean", "true or false");
+  const str = (field: string, fallback: string): string =>
+    optional(field, fallback, (v) => typeof v === "string", "a string");
   return { num, int, bool, str };
 }
 

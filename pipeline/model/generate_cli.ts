@@ -4,8 +4,7 @@
  * is generated. Runs on the GPU (gpu_model.ts + gpu_generate.ts: KV cache, argmax on the
  * device) by default; `--reference` runs the float64 CPU reference decoder instead.
  */
-import { callerPath, joinNegativeValues } from "../cli_helpers.ts";
-import { parseArgs } from "node:util";
+import { callerPath, intFlag, parseFlags, UsageError } from "../cli_helpers.ts";
 import { createRuntime } from "../../kernels/runtime/device.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { ModelError } from "./errors.ts";
@@ -35,7 +34,7 @@ Runs on the GPU (WebGPU; Mesa lavapipe on a CPU-only machine) with a KV cache.
   --help            this text
 `;
 
-export class UsageError extends Error {}
+export { UsageError };
 
 export interface GenerateArgs {
   model: string;
@@ -48,36 +47,22 @@ export interface GenerateArgs {
 }
 
 export function parseGenerateArgs(argv: string[]): GenerateArgs | "help" {
-  let v;
-  try {
-    v = parseArgs({
-      args: joinNegativeValues(argv),
-      options: {
-        model: { type: "string" },
-        prompt: { type: "string" },
-        "max-tokens": { type: "string" },
-        adapter: { type: "string" },
-        tokenizer: { type: "string" },
-        reference: { type: "boolean" },
-        help: { type: "boolean" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const v = parseFlags(argv, {
+    model: { type: "string" },
+    prompt: { type: "string" },
+    "max-tokens": { type: "string" },
+    adapter: { type: "string" },
+    tokenizer: { type: "string" },
+    reference: { type: "boolean" },
+    help: { type: "boolean" },
+  }).values;
   if (v.help) return "help";
   if (!v.model) throw new UsageError("--model PATH is required");
   if (v.prompt === undefined) throw new UsageError("--prompt TEXT is required");
-  const maxTokens = v["max-tokens"] === undefined ? 64 : Number(v["max-tokens"]);
-  if (!Number.isInteger(maxTokens) || maxTokens < 0) {
-    throw new UsageError(`--max-tokens must be an integer ≥ 0, got ${v["max-tokens"]}`);
-  }
   return {
     model: v.model,
     prompt: v.prompt,
-    maxTokens,
+    maxTokens: intFlag("max-tokens", v["max-tokens"], 0) ?? 64,
     adapter: v.adapter,
     tokenizer: v.tokenizer,
     ...(v.reference ? { reference: true as const } : {}),

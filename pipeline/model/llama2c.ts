@@ -6,8 +6,7 @@
  * output rows at load to HF's half-split layout exactly as HF's convert_llama_weights_to_hf
  * does, so one RoPE convention serves every model.
  */
-import type { ModelConfig } from "./config.ts";
-import { validateConfig } from "./config.ts";
+import { LLAMA_BLOCK, type ModelConfig, validateConfig } from "./config.ts";
 import { ModelError } from "./errors.ts";
 import { type Model, tensor, validateWeights, type Weights } from "./weights.ts";
 
@@ -70,15 +69,7 @@ export function llama2cConfig(h: Llama2cHeader, where: string): ModelConfig {
     headDim: h.dim / h.heads,
     hidden: h.hiddenDim,
     maxPositions: h.seqLen,
-    norm: "rmsnorm",
-    normEps: 1e-5,
-    act: "silu",
-    positions: "rope",
-    ropeTheta: 10000,
-    ropeScaling: { type: "default" },
-    qkvBias: false,
-    oBias: false,
-    mlpBias: false,
+    ...LLAMA_BLOCK,
     tiedEmbeddings: h.sharedClassifier,
     bosId: 1,
     // llama2.c's training data puts BOS (1) between stories and run.c stops there; EOS (2)

@@ -6,6 +6,7 @@
  */
 import type { ModelConfig } from "./config.ts";
 import { ModelError } from "./errors.ts";
+import { mulberry32 } from "../data/rng.ts";
 
 export interface Tensor {
   readonly shape: readonly number[];
@@ -124,14 +125,7 @@ export function validateWeights(c: ModelConfig, w: Weights, where: string): void
 
 /** Seeded normal sampler (mulberry32 + Box–Muller): weights are reproducible anywhere. */
 export function normalSampler(seed: number): () => number {
-  let a = seed >>> 0;
-  const u = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const u = mulberry32(seed);
   return () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
 }
 

@@ -4,14 +4,13 @@
  * question is answered from the question alone; with no --question on a terminal it asks
  * interactively. `--save-adapter DIR` writes the adapted LoRA as a PEFT adapter.
  */
-import { parseArgs } from "node:util";
 import { createRuntime } from "../../kernels/runtime/device.ts";
 import { defaultCacheRoot, StageCache } from "../experiment/cache.ts";
 import { TINY_BASE } from "../base/base_stage.ts";
 import { loadModel } from "../model/load.ts";
 import { Reader } from "./ask.ts";
 import { loadMeta } from "./meta_source.ts";
-import { callerPath, joinNegativeValues } from "../cli_helpers.ts";
+import { callerPath, intFlag, parseFlags, UsageError } from "../cli_helpers.ts";
 
 export const USAGE = `usage: deno task ask --meta RUN_FOLDER|DIR --context FILE|- [--question Q …]
                      [--model tiny|DIR] [--cell N] [--cache DIR] [--save-adapter DIR]
@@ -35,8 +34,6 @@ line.
   --help              this text
 `;
 
-class UsageError extends Error {}
-
 export interface AskArgs {
   meta: string;
   context: string;
@@ -49,47 +46,29 @@ export interface AskArgs {
 }
 
 export function parseAskArgs(argv: string[]): AskArgs | "help" {
-  let v;
-  try {
-    v = parseArgs({
-      args: joinNegativeValues(argv),
-      options: {
-        meta: { type: "string" },
-        context: { type: "string" },
-        question: { type: "string", multiple: true },
-        model: { type: "string" },
-        cell: { type: "string" },
-        cache: { type: "string" },
-        "save-adapter": { type: "string" },
-        "max-tokens": { type: "string" },
-        help: { type: "boolean" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const v = parseFlags(argv, {
+    meta: { type: "string" },
+    context: { type: "string" },
+    question: { type: "string", multiple: true },
+    model: { type: "string" },
+    cell: { type: "string" },
+    cache: { type: "string" },
+    "save-adapter": { type: "string" },
+    "max-tokens": { type: "string" },
+    help: { type: "boolean" },
+  }).values;
   if (v.help) return "help";
   if (!v.meta) throw new UsageError("--meta RUN_FOLDER|DIR is required");
   if (!v.context) throw new UsageError("--context FILE (or - for standard input) is required");
-  const int = (name: string, s: string | undefined, min: number) => {
-    if (s === undefined) return undefined;
-    const n = Number(s);
-    if (!Number.isInteger(n) || n < min) {
-      throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${s}`);
-    }
-    return n;
-  };
   return {
     meta: v.meta,
     context: v.context,
     questions: v.question ?? [],
     model: v.model,
-    cell: int("cell", v.cell, 0),
+    cell: intFlag("cell", v.cell, 0),
     cache: v.cache,
     saveAdapter: v["save-adapter"],
-    maxTokens: int("max-tokens", v["max-tokens"], 1),
+    maxTokens: intFlag("max-tokens", v["max-tokens"], 1),
   };
 }
 

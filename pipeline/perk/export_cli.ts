@@ -4,11 +4,10 @@
  * learned rates and weighting model in perk_meta.safetensors and how it was trained in
  * perk_meta.json (meta_source.ts). `ask --meta DIR` and `generate --adapter DIR` read it.
  */
-import { parseArgs } from "node:util";
 import { defaultCacheRoot, StageCache } from "../experiment/cache.ts";
 import { resolveBase } from "../base/base_stage.ts";
 import { metaFromRun, writeExport } from "./meta_source.ts";
-import { callerPath, joinNegativeValues } from "../cli_helpers.ts";
+import { callerPath, intFlag, parseFlags } from "../cli_helpers.ts";
 
 export const USAGE = `usage: deno task export RUN_FOLDER --peft DIR [--cell N] [--cache DIR]
 
@@ -24,19 +23,14 @@ parameters (perk_meta.json) that \`ask --meta DIR\` reads.
 `;
 
 export async function main(argv: string[]): Promise<number> {
-  let v, run: string | undefined;
+  let v, run: string | undefined, cell: number | undefined;
   try {
-    const r = parseArgs({
-      args: joinNegativeValues(argv),
-      options: {
-        peft: { type: "string" },
-        cell: { type: "string" },
-        cache: { type: "string" },
-        help: { type: "boolean" },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
+    const r = parseFlags(argv, {
+      peft: { type: "string" },
+      cell: { type: "string" },
+      cache: { type: "string" },
+      help: { type: "boolean" },
+    }, true);
     v = r.values;
     if (v.help) {
       console.log(USAGE);
@@ -45,20 +39,14 @@ export async function main(argv: string[]): Promise<number> {
     if (r.positionals.length !== 1) throw new Error("give exactly one RUN_FOLDER");
     run = r.positionals[0];
     if (!v.peft) throw new Error("--peft DIR is required");
-    if (v.cell !== undefined && !/^\d+$/.test(v.cell)) {
-      throw new Error(`--cell must be an integer ≥ 0, got ${v.cell}`);
-    }
+    cell = intFlag("cell", v.cell, 0);
   } catch (e) {
     console.error(`export: ${(e as Error).message}\n\n${USAGE}`);
     return 2;
   }
   try {
     const cache = new StageCache(v.cache ? callerPath(v.cache) : defaultCacheRoot());
-    const meta = await metaFromRun(
-      callerPath(run),
-      cache,
-      v.cell === undefined ? undefined : Number(v.cell),
-    );
+    const meta = await metaFromRun(callerPath(run), cache, cell);
     writeExport(callerPath(v.peft), meta, resolveBase(meta.base));
     console.log(`exported ${meta.origin} to ${v.peft}`);
     return 0;

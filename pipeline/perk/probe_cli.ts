@@ -5,14 +5,13 @@
  * as each rate finishes; one progress line per rate on stderr. It picks a hyperparameter, so it reads validation (or
  * training) problems, never test problems.
  */
-import { parseArgs } from "node:util";
 import { createRuntime } from "../../kernels/runtime/device.ts";
 import type { Runtime } from "../../kernels/runtime/runtime.ts";
 import { BABI_TASKS, type BabiTask } from "../data/babi_world.ts";
 import { generateProblems } from "../data/problems.ts";
 import { isLengthLabel, LENGTH_FORMS } from "../experiment/fields.ts";
 import { loadModel, loadTokenizerFor } from "../model/load.ts";
-import { callerPath, joinNegativeValues, looksLikePath } from "../cli_helpers.ts";
+import { callerPath, looksLikePath, parseFlags, UsageError } from "../cli_helpers.ts";
 import { probeInnerRates, type ProbeResult, type ProbeRow } from "./probe.ts";
 import { TINY_BASE } from "../base/base_stage.ts";
 
@@ -46,7 +45,7 @@ answers without encoding.
   --help              this text
 `;
 
-export class UsageError extends Error {}
+export { UsageError };
 
 export interface ProbeArgs {
   readonly model: string;
@@ -98,20 +97,10 @@ export function parseProbeArgs(argv: string[]): ProbeArgs | "help" {
     "groups",
     "segment-tokens",
   ];
-  let v: Record<string, string | boolean | undefined>;
-  try {
-    v = parseArgs({
-      args: joinNegativeValues(argv),
-      options: {
-        ...Object.fromEntries(names.map((f) => [f, { type: "string" as const }])),
-        help: { type: "boolean" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
+  const v: Record<string, string | boolean | undefined> = parseFlags(argv, {
+    ...Object.fromEntries(names.map((f) => [f, { type: "string" as const }])),
+    help: { type: "boolean" },
+  }).values;
   if (v.help === true) return "help";
   const s = (k: string) => (typeof v[k] === "string" ? v[k] : undefined);
   const given = s("model");

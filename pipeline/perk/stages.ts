@@ -27,11 +27,20 @@ import { OUTER_SCHEDULES } from "./outer_optim.ts";
 import { initWeighting, weightingShapes } from "./weighting.ts";
 import { type BaseModel, baseTokenizer, resolveBase } from "../base/base_stage.ts";
 
-export const PerkParams = Schema.Struct({
+/**
+ * The parameters every PERK stage reads: the base, its LoRA (`loraFor`), the inner steps N
+ * (perk-answer's may be 0: answer from θ₀ alone, the no-encode control) and the seed.
+ */
+const SHARED_PARAMS = {
   model: Schema.String,
   rank: Schema.Int,
   lora_alpha: Schema.Number,
   steps: Schema.Int,
+  seed: Schema.Int,
+};
+
+export const PerkParams = Schema.Struct({
+  ...SHARED_PARAMS,
   /** Leading inner steps whose gradient is detached (TGU). */
   truncate: Schema.Int,
   inner_lr: Schema.Number,
@@ -45,7 +54,6 @@ export const PerkParams = Schema.Struct({
   target: Schema.Literals(TARGET_KEYS),
   epochs: Schema.Int,
   patience: Schema.Int,
-  seed: Schema.Int,
   dropout: Schema.Number,
   val_limit: Schema.Int,
   /** Greedy budget of the validation answers (accuracy curve). */
@@ -224,14 +232,9 @@ export const metaTrainStage = defineStage({
 });
 
 export const AnswerParams = Schema.Struct({
-  model: Schema.String,
-  rank: Schema.Int,
-  lora_alpha: Schema.Number,
-  /** Inner steps N at test time; 0: answer from θ₀ alone (the no-encode control). */
-  steps: Schema.Int,
+  ...SHARED_PARAMS,
   accumulation: Schema.Int,
   max_new_tokens: Schema.Int,
-  seed: Schema.Int,
 });
 
 export const answerStage = defineStage({
@@ -292,14 +295,7 @@ export const answerStage = defineStage({
     }).pipe(Effect.scoped),
 });
 
-export const InitParams = Schema.Struct({
-  model: Schema.String,
-  rank: Schema.Int,
-  lora_alpha: Schema.Number,
-  steps: Schema.Int,
-  inner_lr: Schema.Number,
-  seed: Schema.Int,
-});
+export const InitParams = Schema.Struct({ ...SHARED_PARAMS, inner_lr: Schema.Number });
 
 /**
  * The meta-parameters with no meta-training (PEFT's LoRA init, the constant inner rate,

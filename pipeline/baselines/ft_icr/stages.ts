@@ -17,7 +17,7 @@ import type { ModelConfig } from "../../model/config.ts";
 import { gpuLora, GpuModel } from "../../model/gpu_model.ts";
 import { encodeSafetensors, parseHeader, toFloat32 } from "../../model/safetensors.ts";
 import type { Model } from "../../model/weights.ts";
-import { answerInContext, promptsOf } from "../answer.ts";
+import { answerInContext, inContextEstimate, inContextSetup } from "../answer.ts";
 import { encodeIcr, type IcrExample } from "../in_context.ts";
 import { extendPositions, parseRopeChoice } from "../positions.ts";
 import { ftIcrTrain, type TrainRecord } from "./train.ts";
@@ -220,31 +220,17 @@ export const ftIcrEvalStage = defineStage({
   name: "ft-icr-eval",
   version: 1,
   params: FtIcrEvalParams,
-  estimate: (p, up) => {
-    const test = problemsOf(up.test);
-    return p.model === "tiny" && test
-      ? test.n * (test.tokens * UNIT.inContextMsPerToken / 1000 + UNIT.answerS)
-      : undefined;
-  },
+  estimate: (p, up) => inContextEstimate(p.model, up.test),
   kernels: FT_ICR_SOURCES,
   run: (p, inputs: { base: BaseModel; trained: FtIcrTrained; test: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
       const t = inputs.trained;
-      const { ext, tok, prompts } = yield* hostStep("ft-icr-eval", () => {
-        const base = resolveBase(inputs.base);
-        const tok = baseTokenizer(inputs.base, base);
-        const tuned = tunedModel(base, t);
-        const prompts = promptsOf(tuned, tok, inputs.test, t.examples);
-        const needed = Math.max(0, ...prompts.map((x) => x.length)) + p.max_new_tokens;
-        const ext = extendPositions(
-          tuned,
-          needed,
-          parseRopeChoice(p.rope_scaling),
-          "ft-icr-eval",
-        );
-        return { ext, tok, prompts };
-      });
+      const { ext, tok, prompts } = yield* inContextSetup("ft-icr-eval", inputs.base, inputs.test, {
+        examples: t.examples,
+        maxNewTokens: p.max_new_tokens,
+        ropeScaling: p.rope_scaling,
+      }, (base) => tunedModel(base, t));
       if (ext.note) ctx.log(ext.note);
       const gpu = yield* gpuResource("ft-icr-eval", () => GpuModel.upload(rt, ext.model));
       const lora = yield* gpuResource("ft-icr-eval", () => {

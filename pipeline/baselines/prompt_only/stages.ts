@@ -6,14 +6,12 @@
 import { Effect, Schema } from "effect";
 import { Gpu } from "../../../kernels/runtime/gpu.ts";
 import type { Problem } from "../../data/problems.ts";
-import { deviceWork, gpuResource, hostStep } from "../../experiment/gpu_work.ts";
-import { problemsOf, UNIT } from "../../experiment/cost.ts";
+import { deviceWork, gpuResource } from "../../experiment/gpu_work.ts";
 import { stageSources } from "../../experiment/sources.ts";
 import { defineStage } from "../../experiment/stage.ts";
-import { type BaseModel, baseTokenizer, resolveBase } from "../../base/base_stage.ts";
+import type { BaseModel } from "../../base/base_stage.ts";
 import { GpuModel } from "../../model/gpu_model.ts";
-import { answerInContext, promptsOf } from "../answer.ts";
-import { extendPositions, parseRopeChoice } from "../positions.ts";
+import { answerInContext, inContextEstimate, inContextSetup } from "../answer.ts";
 
 export const PromptEvalParams = Schema.Struct({
   model: Schema.String,
@@ -26,23 +24,15 @@ export const promptEvalStage = defineStage({
   name: "prompt-eval",
   version: 1,
   params: PromptEvalParams,
-  estimate: (p, up) => {
-    const test = problemsOf(up.test);
-    return p.model === "tiny" && test
-      ? test.n * (test.tokens * UNIT.inContextMsPerToken / 1000 + UNIT.answerS)
-      : undefined;
-  },
+  estimate: (p, up) => inContextEstimate(p.model, up.test),
   kernels: stageSources(import.meta.url),
   run: (p, inputs: { base: BaseModel; test: Problem[] }, ctx) =>
     Effect.gen(function* () {
       const rt = yield* Gpu;
-      const { ext, tok, prompts } = yield* hostStep("prompt-eval", () => {
-        const base = resolveBase(inputs.base);
-        const tok = baseTokenizer(inputs.base, base);
-        const prompts = promptsOf(base, tok, inputs.test, p.examples);
-        const needed = Math.max(0, ...prompts.map((x) => x.length)) + p.max_new_tokens;
-        const ext = extendPositions(base, needed, parseRopeChoice(p.rope_scaling), "prompt-eval");
-        return { ext, tok, prompts };
+      const { ext, tok, prompts } = yield* inContextSetup("prompt-eval", inputs.base, inputs.test, {
+        examples: p.examples,
+        maxNewTokens: p.max_new_tokens,
+        ropeScaling: p.rope_scaling,
       });
       if (ext.note) ctx.log(ext.note);
       const gpu = yield* gpuResource("prompt-eval", () => GpuModel.upload(rt, ext.model));
