@@ -203,6 +203,33 @@ const cases: OpCase[] = [
     gpu: (x, w) => nn.rmsNorm(x, w, 1e-6),
     ref: (x, w) => rmsNorm64(x, 6, w, 1e-6),
   },
+  // The fused RMSNorm on odd shapes: rows not a multiple of anything, a row wider than the
+  // kernel's 64 lanes (each lane strides it), a 3-D input, a one-element row.
+  {
+    name: "rmsNorm fused (5, 7)",
+    shapes: [[5, 7], [7]],
+    gpu: (x, w) => nn.rmsNorm(x, w, 1e-5),
+    ref: (x, w) => rmsNorm64(x, 7, w, 1e-5),
+  },
+  {
+    name: "rmsNorm fused (3, 131), row wider than a workgroup",
+    shapes: [[3, 131], [131]],
+    gpu: (x, w) => nn.rmsNorm(x, w, 1e-5),
+    ref: (x, w) => rmsNorm64(x, 131, w, 1e-5),
+  },
+  {
+    name: "rmsNorm fused (2, 3, 9)",
+    shapes: [[2, 3, 9], [9]],
+    gpu: (x, w) => nn.rmsNorm(x, w, 1e-6),
+    ref: (x, w) => rmsNorm64(x, 9, w, 1e-6),
+  },
+  {
+    name: "rmsNorm fused (3, 1)",
+    shapes: [[3, 1], [1]],
+    range: () => [0.5, 1.5],
+    gpu: (x, w) => nn.rmsNorm(x, w, 1e-2),
+    ref: (x, w) => rmsNorm64(x, 1, w, 1e-2),
+  },
   {
     name: "rope",
     shapes: [[2, 5, 8]],
@@ -226,6 +253,31 @@ const cases: OpCase[] = [
       const base = matmul64(x, [5, 6], W, [6, 4]);
       const low = matmul64(matmul64(xd, [5, 6], A, [6, 2]), [5, 2], B, [2, 4]);
       return base.map((v, i) => v + b[i % 4] + 2 * low[i]);
+    },
+  },
+  // The fused LoRA linear's texel family (in, r multiples of 4 on CPU adapters; the plain
+  // family elsewhere), with and without dropout, rows over a workgroup.
+  {
+    name: "LoRA linear, in = 8, r = 4, dropout (texel family)",
+    shapes: [[9, 8], [8, 12], [12], [8, 4], [4, 12]],
+    gpu: (x, W, b, A, B) =>
+      nn.loraLinear(x, W, b, { A, B, scale: 1.5, dropout: { p: 0.25, seed: 11 } }),
+    ref: (x, W, b, A, B) => {
+      const m = dropoutMaskRef(72, 0.25, 11);
+      const xd = x.map((v, i) => v * m[i]);
+      const base = matmul64(x, [9, 8], W, [8, 12]);
+      const low = matmul64(matmul64(xd, [9, 8], A, [8, 4]), [9, 4], B, [4, 12]);
+      return base.map((v, i) => v + b[i % 12] + 1.5 * low[i]);
+    },
+  },
+  {
+    name: "LoRA linear, 70 rows, in = 12, r = 8, no dropout, no bias",
+    shapes: [[70, 12], [12, 5], [12, 8], [8, 5]],
+    gpu: (x, W, A, B) => nn.loraLinear(x, W, undefined, { A, B, scale: 0.5 }),
+    ref: (x, W, A, B) => {
+      const base = matmul64(x, [70, 12], W, [12, 5]);
+      const low = matmul64(matmul64(x, [70, 12], A, [12, 8]), [70, 8], B, [8, 5]);
+      return base.map((v, i) => v + 0.5 * low[i]);
     },
   },
   {

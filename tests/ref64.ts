@@ -78,6 +78,29 @@ export function rmsNorm64(x: A, C: number, w: A, eps: number): A {
   return out;
 }
 
+/**
+ * Cotangents of rmsNorm64 for output cotangent g, in closed form: x̄ = r·a − x·r³·Σ(a·x)/C
+ * with a = g·w, and w̄ = Σ_rows g·x·r (the fused kernels' formulas, derived independently of
+ * the composed ops).
+ */
+export function rmsNormVjp64(x: A, C: number, w: A, g: A, eps: number): { x: A; w: A } {
+  const dx = new Float64Array(x.length), dw = new Float64Array(C);
+  for (let r = 0; r < x.length / C; r++) {
+    let ms = 0, s = 0;
+    for (let c = 0; c < C; c++) {
+      ms += x[r * C + c] ** 2 / C;
+      s += g[r * C + c] * w[c] * x[r * C + c];
+    }
+    const rs = 1 / Math.sqrt(ms + eps);
+    for (let c = 0; c < C; c++) {
+      const i = r * C + c;
+      dx[i] = rs * g[i] * w[c] - (x[i] * rs ** 3 * s) / C;
+      dw[c] += g[i] * x[i] * rs;
+    }
+  }
+  return { x: dx, w: dw };
+}
+
 /** HF half-split rotary embedding of x (…, T, D) with tables (T, D/2). */
 export function rope64(x: A, T: number, D: number, cos: ArrayLike<number>, sin: ArrayLike<number>) {
   const out = new Float64Array(x.length), h = D / 2;

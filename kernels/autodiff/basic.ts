@@ -10,7 +10,7 @@ import * as st from "../ops/strided.ts";
 import { matmul as mm, type MatmulOptions } from "../matmul/matmul.ts";
 import { UNARY, type UnaryName } from "../ops/unary_table.ts";
 import { broadcastShapes, normAxis, sameShape } from "../ops/shape.ts";
-import { apply1, type MaybeTensor, type Rule, setCotangentAdd } from "./tape.ts";
+import { apply1, cotangentSink, type MaybeTensor, type Rule, setCotangentAdd } from "./tape.ts";
 
 // ------------------------------------------------------------------ helpers
 
@@ -71,9 +71,13 @@ const binRule: Record<Bin, Rule> = {
     name: "mul",
     forward: ([a, b]) => [ew.mul(a, b)],
     jvp: ([a, b], [da, db]) => {
-      const t1 = da && ew.mul(da, b), t2 = db && ew.mul(a, db);
+      // ȧ·b + a·ḃ in one pass when both tangents are there.
+      const t = da && db
+        ? ew.mapN("a * b + c * d", [da, b, a, db])
+        : da
+        ? ew.mul(da, b)
+        : db && ew.mul(a, db);
       const shape = broadcastShapes(a.shape, b.shape);
-      const t = t1 && t2 ? ew.add(t1, t2) : t1 ?? t2;
       return [t && !sameShape(t.shape, shape) ? st.expand(t, shape) : t];
     },
     vjp: ([a, b], _, [g], __, [na, nb]) => [
@@ -326,6 +330,9 @@ const batchOf = (t: Tensor) => t.shape.slice(0, -2).reduce((a, b) => a * b, 1);
 interface MatmulP extends MatmulFlags {
   readonly hasBias: boolean;
   readonly hasAddend: boolean;
+  /** Write the result (its tangent) here: a leaf's cotangent sink (tape.ts), VJPs only. */
+  readonly out?: Tensor;
+  readonly tangentOut?: Tensor;
 }
 const matmulParts = <T>(xs: readonly T[], p: MatmulP) => ({
   bias: p.hasBias ? xs[2] : undefined,
@@ -339,7 +346,7 @@ const matmulRule: Rule<MatmulP> = {
   saveInputs: [0, 1],
   forward: ([a, b, ...rest], p) => {
     const { bias, addend } = matmulParts([a, b, ...rest], p);
-    return [mm(a, b, { ...flagsOf(p), bias, accumulate: addend } as MatmulOptions)];
+    return [mm(a, b, { ...flagsOf(p), bias, accumulate: addend, out: p.out } as MatmulOptions)];
   },
   jvp: ([a, b], dxs, [y], p) => {
     // Ċ = α·(op(Ȧ)·op(B) + op(A)·op(Ḃ)) + ḃias + Ḋ: bias and addend tangents ride on the
@@ -347,11 +354,12 @@ const matmulRule: Rule<MatmulP> = {
     const [da, db] = dxs;
     const { bias: dbias, addend: dd } = matmulParts(dxs, p);
     const f = flagsOf(p);
-    let t: MaybeTensor = da && mm(da, b, { ...f, bias: dbias, accumulate: dd });
+    const out = p.tangentOut;
+    let t: MaybeTensor = da && mm(da, b, { ...f, bias: dbias, accumulate: dd, out });
     if (db) {
       t = t
         ? mm(a, db, { ...f, accumulate: t, out: t })
-        : mm(a, db, { ...f, bias: dbias, accumulate: dd });
+        : mm(a, db, { ...f, bias: dbias, accumulate: dd, out });
     }
     if (!t && dbias) t = dd ? ew.add(dd, dbias) : st.expand(dbias, y.shape);
     if (!t && dd) t = ew.scale(dd, 1);
@@ -366,10 +374,15 @@ const matmulRule: Rule<MatmulP> = {
     const al = alpha === 1 ? {} : { alpha }; // C = α·op(A)·op(B): both cotangents carry α
     let ga: Tensor | undefined, gb: Tensor | undefined;
     if (transA && transB) throw new Error("matmul: Aᵀ·Bᵀ has no VJP rule (transpose one operand)");
+    // A leaf's cotangent goes straight into its sink when the caller gave one (tape.ts).
+    const sa = na ? sinkFlags(a) : {}, sbk = nb ? sinkFlags(b) : {};
     // C = op(A)·op(B)
     if (!na) ga = undefined;
-    else if (!transA) ga = transB ? matmul(G, b, al) : matmul(G, b, { transB: true, ...al });
-    else ga = matmul(b, G, { transB: true, ...al }); // A (K,M): dA = B·Gᵀ
+    else if (!transA) {
+      ga = transB
+        ? matmulTo(G, b, { ...al, ...sa })
+        : matmulTo(G, b, { transB: true, ...al, ...sa });
+    } else ga = matmulTo(b, G, { transB: true, ...al, ...sa }); // A (K,M): dA = B·Gᵀ
     const bBatched = b.shape.length > 2 && batchOf(b) > 1;
     const aBatched = a.shape.length > 2 && batchOf(a) > 1;
     if (!nb) gb = undefined;
@@ -385,8 +398,10 @@ const matmulRule: Rule<MatmulP> = {
       gb = reshape(gb, b.shape);
     } else {
       if (!transA) {
-        gb = transB ? matmul(G, a, { transA: true, ...al }) : matmul(a, G, { transA: true, ...al });
-      } else gb = matmul(a, G, al);
+        gb = transB
+          ? matmulTo(G, a, { transA: true, ...al, ...sbk })
+          : matmulTo(a, G, { transA: true, ...al, ...sbk });
+      } else gb = matmulTo(a, G, { ...al, ...sbk });
     }
     const out: MaybeTensor[] = [ga, gb];
     if (p.hasBias) out.push(bias && nbias ? sumTo(G, bias.shape) : undefined);
@@ -394,6 +409,24 @@ const matmulRule: Rule<MatmulP> = {
     return out;
   },
 };
+/** The sink of x's cotangent as matmul outputs (empty: none, or not an exact fit). */
+function sinkFlags(x: Tensor): { out?: Tensor; tangentOut?: Tensor } {
+  const s = cotangentSink(x);
+  return s ? { out: s.value, tangentOut: s.tangent } : {};
+}
+/**
+ * α·op(A)·op(B) as the cotangent of `leaf`, inside a VJP rule: written straight into the
+ * leaf's sink when the caller asked for one (tape.ts `cotangentSink`). A plain product else.
+ */
+export const matmulCotangent = (a: Tensor, b: Tensor, f: MatmulFlags, leaf: Tensor): Tensor =>
+  matmulTo(a, b, { ...f, ...sinkFlags(leaf) });
+/** A plain product written into given outputs (inside VJPs: a leaf's cotangent sink). */
+const matmulTo = (
+  a: Tensor,
+  b: Tensor,
+  f: MatmulFlags & { out?: Tensor; tangentOut?: Tensor },
+) => apply1(matmulRule, [a, b], { ...f, hasBias: false, hasAddend: false });
+
 /**
  * α·op(A)·op(B) (+ bias) (+ addend); batched over A's leading dims (B shared or batched
  * alike). `addend` (the result's shape) is added in the epilogue: `y + x·A·B` costs no

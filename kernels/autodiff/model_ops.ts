@@ -14,7 +14,7 @@ import type { Tensor } from "../runtime/tensor.ts";
 import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
 import { texelLoadFn } from "../runtime/texels.ts";
 import { matmul as mm } from "../matmul/matmul.ts";
-import { permute } from "../ops/strided.ts";
+import { linearForward } from "./product.ts";
 import { apply1, type Rule } from "./tape.ts";
 import { matmul } from "./basic.ts";
 import { RowIndex, scatterAdd } from "./nn.ts";
@@ -39,26 +39,17 @@ function run(rt: Runtime, spec: KernelSpec, bind: Binding[], lanes: number) {
 interface LinP {
   readonly transB: boolean;
 }
-/**
- * Rows at or below which a product takes another path: the subgroup matmul family tiles
- * rows, so a few rows (a decode step's B tokens) waste most of each tile — measured on
- * lavapipe at B = 4: x·W 10.5 ms vs 5.3 ms with the simple kernel; the tied head
- * h·Eᵀ (4 × 128 × 6144) 145 ms vs 15 ms as (E·hᵀ)ᵀ.
- */
-const FEW_ROWS = 16;
-function linearForward(x: Tensor, W: Tensor, b: Tensor | undefined, transB: boolean): Tensor {
-  const rows = x.size / x.shape.at(-1)!;
-  if (rows > FEW_ROWS || x.shape.length !== 2) return mm(x, W, { transB, bias: b });
-  if (transB && !b) return permute(mm(W, x, { transB: true }), [1, 0]); // (N, rows)ᵀ
-  return mm(x, W, { transB, bias: b, family: "naive" });
-}
+// The product's kernel choice (few rows: another path) is product.ts's.
 const frozenLinearRule: Rule<LinP> = {
   name: "frozen_linear",
   saveInputs: [1], // W only (frozen: the reference costs nothing)
+  accumulates: [0], // x's cotangent from its other uses rides in the product's epilogue
   forward: ([x, W, b], { transB }) => [linearForward(x, W, b, transB)],
   jvp: ([_x, W], [dx], __, { transB }) => [dx && mm(dx, W, { transB })],
   // Written with the differentiable matmul so tangents on g flow (hvp).
-  vjp: ([_x, W], __, [g], { transB }) => [transB ? matmul(g!, W) : matmul(g!, W, { transB: true })],
+  vjp: ([_x, W], __, [g], { transB }, _needs, [acc]) => [
+    transB ? matmul(g!, W, { addend: acc }) : matmul(g!, W, { transB: true, addend: acc }),
+  ],
 };
 /**
  * y = x·W (+ b), or x·Wᵀ with `transB`, treating W and b as constants: no gradient is

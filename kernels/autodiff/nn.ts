@@ -2,9 +2,9 @@
  * Differentiable neural-network ops: embedding gather / scatter-add, masked softmax, norms,
  * rotary embedding, causal self-attention (grouped-query, segment masks), LoRA linear,
  * weighted cross-entropy and dropout. Fused kernels carry their own JVP rules (softmax,
- * attention (attention.ts), cross-entropy gradient: the "second-order backward" kernels);
- * norms and LoRA are compositions of differentiable ops, so their VJPs and tangents come
- * from the parts.
+ * attention (attention.ts), RMSNorm (norm.ts), LoRA linear (lora.ts), cross-entropy gradient:
+ * the "second-order backward" kernels); LayerNorm is a composition of differentiable ops, so
+ * its VJP and tangents come from the parts.
  */
 import type { Tensor } from "../runtime/tensor.ts";
 import * as ew from "../ops/elementwise.ts";
@@ -12,8 +12,7 @@ import * as red from "../ops/reduce.ts";
 import * as K from "../ops/nn_kernels.ts";
 import { apply, apply1, type Rule } from "./tape.ts";
 import { fusedAttention } from "./attention.ts";
-import { matmul as mm } from "../matmul/matmul.ts";
-import { expand as ewExpand } from "../ops/strided.ts";
+import { rmsNormFused } from "./norm.ts";
 import {
   add,
   expand,
@@ -79,8 +78,12 @@ export function layerNorm(x: Tensor, w: Tensor, b: Tensor | undefined, eps = 1e-
   const y = mul(mul(xc, r), w);
   return b ? add(y, b) : y;
 }
-/** RMSNorm over the last axis: x / √(mean(x²) + ε) · w. */
+/** RMSNorm over the last axis: x / √(mean(x²) + ε) · w — fused (norm.ts), one dispatch. */
 export function rmsNorm(x: Tensor, w: Tensor, eps = 1e-6): Tensor {
+  return rmsNormFused(x, w, eps);
+}
+/** RMSNorm composed of differentiable ops: the oracle the fused rule is tested against. */
+export function rmsNormComposed(x: Tensor, w: Tensor, eps = 1e-6): Tensor {
   const r = rsqrt(scale(mean(square(x), -1, true), 1, eps));
   return mul(mul(x, r), w);
 }
@@ -158,82 +161,8 @@ export function attentionComposed(
 
 // ------------------------------------------------------------------ LoRA linear
 
-export interface LoraWeights {
-  readonly A: Tensor; // (in, r)
-  readonly B: Tensor; // (r, out)
-  readonly scale: number;
-  /** Seeded dropout on the LoRA input (training only). */
-  readonly dropout?: { p: number; seed: number };
-}
-interface LoraP {
-  readonly scale: number;
-  readonly hasBias: boolean;
-  readonly dropout?: { p: number; seed: number };
-}
-const dropX = (x: Tensor, p: LoraP) => p.dropout ? K.dropout(x, p.dropout.p, p.dropout.seed) : x;
-
-/**
- * Fused LoRA linear: the rank-r product is accumulated into x·W's output by the matmul
- * epilogue (alpha = s, accumulate), so the low-rank path costs two skinny matmuls and no
- * separate pass over the (rows, out) result. x is (rows, in).
- */
-const loraRule: Rule<LoraP> = {
-  name: "lora_linear",
-  forward: ([x, W, A, B, bias], p) => {
-    const y = mm(x, W, { bias: p.hasBias ? bias : undefined });
-    const u = mm(dropX(x, p), A); // (rows, r)
-    mm(u, B, { alpha: p.scale, accumulate: y, out: y });
-    return [y];
-  },
-  jvp: ([x, W, A, B], [dx, dW, dA, dB, db], [y], p) => {
-    let t: Tensor | undefined;
-    const acc = (a: Tensor, b: Tensor, alpha = 1) =>
-      t ? mm(a, b, { alpha, accumulate: t, out: t }) : (t = mm(a, b, { alpha }));
-    if (dx) acc(dx, W);
-    if (dW) acc(x, dW);
-    const xd = dropX(x, p);
-    if (dx) acc(mm(dropX(dx, p), A), B, p.scale);
-    if (dA) acc(mm(xd, dA), B, p.scale);
-    if (dB) acc(mm(xd, A), dB, p.scale);
-    if (db) t = t ? ew.add(t, db) : expandTo(db, y.shape);
-    return [t];
-  },
-  vjp: ([x, W, A, B], _, [g], p, [nx, nW, nA, nB, nb]) => {
-    const G = g!;
-    const xd = p.dropout ? dropout(x, p.dropout.p, p.dropout.seed) : x;
-    const gB_ = nx || nA ? scale(matmul(G, B, { transB: true }), p.scale) : undefined; // s·G·Bᵀ
-    let gx: Tensor | undefined;
-    if (nx) {
-      const gxLow = matmul(gB_!, A, { transB: true }); // (rows, in)
-      gx = add(
-        matmul(G, W, { transB: true }),
-        p.dropout ? dropout(gxLow, p.dropout.p, p.dropout.seed) : gxLow,
-      );
-    }
-    return [
-      gx,
-      nW ? matmul(x, G, { transA: true }) : undefined,
-      nA ? matmul(xd, gB_!, { transA: true }) : undefined,
-      nB ? scale(matmul(matmul(xd, A), G, { transA: true }), p.scale) : undefined,
-      ...(p.hasBias ? [nb ? sum(G, 0) : undefined] : []),
-    ];
-  },
-};
-const expandTo = (t: Tensor, shape: readonly number[]) => ewExpand(t, shape);
-
-/** y = x·W (+ b) + s·((dropout(x)·A)·B), x (rows, in); fused as described above. */
-export function loraLinear(x: Tensor, W: Tensor, bias?: Tensor, lora?: LoraWeights): Tensor {
-  if (!lora) return matmul(x, W, { bias });
-  if (x.shape.length !== 2) {
-    throw new RangeError(`loraLinear: x must be (rows, in), got [${x.shape}] (reshape first)`);
-  }
-  const p: LoraP = {
-    scale: lora.scale,
-    hasBias: !!bias,
-    dropout: lora.dropout && lora.dropout.p > 0 ? lora.dropout : undefined,
-  };
-  return apply1(loraRule, bias ? [x, W, lora.A, lora.B, bias] : [x, W, lora.A, lora.B], p);
-}
+// One fused rule (base product, dropout inside the skinny products): lora.ts.
+export { loraLinear, type LoraWeights } from "./lora.ts";
 
 // ------------------------------------------------------------------ cross-entropy
 

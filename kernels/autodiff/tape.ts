@@ -14,6 +14,11 @@
  * Inside rules (forward, JVP, VJP bodies) `apply` calls nest; nested JVP and forward calls
  * run "plain" (depth > 0: no tangents, no tape) so rules may use the differentiable ops as
  * ordinary functions. VJP bodies run at depth 0 so their ops propagate tangents.
+ *
+ * Sinks: `backward` may be told where a leaf's cotangent (and, forward-over-reverse, its
+ * tangent: the HVP) must end up — e.g. views of one packed buffer, so an optimizer updates
+ * all tensors in one dispatch. A VJP rule that produces the cotangent of a leaf used by its
+ * node only asks `cotangentSink` and writes there directly; anything else is copied there.
  */
 import type { Runtime } from "../runtime/runtime.ts";
 import type { Tensor } from "../runtime/tensor.ts";
@@ -36,6 +41,9 @@ export interface Rule<P = void> {
    * ops. Only saved inputs/outputs may be read (others are shape-only: their data is gone).
    * `needs[k]` is false when input k does not depend on the tape's leaves: its cotangent
    * would be dropped, so a rule may skip computing it (e.g. ∂W of a frozen weight).
+   * `acc[k]` (inputs listed in `accumulates` only) is the cotangent input k has gathered so
+   * far from later uses: a rule that folds it into its result (e.g. as a matmul's addend)
+   * returns the sum, saving the tape a separate add.
    */
   vjp(
     xs: readonly Tensor[],
@@ -43,11 +51,17 @@ export interface Rule<P = void> {
     gs: readonly MaybeTensor[],
     p: P,
     needs: readonly boolean[],
+    acc: readonly MaybeTensor[],
   ): MaybeTensor[];
+  /**
+   * Inputs whose VJP result includes `acc[k]` when it is given (see vjp). The rule must then
+   * return a cotangent for k (acc[k] itself when its own contribution is zero).
+   */
+  readonly accumulates?: readonly number[];
   /** Which inputs the VJP reads (default: all). */
   readonly saveInputs?: boolean | readonly number[];
-  /** Whether the VJP reads the outputs (default: no). */
-  readonly saveOutputs?: boolean;
+  /** Whether the VJP reads the outputs (default: no), or which ones. */
+  readonly saveOutputs?: boolean | readonly number[];
 }
 
 interface Node {
@@ -63,10 +77,34 @@ interface TapeState {
   readonly nodes: Node[];
   /** Tensors being differentiated: watched leaves and outputs of recorded nodes. */
   readonly live: Set<Tensor>;
+  /** Leaf → how many recorded node inputs it is (a sink is written directly only for one). */
+  readonly uses: Map<Tensor, number>;
+}
+
+/** Where a leaf's cotangent (`value`) and its tangent (`tangent`) are to be written. */
+export interface CotangentSink {
+  readonly value?: Tensor;
+  readonly tangent?: Tensor;
 }
 
 let depth = 0;
 let tape: TapeState | undefined;
+/** The sinks of the backward pass running now, and the leaves' use counts (cotangentSink). */
+let sinking:
+  | { readonly sinks: Map<Tensor, CotangentSink>; readonly uses: Map<Tensor, number> }
+  | undefined;
+
+/**
+ * Inside a VJP rule: fresh views of the sink of input `x`'s cotangent and of its tangent,
+ * when the caller asked for one and this node is x's only use (so the rule's result is the
+ * whole cotangent). A rule that writes the cotangent there returns the value view as x's
+ * cotangent (and leaves its tangent in the tangent view); unused views die with the scope.
+ */
+export function cotangentSink(x: Tensor): { value?: Tensor; tangent?: Tensor } | undefined {
+  const st = sinking, s = st?.sinks.get(x);
+  if (!st || !s || st.uses.get(x) !== 1) return undefined;
+  return { value: s.value?.view(x.shape), tangent: s.tangent?.view(x.shape) };
+}
 
 /** Run `fn` plain: no tangents, no recording (used inside rules). */
 export function plain<T>(fn: () => T): T {
@@ -107,7 +145,14 @@ export function apply<P>(rule: Rule<P>, xs: readonly Tensor[], p: P): Tensor[] {
     xs.forEach((x, i) => {
       if (si === true || (Array.isArray(si) && si.includes(i))) saved.push(x.retain());
     });
-    if (rule.saveOutputs) { for (const y of ys) saved.push(y.retain()); }
+    const so = rule.saveOutputs ?? false;
+    ys.forEach((y, i) => {
+      if (so === true || (Array.isArray(so) && so.includes(i))) saved.push(y.retain());
+    });
+    for (const x of xs) {
+      const u = tape.uses.get(x);
+      if (u !== undefined) tape.uses.set(x, u + 1);
+    }
     tape.nodes.push({ rule: rule as Rule<unknown>, p, xs, ys, saved });
     for (const y of ys) tape.live.add(y);
   }
@@ -121,15 +166,25 @@ export const apply1 = <P>(rule: Rule<P>, xs: readonly Tensor[], p: P): Tensor =>
 /**
  * Record `fn(leaves)` on a fresh tape and return its output plus a backward function giving
  * the cotangents of `leaves` for a cotangent of the output. The caller owns everything.
+ * With `sinks[i]`, leaf i's cotangent (its tangent) comes back as a view of `sinks[i].value`
+ * (`.tangent`), which then holds it — zeros where nothing flowed.
  */
 export function record<T extends Tensor>(
   leaves: readonly Tensor[],
   fn: () => T,
-): { out: T; backward: (seed: Tensor) => MaybeTensor[]; release: () => void } {
+): {
+  out: T;
+  backward: (seed: Tensor, sinks?: readonly (CotangentSink | undefined)[]) => MaybeTensor[];
+  release: () => void;
+} {
   if (tape) {
     throw new Error("nested reverse-mode recording is not supported (use hvp for 2nd order)");
   }
-  const state: TapeState = { nodes: [], live: new Set(leaves) };
+  const state: TapeState = {
+    nodes: [],
+    live: new Set(leaves),
+    uses: new Map(leaves.map((l) => [l, 0])),
+  };
   const rt = leaves[0].rt;
   tape = state;
   let out: T;
@@ -142,7 +197,11 @@ export function record<T extends Tensor>(
     tape = undefined;
   }
   const release = () => releaseNodes(state.nodes.splice(0));
-  return { out, backward: (seed) => backward(rt, state, out, seed, leaves), release };
+  return {
+    out,
+    backward: (seed, sinks) => backward(rt, state, out, seed, leaves, sinks),
+    release,
+  };
 }
 
 function releaseNodes(nodes: Node[]): void {
@@ -176,6 +235,68 @@ function backward(
   out: Tensor,
   seed: Tensor,
   leaves: readonly Tensor[],
+  sinks?: readonly (CotangentSink | undefined)[],
+): MaybeTensor[] {
+  const sinkOf = new Map<Tensor, CotangentSink>();
+  leaves.forEach((l, i) => {
+    const s = sinks?.[i];
+    if (s && (s.value || s.tangent)) {
+      for (const t of [s.value, s.tangent]) {
+        if (t && (t.size !== l.size || t.dtype !== l.dtype)) {
+          throw new RangeError(`backward: sink ${t} does not fit leaf ${l}`);
+        }
+      }
+      sinkOf.set(l, s);
+    }
+  });
+  try {
+    sinking = sinkOf.size ? { sinks: sinkOf, uses: state.uses } : undefined;
+    const result = sweep(rt, state, out, seed, leaves);
+    return sinkOf.size ? leaves.map((l, i) => intoSink(rt, l, result[i], sinkOf.get(l))) : result;
+  } finally {
+    sinking = undefined;
+  }
+}
+
+const atSink = (t: Tensor, s: Tensor) =>
+  t.buf === s.buf && t.byteOffset === s.byteOffset && t.size === s.size;
+
+/**
+ * Leaf `l`'s cotangent `g` moved into its sink: kept where a rule already wrote it there,
+ * else copied (a copy command, no dispatch) or zeroed; the same for g's tangent.
+ */
+function intoSink(rt: Runtime, l: Tensor, g: MaybeTensor, s: CotangentSink | undefined) {
+  if (!s) return g;
+  let out = g;
+  if (s.value && !(g && atSink(g, s.value))) {
+    if (g) rt.copy(g, s.value);
+    else rt.clear(s.value);
+    out = own(rt, s.value.view(l.shape));
+    if (g) {
+      out.tangent = g.tangent;
+      g.tangent = undefined;
+      g.dispose();
+    }
+  }
+  if (s.tangent) {
+    out ??= own(rt, rt.zeros(l.shape));
+    const t = out.tangent;
+    if (!(t && atSink(t, s.tangent))) {
+      if (t) rt.copy(t, s.tangent);
+      else rt.clear(s.tangent);
+      out.tangent = own(rt, s.tangent.view(l.shape));
+      t?.dispose();
+    }
+  }
+  return out;
+}
+
+function sweep(
+  rt: Runtime,
+  state: TapeState,
+  out: Tensor,
+  seed: Tensor,
+  leaves: readonly Tensor[],
 ): MaybeTensor[] {
   const grads = new Map<Tensor, Tensor>();
   grads.set(out, seed.retain());
@@ -186,10 +307,16 @@ function backward(
     for (const y of node.ys) grads.delete(y);
     if (gs.some((g) => g)) {
       const needs = node.xs.map((x) => state.live.has(x));
-      const dxs = rt.scope(() =>
-        node.rule.vjp(node.xs, node.ys, gs, node.p, needs).map((d) => d ?? null)
+      // Partial cotangents the rule may fold in (an input used twice by the node: no).
+      const acc = node.xs.map((x, k) =>
+        node.rule.accumulates?.includes(k) && node.xs.indexOf(x) === node.xs.lastIndexOf(x)
+          ? grads.get(x)
+          : undefined
       );
-      const seen = new Set<Tensor>(gs.filter((g): g is Tensor => !!g));
+      const dxs = rt.scope(() =>
+        node.rule.vjp(node.xs, node.ys, gs, node.p, needs, acc).map((d) => d ?? null)
+      );
+      const seen = new Set<Tensor>([...gs, ...acc].filter((g): g is Tensor => !!g));
       dxs.forEach((d, k) => {
         if (!d) return;
         if (seen.has(d)) d.retain();
@@ -203,7 +330,10 @@ function backward(
           return;
         }
         const prev = grads.get(x);
-        grads.set(x, prev ? addOwned(rt, prev, d, add) : d);
+        if (prev && acc[k] === prev) {
+          grads.set(x, d); // d already holds prev
+          prev.dispose();
+        } else grads.set(x, prev ? addOwned(rt, prev, d, add) : d);
       });
       for (const g of gs) g?.dispose();
     }

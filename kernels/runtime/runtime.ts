@@ -134,6 +134,11 @@ export class Runtime {
     return this.device.limits.maxStorageBufferBindingSize;
   }
 
+  /** Byte alignment of a storage binding's offset (where a `subView` may start). */
+  get storageAlign(): number {
+    return this.device.limits.minStorageBufferOffsetAlignment;
+  }
+
   // ---------------------------------------------------------------- tensors & scopes
 
   /** A new uninitialised tensor from the pool (registered in the current scope). */
@@ -170,9 +175,14 @@ export class Runtime {
 
   zeros(shape: readonly number[], dtype: DType = "f32"): Tensor {
     const t = this.empty(shape, dtype);
-    this.#endPass();
-    this.#enc().clearBuffer(t.buf, 0, t.byteLength);
+    this.clear(t);
     return t;
+  }
+
+  /** Record setting every element of `t` (a view included) to zero: a command, no dispatch. */
+  clear(t: Tensor): void {
+    this.#endPass();
+    this.#enc().clearBuffer(t.buf, t.byteOffset, t.byteLength);
   }
 
   /** Upload into an existing tensor. Flushes recorded work first (pooled buffers may be reused). */
@@ -190,7 +200,7 @@ export class Runtime {
       padded.set(bytes);
       bytes = padded;
     }
-    this.device.queue.writeBuffer(t.buf, byteOffset, bytes);
+    this.device.queue.writeBuffer(t.buf, t.byteOffset + byteOffset, bytes);
   }
 
   /**
@@ -276,7 +286,7 @@ export class Runtime {
       const offset = first * rowBytes;
       out.push({
         buffer: t.buf,
-        offset,
+        offset: t.byteOffset + offset, // a view's offset is aligned, so window starts stay so
         size: Math.min(count * rowBytes, t.byteLength - offset),
         first,
         count,
@@ -376,8 +386,11 @@ export class Runtime {
               "(rt.windows) or split the tensor",
           );
         }
-        key += `|${this.#objectId(b.buf)}:${b.byteLength}`;
-        return { binding, resource: { buffer: b.buf, size: b.byteLength } };
+        key += `|${this.#objectId(b.buf)}:${b.byteOffset}:${b.byteLength}`;
+        return {
+          binding,
+          resource: { buffer: b.buf, offset: b.byteOffset, size: b.byteLength },
+        };
       }
       if ("mapState" in b) {
         if (spec.bindings[binding] === "uniform") dynamicOffsets.push(0);
@@ -455,10 +468,10 @@ export class Runtime {
     return this.#texels.stage(this.#enc(), t, slot);
   }
 
-  /** Record a buffer-to-buffer copy. */
+  /** Record a buffer-to-buffer copy (views copy from and to their offsets). */
   copy(src: Tensor, dst: Tensor, bytes = Math.min(src.byteLength, dst.byteLength)): void {
     this.#endPass();
-    this.#enc().copyBufferToBuffer(src.buf, 0, dst.buf, 0, bytes);
+    this.#enc().copyBufferToBuffer(src.buf, src.byteOffset, dst.buf, dst.byteOffset, bytes);
   }
 
   // ---------------------------------------------------------------- submission & readback
@@ -505,7 +518,7 @@ export class Runtime {
     const bytes = t.byteLength;
     const staging = this.device.createBuffer({ size: bytes, usage: 0x0001 | 0x0008 }); // MAP_READ|COPY_DST
     this.#endPass();
-    this.#enc().copyBufferToBuffer(t.buf, 0, staging, 0, bytes);
+    this.#enc().copyBufferToBuffer(t.buf, t.byteOffset, staging, 0, bytes);
     this.flush();
     this.stats.reads++;
     this.stats.waits++;

@@ -2,6 +2,8 @@
  * Tensor = a pooled GPU buffer + shape + dtype. Lifetimes are explicit and reference
  * counted: a tensor made inside `rt.scope(fn)` is released when the scope ends unless it
  * is part of the returned value; `retain()`/`dispose()` adjust the count by hand.
+ * A view (`view`, `subView`) shares its base's buffer, possibly at a byte offset (packed
+ * parameter sets: many tensors in one buffer, so one dispatch can update them all).
  */
 import type { Runtime } from "./runtime.ts";
 
@@ -38,6 +40,8 @@ export class Tensor {
     public buffer: GPUBuffer | undefined,
     readonly shape: readonly number[],
     readonly dtype: DType,
+    /** Where the data starts in `buffer` (views into packed buffers; 0 otherwise). */
+    readonly byteOffset = 0,
   ) {
     this.size = numel(shape);
   }
@@ -81,7 +85,30 @@ export class Tensor {
         `cannot view ${this} as [${shape}]: ${numel(shape)} ≠ ${this.size} elements`,
       );
     }
-    const v = this.rt.adopt(new Tensor(this.rt, this.buf, shape, this.dtype));
+    const v = this.rt.adopt(new Tensor(this.rt, this.buf, shape, this.dtype, this.byteOffset));
+    v.base = this.base ?? this;
+    v.base.retain();
+    return v;
+  }
+
+  /**
+   * Elements [offset, offset + numel(shape)) as a tensor of `shape` (no copy): a view holding
+   * a reference on this. The byte offset must meet the adapter's storage-binding alignment
+   * (`rt.storageAlign`), since kernels bind the view at that offset.
+   */
+  subView(offset: number, shape: readonly number[]): Tensor {
+    const n = numel(shape);
+    const bytes = this.byteOffset + offset * BYTES[this.dtype];
+    if (!Number.isInteger(offset) || offset < 0 || offset + n > this.size) {
+      throw new RangeError(`subView [${offset}, ${offset + n}) is outside ${this}`);
+    }
+    if (bytes % this.rt.storageAlign !== 0) {
+      throw new RangeError(
+        `subView of ${this} at element ${offset}: byte offset ${bytes} is not a multiple of ` +
+          `the storage-binding alignment ${this.rt.storageAlign}`,
+      );
+    }
+    const v = this.rt.adopt(new Tensor(this.rt, this.buf, shape, this.dtype, bytes));
     v.base = this.base ?? this;
     v.base.retain();
     return v;

@@ -84,14 +84,16 @@ export class TexelStore {
     const full = Math.floor(texels / TEXEL_ROW), rest = texels % TEXEL_ROW;
     const bytesPerRow = TEXEL_ROW * 16;
     if (full > 0) {
-      enc.copyBufferToTexture({ buffer: t.buf, bytesPerRow }, { texture: tex.texture }, [
+      enc.copyBufferToTexture({ buffer: t.buf, offset: t.byteOffset, bytesPerRow }, {
+        texture: tex.texture,
+      }, [
         TEXEL_ROW,
         full,
       ]);
     }
     if (rest > 0) {
       enc.copyBufferToTexture(
-        { buffer: t.buf, offset: full * bytesPerRow, bytesPerRow },
+        { buffer: t.buf, offset: t.byteOffset + full * bytesPerRow, bytesPerRow },
         { texture: tex.texture, origin: [0, full] },
         [rest, 1],
       );

@@ -23,7 +23,6 @@ import {
   permute,
   reshape,
   scale,
-  silu,
   slice,
   sumAll,
 } from "../../kernels/autodiff/basic.ts";
@@ -32,6 +31,8 @@ import {
   crossEntropyRows,
   dropout as dropoutOp,
   layerNorm,
+  loraLinear,
+  type LoraWeights,
   rmsNorm,
   softmax,
 } from "../../kernels/autodiff/nn.ts";
@@ -41,13 +42,9 @@ import type { LoraParams } from "./lora.ts";
 import { ropeTables } from "./rope.ts";
 import { type Model, validateWeights } from "./weights.ts";
 import { sliceInto } from "../../kernels/ops/strided.ts";
-import {
-  embedding,
-  frozenLinear,
-  holdWith,
-  ropeAt,
-  sliceI32,
-} from "../../kernels/autodiff/model_ops.ts";
+import { qkvHeads } from "../../kernels/autodiff/qkv_heads.ts";
+import { swiglu } from "../../kernels/autodiff/swiglu.ts";
+import { embedding, frozenLinear, holdWith, sliceI32 } from "../../kernels/autodiff/model_ops.ts";
 
 /** LoRA tensors for the GPU forward. */
 export interface GpuLora {
@@ -214,7 +211,7 @@ export class GpuModel {
     const cap = Math.min(c.maxPositions, Math.max(n, 256, 2 * (this.#rope?.n ?? 0)));
     const { cos, sin } = ropeTables(c, cap);
     const half = c.headDim / 2;
-    // Old tables may still be held by a recorded tape (ropeAt takes them as inputs).
+    // Old tables may still be held by a recorded tape (qkvHeads takes them as inputs).
     this.#rope?.cos.dispose();
     this.#rope?.sin.dispose();
     this.#rope = {
@@ -309,25 +306,34 @@ export class GpuModel {
     const lora = o.lora;
     let linearIndex = 0;
     /**
-     * s·(dropout(x)·A)·B (+ addend, summed in the second product's epilogue); undefined when
-     * this linear has no adapter.
+     * The adapter of linear (l, m) — its dropout seeded by the linear's index k, counted
+     * over every linear that may carry one (so masks do not depend on which ones do).
      */
-    const loraTerm = (x: Tensor, l: number, m: string, addend?: Tensor): Tensor | undefined => {
+    const adapter = (l: number, m: string): LoraWeights | undefined => {
       const k = linearIndex++;
       if (!lora) return undefined;
       const A = lora.tensors.get(`layers.${l}.${m}.lora_A`);
       const Bm = lora.tensors.get(`layers.${l}.${m}.lora_B`);
       if (!A || !Bm) return undefined;
       const p = lora.dropout ?? 0;
-      const xd = o.dropoutSeed !== undefined && p > 0
-        ? dropoutOp(x, p, mixSeed(o.dropoutSeed, k))
-        : x;
-      // The scale and the sum ride in the second product's epilogue (no passes of their own).
-      return matmul(matmul(xd, A), Bm, { alpha: lora.scale, addend });
+      const dropout = o.dropoutSeed !== undefined && p > 0
+        ? { p, seed: mixSeed(o.dropoutSeed, k) }
+        : undefined;
+      return { A, B: Bm, scale: lora.scale, dropout };
     };
+    /** s·(dropout(x)·A)·B alone (GPT-2's fused c_attn adapter); undefined without one. */
+    const loraTerm = (x: Tensor, l: number, m: string): Tensor | undefined => {
+      const ad = adapter(l, m);
+      if (!ad) return undefined;
+      const xd = ad.dropout ? dropoutOp(x, ad.dropout.p, ad.dropout.seed) : x;
+      return matmul(matmul(xd, ad.A), ad.B, { alpha: ad.scale });
+    };
+    /** x·W (+ b) with its adapter as one fused op (nn.ts loraLinear) when it has one. */
     const proj = (x: Tensor, l: number, m: string) => {
-      const y = linear(x, `layers.${l}.${m}.weight`, `layers.${l}.${m}.bias`);
-      return loraTerm(x, l, m, y) ?? y;
+      const weight = `layers.${l}.${m}.weight`, bias = `layers.${l}.${m}.bias`;
+      const ad = adapter(l, m);
+      if (!ad) return linear(x, weight, bias);
+      return loraLinear(x, W(weight), o.weights?.get(bias) ?? this.weights.get(bias), ad);
     };
     const norm = (x: Tensor, name: string) =>
       c.norm === "rmsnorm"
@@ -389,7 +395,6 @@ export class GpuModel {
 
     const H = c.heads, Hkv = c.kvHeads, hd = c.headDim, grp = H / Hkv;
     const qw = H * hd, kvw = Hkv * hd;
-    const heads = (t: Tensor, h: number) => permute(reshape(t, [B, T, h, hd]), [0, 2, 1, 3]);
     for (let l = 0; l < c.layers; l++) {
       const h = norm(x, `layers.${l}.norm1`);
       let q = proj(h, l, "q"), k = proj(h, l, "k"), v = proj(h, l, "v"); // (BT, H·hd) (BT, Hkv·hd)
@@ -399,12 +404,12 @@ export class GpuModel {
         k = add(k, slice(fused, 1, qw, kvw));
         v = add(v, slice(fused, 1, qw + kvw, kvw));
       }
-      q = scale(q, 1 / Math.sqrt(hd)); // the attention scale, on q (smaller than the scores)
-      if (rope) {
-        q = ropeAt(q, rope.cos, rope.sin, posT, hd);
-        k = ropeAt(k, rope.cos, rope.sin, posT, hd);
-      }
-      let kh = heads(k, Hkv), vh = heads(v, Hkv); // (B, Hkv, T, hd)
+      // The attention scale on q (smaller than the scores), RoPE on q and k, and the
+      // head-major layout (B, heads, T, hd), as one op (kernels/autodiff/qkv_heads.ts).
+      const rot = rope && { cos: rope.cos, sin: rope.sin, pos: posT };
+      const L = { B, T, H, Hkv, hd, qScale: 1 / Math.sqrt(hd) };
+      const [qh, kh0, vh0] = qkvHeads(q, k, v, L, rot);
+      let kh = kh0, vh = vh0; // (B, Hkv, T, hd)
       if (cache && cap !== undefined) {
         for (const [list, t] of [[cache.k, kh], [cache.v, vh]] as const) {
           const buf = list[l] ??= rt.keep(rt.zeros([B, Hkv, cap, hd]));
@@ -434,13 +439,13 @@ export class GpuModel {
       if (!mask) {
         // Fused (flash) attention, causal with the S − T offset of a growing cache: no
         // (B, H, T, S) score matrix, forward, backward and their tangents (q is pre-scaled).
-        att = attention(heads(q, H), kh, vh, { causal: true, segIds: segT, scale: 1 });
+        att = attention(qh, kh, vh, { causal: true, segIds: segT, scale: 1 });
       } else {
         // Padded rows or a fixed-capacity cache need an additive mask: composed attention.
         // Grouped-query without copying k/v: view q (B, H, T, hd) as (B, Hkv, grp·T, hd) —
         // head a = kvHead·grp + g, as HF's repeat_kv — and the scores back as (B, H, T, S).
-        const qh = reshape(heads(q, H), [B, Hkv, grp * T, hd]);
-        let s = reshape(matmul(qh, kh, { transB: true }), [B, H, T, S]);
+        const qg = reshape(qh, [B, Hkv, grp * T, hd]);
+        let s = reshape(matmul(qg, kh, { transB: true }), [B, H, T, S]);
         if (mask) s = add(s, mask);
         const p = softmax(s, { heads: H, causal: cap === undefined, segIds: segT });
         att = reshape(matmul(reshape(p, [B, Hkv, grp * T, S]), vh), [B, H, T, hd]);
@@ -449,7 +454,7 @@ export class GpuModel {
       x = add(x, proj(merged, l, "o"));
       const h2 = norm(x, `layers.${l}.norm2`);
       const mlp = c.act === "silu"
-        ? proj(mul(silu(proj(h2, l, "gate")), proj(h2, l, "up")), l, "down")
+        ? proj(swiglu(proj(h2, l, "gate"), proj(h2, l, "up")), l, "down")
         : proj(geluTanh(proj(h2, l, "fc")), l, "proj");
       x = add(x, mlp);
     }

@@ -2,9 +2,13 @@
  * One problem's PERK on the GPU: the meta-gradient (meta-training) and test-time encoding.
  * Meta-parameters: θ₀ (LoRA initial values), lr (N × tensors learned learning rates, on the
  * GPU), φ (weighting model). The sweep is metagrad.ts's, with the GPU AdamW kernels.
+ * θ₀ is packed into one buffer first (kernels/optim/packed.ts), so every per-step LoRA state
+ * (θ_n, m, v, g, adjoints) is one buffer too and the optimizer's kernels run once per step
+ * over all tensors; returned LoRA tensors are views of such buffers (dispose each).
  */
 import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import { accumulateInto } from "../../kernels/optim/accumulate.ts";
+import { layoutOf, packedZeros, toPacked, unpack } from "../../kernels/optim/packed.ts";
 import { innerLoop, type InnerObjective, metaGradient } from "./metagrad.ts";
 import { gpuBackend } from "./metagrad_gpu.ts";
 import type { AdamWHyper } from "../../kernels/optim/adamw_math.ts";
@@ -60,6 +64,7 @@ export async function perkMetaGradient(
   const outT = uploadTargets(rt, outB);
   const lrBar = rt.keep(rt.zeros(mp.lr.shape));
   const be = gpuBackend(mp.lr, lrBar, mp.theta0.length, o.adam);
+  const theta0 = packed(mp.theta0);
   const seedOf = (n: number) => (o.dropoutSeed === undefined ? undefined : o.dropoutSeed + n);
   const inner = groupedInner(lm, problem, mp.phi, seedOf, o.groups, o.order);
   const outer = outerObjective(
@@ -69,14 +74,17 @@ export async function perkMetaGradient(
     o.dropoutSeed === undefined ? undefined : o.dropoutSeed + o.steps,
   );
   try {
-    const r = await metaGradient(be, inner, outer, [...mp.theta0], {
+    const r = await metaGradient(be, inner, outer, theta0, {
       steps: o.steps,
       retained: o.retained,
       cut: o.cut,
     });
-    releaseTrajectory(r.trajectory, mp.theta0);
+    releaseTrajectory(r.trajectory);
     const phi = r.phi ?? mp.phi.map((p) => rt.keep(rt.zeros(p.shape)));
     return { loss: r.loss, theta0: r.theta0, lr: lrBar, phi };
+  } catch (e) {
+    theta0.forEach((t) => t.dispose()); // ours (the sweep's other state is lost with it)
+    throw e;
   } finally {
     inner.dispose();
     outT.dispose();
@@ -117,13 +125,18 @@ export function groupedInner(
       norm: (b.rows * (b.len - 1)) / (full.rows * (full.len - 1)),
     };
   });
+  // Σ_g norm_g · list_g, one dispatch per group over the packed set (packed.ts).
   const sum = (lists: Tensor[][]) => {
-    const total = lists[0].map((p) => scaleInPlace(p, parts[0].norm));
-    for (let g = 1; g < lists.length; g++) {
-      lists[g].forEach((p, j) => accumulateInto(total[j], p, parts[g].norm));
-      lists[g].forEach((p) => p.dispose());
-    }
-    return total;
+    if (lists.length === 1 && parts[0].norm === 1) return lists[0];
+    const layout = layoutOf(lists[0]);
+    const total = packedZeros(rt, layout);
+    lists.forEach((list, g) => {
+      const flat = toPacked(list, layout);
+      accumulateInto(total, flat, parts[g].norm);
+      flat.dispose();
+      list.forEach((p) => p.dispose());
+    });
+    return unpack(total, layout).map((t) => rt.keep(t));
   };
   const self = {
     groups: K,
@@ -150,13 +163,18 @@ export function groupedInner(
   return self;
 }
 
+/** θ₀ (the caller's tensors, untouched) as views of one packed buffer of ours. */
+function packed(theta0: readonly Tensor[]): Tensor[] {
+  const layout = layoutOf(theta0);
+  return unpack(toPacked(theta0, layout), layout).map((t) => t.rt.keep(t));
+}
+
+/** Free a trajectory (every tensor in it is ours: θ₀ was packed into our own buffer). */
 function releaseTrajectory(
   tr: { thetas: Tensor[][]; ms: Tensor[][]; vs: Tensor[][]; gs: Tensor[][] },
-  keep: readonly Tensor[],
 ): void {
-  const mine = (t: Tensor) => !keep.includes(t);
   for (const list of [tr.thetas, tr.ms, tr.vs, tr.gs]) {
-    for (const step of list) for (const t of step) if (mine(t)) t.dispose();
+    for (const step of list) for (const t of step) t.dispose();
   }
 }
 
@@ -188,19 +206,15 @@ export async function encodeContext(
   inner.onGroup = (step, g) => o.onProgress?.(step * K + g + 1, o.steps * K);
   try {
     const be = gpuBackend(mp.lr, undefined, mp.theta0.length);
-    const tr = await innerLoop(be, inner, [...mp.theta0], o.steps);
+    const theta0 = packed(mp.theta0);
+    const tr = await innerLoop(be, inner, theta0, o.steps).catch((e) => {
+      theta0.forEach((t) => t.dispose());
+      throw e;
+    });
     const last = tr.thetas[o.steps];
-    releaseTrajectory({ ...tr, thetas: tr.thetas.slice(0, -1) }, mp.theta0);
+    releaseTrajectory({ ...tr, thetas: tr.thetas.slice(0, -1) });
     return last;
   } finally {
     inner.dispose();
   }
-}
-
-function scaleInPlace(t: Tensor, s: number): Tensor {
-  if (s === 1) return t;
-  const z = t.rt.keep(t.rt.zeros(t.shape));
-  accumulateInto(z, t, s);
-  t.dispose();
-  return z;
 }

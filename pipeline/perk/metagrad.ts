@@ -17,28 +17,32 @@
  * Objectives may be synchronous (GPU: dispatches are only recorded) or asynchronous.
  * Only LoRA-sized state (θ_n, m_n, v_n, g_n) is kept per step; activations are recomputed
  * by each gradient / Hessian-vector product, so memory does not grow with T.
+ *
+ * The backend works on whole parameter lists (θ is J tensors), so the GPU backend can update
+ * every tensor of a packed set in one dispatch (metagrad_gpu.ts); the float64 one maps
+ * over the tensors.
  */
 
 export interface SweepBackend<P, Phi> {
-  zerosLike(x: P): P;
-  /** AdamW step for tensor j at inner step n (0-based), learning rate lr[n][j]. */
-  step(p: P, m: P, v: P, g: P, n: number, j: number): { p: P; m: P; v: P };
+  zerosLike(x: readonly P[]): P[];
+  /** AdamW step of every tensor at inner step n (0-based); tensor j uses lr[n][j]. */
+  step(p: P[], m: P[], v: P[], g: P[], n: number): { p: P[]; m: P[]; v: P[] };
   /** Adjoint of `step`; accumulates lr̄[n][j] internally. */
   adjoint(
-    p: P,
-    m: P,
-    v: P,
-    g: P,
+    p: P[],
+    m: P[],
+    v: P[],
+    g: P[],
     n: number,
-    j: number,
-    pBar: P,
-    mBar: P,
-    vBar: P,
-  ): { p: P; m: P; v: P; g: P };
-  add(a: P, b: P): P;
+    pBar: P[],
+    mBar: P[],
+    vBar: P[],
+  ): { p: P[]; m: P[]; v: P[]; g: P[] };
+  /** a + b (the sweep releases a and b right after). */
+  add(a: P[], b: P[]): P[];
   addPhi(a: Phi | undefined, b: Phi): Phi;
-  /** Free a value the sweep no longer needs (no-op for garbage-collected arrays). */
-  release(x: P): void;
+  /** Free values the sweep no longer needs (no-op for garbage-collected arrays). */
+  release(x: P[]): void;
 }
 
 export interface InnerObjective<P, Phi> {
@@ -73,16 +77,16 @@ export async function innerLoop<P, Phi>(
   steps: number,
 ): Promise<Trajectory<P>> {
   const thetas: P[][] = [theta0];
-  const ms: P[][] = [theta0.map((t) => be.zerosLike(t))];
-  const vs: P[][] = [theta0.map((t) => be.zerosLike(t))];
+  const ms: P[][] = [be.zerosLike(theta0)];
+  const vs: P[][] = [be.zerosLike(theta0)];
   const gs: P[][] = [];
   for (let n = 0; n < steps; n++) {
     const g = await inner.grad(thetas[n], n);
     gs.push(g);
-    const next = thetas[n].map((p, j) => be.step(p, ms[n][j], vs[n][j], g[j], n, j));
-    thetas.push(next.map((s) => s.p));
-    ms.push(next.map((s) => s.m));
-    vs.push(next.map((s) => s.v));
+    const next = be.step(thetas[n], ms[n], vs[n], g, n);
+    thetas.push(next.p);
+    ms.push(next.m);
+    vs.push(next.v);
   }
   return { thetas, ms, vs, gs };
 }
@@ -105,37 +109,34 @@ export async function metaGradient<P, Phi>(
   const tr = await innerLoop(be, inner, theta0, N);
   const { loss, grad } = await outer.valueAndGrad(tr.thetas[N]);
   let pBar = grad;
-  let mBar = theta0.map((t) => be.zerosLike(t));
-  let vBar = theta0.map((t) => be.zerosLike(t));
+  let mBar = be.zerosLike(theta0);
+  let vBar = be.zerosLike(theta0);
   let phiBar: Phi | undefined;
   const swap = (old: P[], next: P[]) => {
-    old.forEach((x) => be.release(x));
+    be.release(old);
     return next;
   };
   for (let n = N - 1; n >= 0; n--) {
     const retained = n >= N - T;
     if (!retained && cfg.cut) continue; // θ̄ passes through unchanged; no lr gradient
-    const adj = tr.thetas[n].map((p, j) =>
-      be.adjoint(p, tr.ms[n][j], tr.vs[n][j], tr.gs[n][j], n, j, pBar[j], mBar[j], vBar[j])
-    );
-    pBar = swap(pBar, adj.map((a) => a.p));
+    const adj = be.adjoint(tr.thetas[n], tr.ms[n], tr.vs[n], tr.gs[n], n, pBar, mBar, vBar);
+    pBar = swap(pBar, adj.p);
     if (retained) {
-      mBar = swap(mBar, adj.map((a) => a.m));
-      vBar = swap(vBar, adj.map((a) => a.v));
-      const gBar = adj.map((a) => a.g);
-      const hv = await inner.hvp(tr.thetas[n], gBar, n);
-      gBar.forEach((x) => be.release(x));
-      pBar = swap(pBar, pBar.map((pb, j) => be.add(pb, hv.theta[j])));
-      hv.theta.forEach((x) => be.release(x));
+      mBar = swap(mBar, adj.m);
+      vBar = swap(vBar, adj.v);
+      const hv = await inner.hvp(tr.thetas[n], adj.g, n);
+      be.release(adj.g);
+      pBar = swap(pBar, be.add(pBar, hv.theta));
+      be.release(hv.theta);
       phiBar = be.addPhi(phiBar, hv.phi);
     } else {
       // g_n is detached: nothing flows into it, nor (through it) into earlier m and v.
-      adj.forEach((a) => [a.m, a.v, a.g].forEach((x) => be.release(x)));
-      mBar = swap(mBar, theta0.map((t) => be.zerosLike(t)));
-      vBar = swap(vBar, theta0.map((t) => be.zerosLike(t)));
+      [adj.m, adj.v, adj.g].forEach((x) => be.release(x));
+      mBar = swap(mBar, be.zerosLike(theta0));
+      vBar = swap(vBar, be.zerosLike(theta0));
     }
   }
-  mBar.forEach((x) => be.release(x));
-  vBar.forEach((x) => be.release(x));
+  be.release(mBar);
+  be.release(vBar);
   return { loss, theta0: pBar, phi: phiBar, trajectory: tr };
 }

@@ -34,14 +34,24 @@ export function refBackend(
   h: AdamWHyper = INNER_ADAMW,
 ): SweepBackend<Float64Array, Float64Array> {
   return {
-    zerosLike: (x) => new Float64Array(x.length),
-    step: (p, m, v, g, n, j) => adamwStepRef(p, m, v, g, lr[n][j], n + 1, h),
-    adjoint(p, m, v, g, n, j, pBar, mBar, vBar) {
-      const a = adamwAdjointRef(p, m, v, g, lr[n][j], n + 1, pBar, mBar, vBar, h);
-      lrBar[n][j] += a.lr;
-      return a;
+    zerosLike: (xs) => xs.map((x) => new Float64Array(x.length)),
+    step(p, m, v, g, n) {
+      const s = p.map((_, j) => adamwStepRef(p[j], m[j], v[j], g[j], lr[n][j], n + 1, h));
+      return { p: s.map((x) => x.p), m: s.map((x) => x.m), v: s.map((x) => x.v) };
     },
-    add: (a, b) => a.map((x, i) => x + b[i]),
+    adjoint(p, m, v, g, n, pBar, mBar, vBar) {
+      const a = p.map((_, j) =>
+        adamwAdjointRef(p[j], m[j], v[j], g[j], lr[n][j], n + 1, pBar[j], mBar[j], vBar[j], h)
+      );
+      a.forEach((x, j) => lrBar[n][j] += x.lr);
+      return {
+        p: a.map((x) => x.p),
+        m: a.map((x) => x.m),
+        v: a.map((x) => x.v),
+        g: a.map((x) => x.g),
+      };
+    },
+    add: (a, b) => a.map((x, j) => x.map((y, i) => y + b[j][i])),
     addPhi: (a, b) => (a ? a.map((x, i) => x + b[i]) : b.slice()),
     release: () => {},
   };

@@ -5,7 +5,9 @@
  *  - outer: mean NLL of the target tokens after the question prompt (no context).
  * Gradients and Hessian-vector products come from the differentiable core (hvp = forward-
  * over-reverse), so H_θθ·v and the mixed H_φθ·v come out of one pass. Results are owned by
- * the sweep (kept out of scopes; it disposes them).
+ * the sweep (kept out of scopes; it disposes them). When θ is a packed set (one buffer,
+ * kernels/optim/packed.ts), gradients and H·v come back packed the same way, so the sweep's
+ * optimizer kernels take them without copies.
  */
 import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import type { Runtime } from "../../kernels/runtime/runtime.ts";
@@ -15,6 +17,7 @@ import { grad, hvp } from "../../kernels/autodiff/transforms.ts";
 import type { InnerObjective, OuterObjective } from "./metagrad.ts";
 import type { TokenBatch } from "./batch.ts";
 import { tokenWeights } from "./weighting.ts";
+import { layoutOf, packedBase, packedViews, packedZeros } from "../../kernels/optim/packed.ts";
 
 /** What PERK needs of a language model: hidden states and logits with LoRA tensors θ. */
 export interface PerkLM {
@@ -63,6 +66,19 @@ export function outerLoss(
 const own = (rt: Runtime, ts: Tensor[]) => ts.map((t) => rt.keep(t));
 
 /**
+ * Where θ's gradients (or H·v) should go: views of a new zeroed packed buffer laid out as θ
+ * when θ is packed (in the current scope: results are views of it), else undefined.
+ */
+function packedLike(rt: Runtime, theta: readonly Tensor[]): Tensor[] | undefined {
+  const layout = theta.length ? layoutOf(theta) : undefined;
+  if (!layout || !packedBase(theta, layout)) return undefined;
+  const flat = packedZeros(rt, layout);
+  const views = packedViews(flat, layout);
+  flat.dispose(); // the views hold it
+  return views;
+}
+
+/**
  * Inner objective for one problem. `seedOf(n)` gives inner step n's dropout seed (undefined:
  * no dropout), so the HVP at step n differentiates exactly the function the step used.
  */
@@ -85,10 +101,19 @@ export function innerObjective(
     );
   return {
     grad: (theta, n) =>
-      rt.scope(() => own(rt, grad((...th: Tensor[]) => k(n)(...th, ...phi), theta).grads)),
+      rt.scope(() =>
+        own(
+          rt,
+          grad((...th: Tensor[]) => k(n)(...th, ...phi), theta, { into: packedLike(rt, theta) })
+            .grads,
+        )
+      ),
     hvp: (theta, v, n) =>
       rt.scope(() => {
-        const r = hvp(k(n), [...theta, ...phi], [...v, ...phi.map(() => undefined)]);
+        const into = packedLike(rt, theta);
+        const r = hvp(k(n), [...theta, ...phi], [...v, ...phi.map(() => undefined)], {
+          into: into && [...into, ...phi.map(() => undefined)],
+        });
         const hv = own(rt, r.hvps);
         return { theta: hv.slice(0, theta.length), phi: hv.slice(theta.length) };
       }),
@@ -106,7 +131,9 @@ export function outerObjective(
   return {
     valueAndGrad: async (theta) => {
       const r = rt.scope(() => {
-        const g = grad((...th: Tensor[]) => outerLoss(lm, batch, targets, th, dropoutSeed), theta);
+        const g = grad((...th: Tensor[]) => outerLoss(lm, batch, targets, th, dropoutSeed), theta, {
+          into: packedLike(rt, theta),
+        });
         return { value: rt.keep(g.value), grads: own(rt, g.grads) };
       });
       const loss = (await rt.readF32(r.value))[0];

@@ -1,0 +1,244 @@
+/**
+ * Fused RMSNorm kernels: y = x·r·w with r = 1/√(mean(x²) + ε) over each row (the last axis),
+ * its tangent, the input gradient, and that gradient's tangent (forward-over-reverse HVPs),
+ * each ONE dispatch (composed of elementwise ops and reductions the forward alone took six,
+ * its backward ten). The rules are in kernels/autodiff/norm.ts.
+ *
+ * One lane per row, summing in order (as the composed ops' reduction does; rows are at most
+ * a model width long). Absent operands (no weight, a zero tangent) are flagged in the
+ * uniform and their binding is filled by x, which is never read through it.
+ *
+ * With a = g·w, s = Σ a·x, q = Σ x·ẋ, ṙ = −r³·q/C (per row, C = row length):
+ *   forward   y   = x·r·w
+ *   tangent   ẏ   = (ẋ·r + x·ṙ)·w + x·r·ẇ
+ *   gradient  x̄   = r·a − x·r³·s/C                       (w̄ = Σ_rows g·x·r: see norm.ts)
+ *   its tangent   = ṙ·a + r·ȧ − ẋ·r³·s/C − x·(3r²·ṙ·s + r³·ṡ)/C,  ȧ = ġ·w + g·ẇ,
+ *                   ṡ = Σ (ȧ·x + a·ẋ)
+ */
+import type { Tensor } from "../runtime/tensor.ts";
+import { grid1d, type KernelSpec } from "../runtime/kernel.ts";
+
+const WG = 64;
+const HAS_W = 1, HAS_DX = 2, HAS_DG = 4, HAS_DW = 8, HAS_ACC = 16;
+
+const HEAD = /* wgsl */ `
+struct U { rows: u32, C: u32, eps: f32, flags: u32, invC: f32 }
+// Module-scope order is free in WGSL: \`u\` is declared by each kernel below.
+fn has(bit: u32) -> bool { return (u.flags & bit) != 0u; }
+fn w_at(c: u32) -> f32 {
+  if (has(${HAS_W}u)) { return W[c]; }
+  return 1.0;
+}`;
+
+/** One lane per row (rows are short; lanes are cheap SIMD lanes on lavapipe), row sums in order. */
+const MAIN = /* wgsl */ `
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
+  if (row >= u.rows) { return; }
+  let base = row * u.C;
+  var ss = 0.0;
+  for (var c = 0u; c < u.C; c++) { let x = X[base + c]; ss += x * x; }
+  let t = ss * u.invC + u.eps; // mean(x²) + ε
+  let r = inverseSqrt(t);`;
+
+/**
+ * x (rows, C), w (C) → y. The arithmetic is the composed ops' (x², an ordered row sum, ·1/C,
+ * +ε, inverseSqrt, ·r, ·w), so the result is theirs bit for bit on lavapipe.
+ */
+const FORWARD: KernelSpec = {
+  name: "rms_norm",
+  bindings: ["read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `${HEAD}
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> W: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<uniform> u: U;
+${MAIN}
+  for (var c = 0u; c < u.C; c++) { Y[base + c] = X[base + c] * r * w_at(c); }
+}`,
+};
+
+/** x, w, ẋ, ẇ → ẏ = (ẋ·r + x·ṙ)·w + x·r·ẇ, ṙ = −r³·Σ(x·ẋ)/C. */
+const TANGENT: KernelSpec = {
+  name: "rms_norm_tangent",
+  bindings: ["read", "read", "read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `${HEAD}
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> W: array<f32>;
+@group(0) @binding(2) var<storage, read> DX: array<f32>;
+@group(0) @binding(3) var<storage, read> DW: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;
+${MAIN}
+  var q = 0.0;
+  if (has(${HAS_DX}u)) {
+    for (var c = 0u; c < u.C; c++) { q += X[base + c] * DX[base + c]; }
+  }
+  let rd = -r * r * r * q * u.invC;
+  for (var c = 0u; c < u.C; c++) {
+    let i = base + c;
+    var y = X[i] * rd * w_at(c);
+    if (has(${HAS_DX}u)) { y += DX[i] * r * w_at(c); }
+    if (has(${HAS_DW}u)) { y += X[i] * r * DW[c]; }
+    Y[i] = y;
+  }
+}`,
+};
+
+/**
+ * x, g, w (, C) → (C +) x̄, x̄ = a·r + x·2·(1/C)·(−½·r/t)·Σ(a·x), a = g·w, t = mean(x²) + ε:
+ * the composed ops' backward, rounding for rounding (the square's, the mean's, the rsqrt's and
+ * the two products' cotangents, summed as the tape sums them onto x's earlier cotangent C).
+ */
+const GRAD: KernelSpec = {
+  name: "rms_norm_grad",
+  bindings: ["read", "read", "read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `${HEAD}
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<f32>;
+@group(0) @binding(3) var<storage, read> CI: array<f32>;
+@group(0) @binding(4) var<storage, read_write> D: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;
+${MAIN}
+  var s = 0.0;
+  for (var c = 0u; c < u.C; c++) { let a = G[base + c] * w_at(c); s += a * X[base + c]; }
+  let gs = u.invC * (s * (-0.5 * inverseSqrt(t) / t));
+  for (var c = 0u; c < u.C; c++) {
+    let i = base + c;
+    var d = G[i] * w_at(c) * r;
+    if (has(${HAS_ACC}u)) { d = CI[i] + d; }
+    D[i] = d + gs * (2.0 * X[i]);
+  }
+}`,
+};
+
+/**
+ * x, g, w, ẋ, ġ, ẇ (, Ċ) → the tangent of (C +) x̄, x̄ = r·a − x·r³·s/C (a = g·w, s = Σ a·x):
+ * (Ċ +) ṙ·a + r·ȧ − ẋ·r³·s/C − x·(3r²·ṙ·s + r³·ṡ)/C, ȧ = ġ·w + g·ẇ, ṡ = Σ (ȧ·x + a·ẋ).
+ */
+const GRAD_TANGENT: KernelSpec = {
+  name: "rms_norm_grad_tangent",
+  bindings: ["read", "read", "read", "read", "read", "read", "read", "read_write", "uniform"],
+  code: /* wgsl */ `${HEAD}
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<f32>;
+@group(0) @binding(3) var<storage, read> DX: array<f32>;
+@group(0) @binding(4) var<storage, read> DG: array<f32>;
+@group(0) @binding(5) var<storage, read> DW: array<f32>;
+@group(0) @binding(6) var<storage, read> DC: array<f32>;
+@group(0) @binding(7) var<storage, read_write> D: array<f32>;
+@group(0) @binding(8) var<uniform> u: U;
+fn ad_at(i: u32, c: u32) -> f32 {
+  var v = 0.0;
+  if (has(${HAS_DG}u)) { v += DG[i] * w_at(c); }
+  if (has(${HAS_DW}u)) { v += G[i] * DW[c]; }
+  return v;
+}
+fn dx_at(i: u32) -> f32 {
+  if (has(${HAS_DX}u)) { return DX[i]; }
+  return 0.0;
+}
+${MAIN}
+  var acc = vec3f(0.0); // s = Σ a·x, q = Σ x·ẋ, ṡ = Σ (ȧ·x + a·ẋ)
+  for (var c = 0u; c < u.C; c++) {
+    let i = base + c;
+    let x = X[i];
+    let a = G[i] * w_at(c);
+    let xd = dx_at(i);
+    acc += vec3f(a * x, x * xd, ad_at(i, c) * x + a * xd);
+  }
+  let r3 = r * r * r;
+  let rd = -r3 * acc.y * u.invC;
+  let k = (3.0 * r * r * rd * acc.x + r3 * acc.z) * u.invC;
+  let k2 = r3 * acc.x * u.invC;
+  for (var c = 0u; c < u.C; c++) {
+    let i = base + c;
+    var d = rd * G[i] * w_at(c) + r * ad_at(i, c) - dx_at(i) * k2 - X[i] * k;
+    if (has(${HAS_ACC}u)) { d += DC[i]; }
+    D[i] = d;
+  }
+}`,
+};
+
+function launch(
+  spec: KernelSpec,
+  x: Tensor,
+  w: Tensor | undefined,
+  eps: number,
+  flags: number,
+  operands: readonly (Tensor | undefined)[],
+): Tensor {
+  const C = x.shape.at(-1)!, rows = x.size / Math.max(1, C), rt = x.rt;
+  if (w && (w.size !== C || w.dtype !== "f32")) {
+    throw new RangeError(`rmsNorm: weight ${w} does not match rows of ${C} (${x})`);
+  }
+  for (const t of operands) {
+    if (t && t.size !== x.size && t.size !== C) {
+      throw new RangeError(`rmsNorm: operand ${t} does not fit ${x}`);
+    }
+  }
+  const y = rt.empty(x.shape);
+  const buf = new ArrayBuffer(20);
+  const uw = new Uint32Array(buf), uf = new Float32Array(buf);
+  uw[0] = rows;
+  uw[1] = C;
+  uf[2] = eps;
+  uw[3] = flags | (w ? HAS_W : 0);
+  uf[4] = 1 / C;
+  rt.dispatch(
+    spec,
+    [...operands.map((t) => t ?? x), y, rt.uniform(uw)],
+    grid1d(Math.ceil(rows / WG)),
+  );
+  return y;
+}
+
+/** y = x·r·w (w of the row length C, or none: x·r) over the last axis of x. */
+export function rmsNormRows(x: Tensor, w: Tensor | undefined, eps: number): Tensor {
+  return launch(FORWARD, x, w, eps, 0, [x, w]);
+}
+
+/** ẏ for tangents ẋ (shape of x) and ẇ (C); either may be undefined (zero). */
+export function rmsNormTangent(
+  x: Tensor,
+  w: Tensor | undefined,
+  dx: Tensor | undefined,
+  dw: Tensor | undefined,
+  eps: number,
+): Tensor {
+  const flags = (dx ? HAS_DX : 0) | (dw ? HAS_DW : 0);
+  return launch(TANGENT, x, w, eps, flags, [x, w, dx, dw]);
+}
+
+/** x̄ = ∂/∂x ⟨g, rmsNorm(x, w)⟩, added onto `acc` (x's cotangent so far) when given. */
+export function rmsNormGrad(
+  x: Tensor,
+  g: Tensor,
+  w: Tensor | undefined,
+  acc: Tensor | undefined,
+  eps: number,
+): Tensor {
+  return launch(GRAD, x, w, eps, acc ? HAS_ACC : 0, [x, g, w, acc]);
+}
+
+/**
+ * The tangent of x̄ for tangents ẋ, ġ (shape of x) and ẇ (C), plus that of `acc` (dacc) when
+ * x̄ was added onto one; any may be undefined.
+ */
+export function rmsNormGradTangent(
+  x: Tensor,
+  g: Tensor,
+  w: Tensor | undefined,
+  dx: Tensor | undefined,
+  dg: Tensor | undefined,
+  dw: Tensor | undefined,
+  dacc: Tensor | undefined,
+  eps: number,
+): Tensor {
+  const flags = (dx ? HAS_DX : 0) | (dg ? HAS_DG : 0) | (dw ? HAS_DW : 0) | (dacc ? HAS_ACC : 0);
+  return launch(GRAD_TANGENT, x, w, eps, flags, [x, g, w, dx, dg, dw, dacc]);
+}

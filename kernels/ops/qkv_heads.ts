@@ -1,0 +1,174 @@
+/**
+ * Attention inputs in one pass: q, k, v as the projections give them — token rows
+ * (B·T, heads·hd) — to the head-major layout attention reads, (B, heads, T, hd), with q
+ * scaled by `qScale` and q, k rotated (RoPE, Hugging Face's half-split pairs, per-token
+ * positions) on the way. Composed, that was a scale, two rotations and three permutes.
+ * `inverse` runs the transpose: head-major cotangents back to rows, rotated by −θ and
+ * scaled (the VJP; every map here is linear, so tangents take the same kernel).
+ *
+ * One lane per rotation pair (d, d + hd/2) of one token and head; v's pairs are moved
+ * unrotated. Segments absent from a call (a zero tangent) are skipped. On CPU adapters the
+ * sources and tables are read as staged texels (texels.ts) when their sizes allow.
+ */
+import type { Binding } from "../runtime/runtime.ts";
+import type { Tensor } from "../runtime/tensor.ts";
+import { texelLoadScalarFn } from "../runtime/texels.ts";
+import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+
+const WG = 64;
+const ROPE = 8; // flags: bits 0–2 = segment present
+
+export interface HeadsLayout {
+  readonly B: number;
+  readonly T: number;
+  readonly H: number;
+  readonly Hkv: number;
+  readonly hd: number;
+  /** q's factor (the attention scale 1/√hd, applied before the rotation). */
+  readonly qScale: number;
+}
+
+/** Rotation tables (P, hd/2) and each token's position (B·T, i32). */
+export interface HeadsRope {
+  readonly cos: Tensor;
+  readonly sin: Tensor;
+  readonly pos: Tensor;
+}
+
+const specs = new Map<string, KernelSpec>();
+
+function spec(inverse: boolean, tex: boolean): KernelSpec {
+  const key = `${inverse}|${tex}`;
+  let s = specs.get(key);
+  if (s) return s;
+  const src = ["S0", "S1", "S2", "COS", "SIN"];
+  const decl = src.map((n, b) =>
+    tex
+      ? `@group(0) @binding(${b}) var ${n}_t: texture_2d<f32>;\n${
+        texelLoadScalarFn(`ld${n}`, `${n}_t`)
+      }`
+      : `@group(0) @binding(${b}) var<storage, read> ${n}: array<f32>;\nfn ld${n}(i: u32) -> f32 { return ${n}[i]; }`
+  ).join("\n");
+  // Rows index (n, h, d) and head-major index (b, h, t, d) of a pair's first element.
+  const [from, to] = inverse ? ["hi", "ri"] : ["ri", "hi"];
+  s = {
+    name: tex ? "qkv_heads_tex" : "qkv_heads",
+    bindings: [
+      ...src.map(() => (tex ? "texture" as const : "read" as const)),
+      "read",
+      "read_write",
+      "read_write",
+      "read_write",
+      "uniform",
+    ],
+    code: /* wgsl */ `
+struct U { T: u32, H: u32, Hkv: u32, hd: u32, flags: u32, n0: u32, n1: u32, n2: u32,
+           qScale: f32, sign: f32 }
+${decl}
+@group(0) @binding(5) var<storage, read> POS: array<i32>;
+@group(0) @binding(6) var<storage, read_write> D0: array<f32>;
+@group(0) @binding(7) var<storage, read_write> D1: array<f32>;
+@group(0) @binding(8) var<storage, read_write> D2: array<f32>;
+@group(0) @binding(9) var<uniform> u: U;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let id = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
+  if (id >= u.n2) { return; }
+  // Segment: 0 = q (H heads), 1 = k, 2 = v (Hkv heads); lanes count pairs.
+  var seg = 2u;
+  var p = id - u.n1;
+  var heads = u.Hkv;
+  if (id < u.n0) { seg = 0u; p = id; heads = u.H; } else if (id < u.n1) { seg = 1u; p = id - u.n0; }
+  if ((u.flags & (1u << seg)) == 0u) { return; }
+  let half = u.hd / 2u;
+  let d = p % half;
+  let nh = p / half;
+  let h = nh % heads;
+  let n = nh / heads;
+  let b = n / u.T;
+  let t = n % u.T;
+  let ri = n * heads * u.hd + h * u.hd + d;
+  let hi = ((b * heads + h) * u.T + t) * u.hd + d;
+  var x1: f32;
+  var x2: f32;
+  if (seg == 0u) { x1 = ldS0(${from}); x2 = ldS0(${from} + half); }
+  else if (seg == 1u) { x1 = ldS1(${from}); x2 = ldS1(${from} + half); }
+  else { x1 = ldS2(${from}); x2 = ldS2(${from} + half); }
+  ${inverse ? "" : "if (seg == 0u) { x1 = u.qScale * x1; x2 = u.qScale * x2; }"}
+  var y1 = x1;
+  var y2 = x2;
+  if (seg < 2u && (u.flags & ${ROPE}u) != 0u) {
+    let f = u32(POS[n]) * half + d;
+    let co = ldCOS(f);
+    let sn = u.sign * ldSIN(f);
+    y1 = x1 * co - x2 * sn;
+    y2 = x2 * co + x1 * sn;
+  }
+  ${inverse ? "if (seg == 0u) { y1 = u.qScale * y1; y2 = u.qScale * y2; }" : ""}
+  if (seg == 0u) { D0[${to}] = y1; D0[${to} + half] = y2; }
+  else if (seg == 1u) { D1[${to}] = y1; D1[${to} + half] = y2; }
+  else { D2[${to}] = y1; D2[${to} + half] = y2; }
+}`,
+  };
+  specs.set(key, s);
+  return s;
+}
+
+/**
+ * Forward (rows → heads, scale q, rotate q and k) or `inverse` (heads → rows, rotate back,
+ * scale q) of the present members of [q, k, v]; absent ones give undefined.
+ */
+export function qkvHeads(
+  src: readonly (Tensor | undefined)[],
+  L: HeadsLayout,
+  rope: HeadsRope | undefined,
+  inverse: boolean,
+): (Tensor | undefined)[] {
+  const present = src.filter((t): t is Tensor => !!t);
+  if (!present.length) return [undefined, undefined, undefined];
+  const rt = present[0].rt;
+  const { B, T, H, Hkv, hd } = L;
+  if (hd % 2) throw new RangeError(`qkvHeads: head size ${hd} must be even`);
+  const N = B * T, half = hd / 2;
+  const heads = [H, Hkv, Hkv];
+  src.forEach((t, s) => {
+    if (t && t.size !== N * heads[s] * hd) {
+      throw new RangeError(`qkvHeads: ${t} is not ${N} tokens × ${heads[s]} heads × ${hd}`);
+    }
+  });
+  if (rope && (rope.pos.size !== N || rope.pos.dtype !== "i32" || rope.cos.shape.at(-1) !== half)) {
+    throw new RangeError(`qkvHeads: positions ${rope.pos} or tables ${rope.cos} do not fit`);
+  }
+  const out = src.map((t, s) => t && rt.empty(inverse ? [N, heads[s] * hd] : [B, heads[s], T, hd]));
+  const n0 = N * H * half, n1 = n0 + N * Hkv * half, n2 = n1 + N * Hkv * half;
+  const words = new ArrayBuffer(48);
+  const uw = new Uint32Array(words), uf = new Float32Array(words);
+  const flags = src.reduce((f, t, s) => f | (t ? 1 << s : 0), 0) | (rope ? ROPE : 0);
+  uw.set([T, H, Hkv, hd, flags, n0, n1, n2]);
+  uf[8] = L.qScale;
+  uf[9] = inverse ? -1 : 1;
+  // Absent members read from a present one (never read) and write to scratch (never
+  // written): bindings may not alias a written buffer.
+  const scratch: Tensor[] = [];
+  const dst = out.map((t) => t ?? (scratch[scratch.length] = rt.empty([1])));
+  const sources = [
+    ...src.map((t) => t ?? present[0]),
+    rope?.cos ?? present[0],
+    rope?.sin ?? present[0],
+  ];
+  const tex = rt.isCpuAdapter && sources.every((t) => rt.texelsFit(t.size));
+  // Stage each distinct tensor once, all before the dispatch binds them.
+  const staged = new Map<Tensor, Binding>();
+  const read: Binding[] = tex
+    ? sources.map((t) => {
+      let v = staged.get(t);
+      if (!v) staged.set(t, v = rt.texels(t, staged.size));
+      return v;
+    })
+    : sources;
+  const pos = rope?.pos ?? present[0];
+  rt.dispatch(spec(inverse, tex), [...read, pos, ...dst, rt.uniform(uw)], grid1d(cdiv(n2, WG)));
+  scratch.forEach((t) => t.dispose());
+  return out;
+}
