@@ -9,9 +9,8 @@
  *  - `argmaxRows`: greedy decoding's per-row argmax, so only B ids are read back per step;
  *  - `sliceI32`: a range of an i32 tensor (target chunks; the strided copy moves f32).
  */
-import type { Binding, Runtime } from "../runtime/runtime.ts";
 import type { Tensor } from "../runtime/tensor.ts";
-import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { kernel } from "../runtime/kernel.ts";
 import { texelLoadFn } from "../runtime/texels.ts";
 import { matmul as mm } from "../matmul/matmul.ts";
 import { linearForward } from "./product.ts";
@@ -19,20 +18,6 @@ import { apply1, type Rule } from "./tape.ts";
 import { matmul } from "./basic.ts";
 import { RowIndex, scatterAdd } from "./nn.ts";
 import { gatherRowsById } from "../ops/nn_kernels.ts";
-
-const WG = 64;
-const ARGS =
-  `@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32`;
-const ID = `let id = (wid.x + wid.y * nwg.x) * ${WG}u + lid;`;
-
-function u32s(...v: number[]): Uint32Array {
-  const u = new Uint32Array(Math.max(4, v.length));
-  u.set(v);
-  return u;
-}
-function run(rt: Runtime, spec: KernelSpec, bind: Binding[], lanes: number) {
-  rt.dispatch(spec, bind, grid1d(cdiv(lanes, WG)));
-}
 
 // ------------------------------------------------------------------ frozen linear
 
@@ -96,55 +81,38 @@ export function embedding(table: Tensor, ids: Tensor, host?: Int32Array): Tensor
 
 // ------------------------------------------------------------------ RoPE at positions
 
-const ROPE_AT: KernelSpec = {
-  name: "rope_at",
-  bindings: ["read", "read", "read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `
-struct U { n: u32, D: u32, row: u32, sign: f32 }
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> COS: array<f32>;
-@group(0) @binding(2) var<storage, read> SIN: array<f32>;
-@group(0) @binding(3) var<storage, read> POS: array<i32>;
-@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(5) var<uniform> u: U;
+const ROPE_U = { n: "u32", D: "u32", row: "u32", sign: "f32" } as const;
 // x (tokens, heads·D): token r rotates at position POS[r]; half-split pairs (j, j + D/2).
 // sign −1 is the inverse (= transpose) rotation, for the VJP.
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.n) { return; }
+const ROPE_AT = kernel({
+  name: "rope_at",
+  inputs: { X: "f32", COS: "f32", SIN: "f32", POS: "i32" },
+  outputs: { Y: "f32" },
+  uniforms: ROPE_U,
+  lanes: "u.n",
+  body: /* wgsl */ `
   let half = u.D / 2u;
   let j = id % u.D;
   let f = u32(POS[id / u.row]) * half + (j % half);
   let s = u.sign * SIN[f];
   if (j < half) { Y[id] = X[id] * COS[f] - X[id + half] * s; }
-  else { Y[id] = X[id] * COS[f] + X[id - half] * s; }
-}`,
-};
+  else { Y[id] = X[id] * COS[f] + X[id - half] * s; }`,
+});
 
 /**
  * The same rotation, one lane per 4 pairs (8 outputs) with x and the tables read as staged
  * texels (kernels/runtime/texels.ts: lavapipe's storage loads are per-lane loops): for
  * headDim % 8 = 0 on CPU adapters. u.n counts lanes.
  */
-const ROPE_AT_TEX: KernelSpec = {
+const ROPE_AT_TEX = kernel({
   name: "rope_at_tex",
-  bindings: ["texture", "texture", "texture", "read", "read_write", "uniform"],
-  code: /* wgsl */ `
-struct U { n: u32, D: u32, row: u32, sign: f32 }
-@group(0) @binding(0) var X: texture_2d<f32>;
-@group(0) @binding(1) var COS: texture_2d<f32>;
-@group(0) @binding(2) var SIN: texture_2d<f32>;
-@group(0) @binding(3) var<storage, read> POS: array<i32>;
-@group(0) @binding(4) var<storage, read_write> Y: array<vec4f>;
-@group(0) @binding(5) var<uniform> u: U;
-${texelLoadFn("ldX", "X")}
-${texelLoadFn("ldCos", "COS")}
-${texelLoadFn("ldSin", "SIN")}
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.n) { return; }
+  inputs: { X: "texture", COS: "texture", SIN: "texture", POS: "i32" },
+  outputs: { Y: "vec4f" },
+  uniforms: ROPE_U,
+  decls: [texelLoadFn("ldX", "X"), texelLoadFn("ldCos", "COS"), texelLoadFn("ldSin", "SIN")]
+    .join("\n"),
+  lanes: "u.n",
+  body: /* wgsl */ `
   let half = u.D / 2u;
   let lanesPerRow = u.row / 8u;
   let r = id / lanesPerRow;
@@ -157,9 +125,8 @@ fn main(${ARGS}) {
   let co = ldCos(f);
   let s = u.sign * ldSin(f);
   Y[base / 4u] = x1 * co - x2 * s;
-  Y[(base + half) / 4u] = x2 * co + x1 * s;
-}`,
-};
+  Y[(base + half) / 4u] = x2 * co + x1 * s;`,
+});
 
 interface RopeP {
   readonly headDim: number;
@@ -171,13 +138,12 @@ function ropeAtKernel(xs: readonly Tensor[], headDim: number, inverse: boolean):
   const tex = rt.isCpuAdapter && headDim % 8 === 0 && rt.texelsFit(x.size) &&
     rt.texelsFit(cos.size);
   const lanes = tex ? x.size / 8 : x.size;
-  const u = u32s(lanes, headDim, row, 0);
-  new Float32Array(u.buffer)[3] = inverse ? -1 : 1;
+  const u = { n: lanes, D: headDim, row, sign: inverse ? -1 : 1 };
   if (tex) {
     const bs = [rt.texels(x, 0), rt.texels(cos, 1), rt.texels(sin, 2)];
-    run(rt, ROPE_AT_TEX, [...bs, pos, y, rt.uniform(u)], lanes);
+    ROPE_AT_TEX.run(rt, [...bs, pos, y], u, lanes);
   } else {
-    run(rt, ROPE_AT, [x, cos, sin, pos, y, rt.uniform(u)], x.size);
+    ROPE_AT.run(rt, [x, cos, sin, pos, y], u, x.size);
   }
   return y;
 }
@@ -240,19 +206,14 @@ export function holdWith(x: Tensor, consts: readonly Tensor[]): Tensor {
 
 // ------------------------------------------------------------------ argmax
 
-const ARGMAX: KernelSpec = {
-  name: "argmax_rows",
-  bindings: ["read", "read_write", "uniform"],
-  code: /* wgsl */ `
-struct U { rows: u32, V: u32 }
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read_write> Y: array<i32>;
-@group(0) @binding(2) var<uniform> u: U;
 // One lane per row; the first maximum wins (as the reference's argmax).
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.rows) { return; }
+const ARGMAX = kernel({
+  name: "argmax_rows",
+  inputs: { X: "f32" },
+  outputs: { Y: "i32" },
+  uniforms: { rows: "u32", V: "u32" },
+  lanes: "u.rows",
+  body: /* wgsl */ `
   let base = id * u.V;
   var best = 0u;
   var m = X[base];
@@ -260,40 +221,32 @@ fn main(${ARGS}) {
     let x = X[base + v];
     if (x > m) { m = x; best = v; }
   }
-  Y[id] = i32(best);
-}`,
-};
+  Y[id] = i32(best);`,
+});
 /** Index of the largest value of each row of x (R, V) → (R) i32 (first one on ties). */
 export function argmaxRows(x: Tensor): Tensor {
   const V = x.shape.at(-1)!, rows = x.size / V;
   const y = x.rt.empty([rows], "i32");
-  run(x.rt, ARGMAX, [x, y, x.rt.uniform(u32s(rows, V))], rows);
+  ARGMAX.run(x.rt, [x, y], { rows, V }, rows);
   return y;
 }
 
 // ------------------------------------------------------------------ i32 slice
 
-const SLICE_I32: KernelSpec = {
+const SLICE_I32 = kernel({
   name: "slice_i32",
-  bindings: ["read", "read_write", "uniform"],
-  code: /* wgsl */ `
-struct U { start: u32, n: u32 }
-@group(0) @binding(0) var<storage, read> X: array<i32>;
-@group(0) @binding(1) var<storage, read_write> Y: array<i32>;
-@group(0) @binding(2) var<uniform> u: U;
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.n) { return; }
-  Y[id] = X[u.start + id];
-}`,
-};
+  inputs: { X: "i32" },
+  outputs: { Y: "i32" },
+  uniforms: { start: "u32", n: "u32" },
+  lanes: "u.n",
+  body: "  Y[id] = X[u.start + id];",
+});
 /** x[start : start + len] of a 1-D i32 tensor (a copy). */
 export function sliceI32(x: Tensor, start: number, len: number): Tensor {
   if (x.dtype !== "i32" || start < 0 || start + len > x.size) {
     throw new RangeError(`sliceI32: [${start}, ${start + len}) of ${x}`);
   }
   const y = x.rt.empty([len], "i32");
-  run(x.rt, SLICE_I32, [x, y, x.rt.uniform(u32s(start, len))], len);
+  SLICE_I32.run(x.rt, [x, y], { start, n: len }, len);
   return y;
 }

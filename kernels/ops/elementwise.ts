@@ -11,7 +11,7 @@
  */
 import type { Runtime } from "../runtime/runtime.ts";
 import type { Tensor } from "../runtime/tensor.ts";
-import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { type Elem, type Kernel, kernel } from "../runtime/kernel.ts";
 import { texelLoadFn, texelLoadScalarFn } from "../runtime/texels.ts";
 import { broadcastShapes, broadcastStrides, checkRank, sameShape } from "./shape.ts";
 import { UNARY, type UnaryName, WGSL_DERIVS, WGSL_MATH } from "./unary_table.ts";
@@ -20,11 +20,38 @@ const WG = 256;
 const NAMES = ["a", "b", "c", "d"] as const;
 type Layout = "same" | "scalar" | "strided";
 
-const specCache = new Map<string, KernelSpec>();
-
 /** The uniform both map kernels read; mapN packs it (n, rank, params, shape, strides). */
-const MAP_UNIFORM =
-  "struct U { n: u32, rank: u32, _0: u32, _1: u32, p: vec4f, shape: array<vec4u, 2>, st: array<vec4u, 8> }";
+const MAP_U = {
+  n: "u32",
+  rank: "u32",
+  p: "vec4f",
+  shape: "array<vec4u, 2>",
+  st: "array<vec4u, 8>",
+} as const;
+type MapKernel = Kernel<typeof MAP_U>;
+const specCache = new Map<string, MapKernel>();
+
+/** A map kernel: one lane per output (or vec4 of outputs), `p` = the expression's params. */
+function mapKernel(
+  family: string,
+  expr: string,
+  inputs: Record<string, Elem | "texture">,
+  out: Elem,
+  decls: string,
+  body: string,
+): MapKernel {
+  return kernel({
+    name: `${family}(${expr.length > 40 ? expr.slice(0, 40) + "…" : expr})`,
+    inputs,
+    outputs: { O: out },
+    uniforms: MAP_U,
+    wg: WG,
+    decls,
+    id: "i",
+    lanes: "u.n",
+    body: `  let p = u.p;\n${body}`,
+  });
+}
 
 /**
  * The general (broadcasting) kernel, one pipeline per (expression, layouts, rank, texels):
@@ -38,16 +65,16 @@ function mapSpec(
   accumulate: boolean,
   rank: number,
   texels: readonly boolean[],
-): KernelSpec {
+): MapKernel {
   const key = `${expr}|${layouts.join(",")}|${accumulate}|${rank}|${texels.join(",")}`;
   const hit = specCache.get(key);
   if (hit) return hit;
-  const decl = layouts.map((_, k) =>
+  const inputs: Record<string, Elem | "texture"> = {};
+  layouts.forEach((_, k) => (inputs[`I${k}`] = texels[k] ? "texture" : "f32"));
+  const lds = layouts.map((_, k) =>
     texels[k]
-      ? `@group(0) @binding(${k}) var I${k}: texture_2d<f32>;\n${
-        texelLoadScalarFn(`ld${k}`, `I${k}`)
-      }`
-      : `@group(0) @binding(${k}) var<storage, read> I${k}: array<f32>;\nfn ld${k}(i: u32) -> f32 { return I${k}[i]; }`
+      ? texelLoadScalarFn(`ld${k}`, `I${k}`)
+      : `fn ld${k}(i: u32) -> f32 { return I${k}[i]; }`
   ).join("\n");
   const strided = layouts.flatMap((l, k) => (l === "strided" ? [k] : []));
   let offsets = strided.map((k) => `  var off${k} = 0u;\n`).join("");
@@ -64,32 +91,15 @@ function mapSpec(
     const idx = l === "same" ? "i" : l === "scalar" ? "0u" : `off${k}`;
     return `  let ${NAMES[k]} = ld${k}(${idx});`;
   }).join("\n");
-  const o = layouts.length;
-  const code = /* wgsl */ `
-${MAP_UNIFORM}
-${decl}
-@group(0) @binding(${o}) var<storage, read_write> O: array<f32>;
-@group(0) @binding(${o + 1}) var<uniform> u: U;
-${WGSL_MATH}
-${WGSL_DERIVS}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
-  if (i >= u.n) { return; }
-  let p = u.p;
-${offsets}${loads}
-  O[i] ${accumulate ? "+=" : "="} ${expr};
-}`;
-  const spec: KernelSpec = {
-    name: `map(${expr.length > 40 ? expr.slice(0, 40) + "…" : expr})`,
-    code,
-    bindings: [
-      ...texels.map((t) => (t ? "texture" as const : "read" as const)),
-      "read_write",
-      "uniform",
-    ],
-  };
+  const spec = mapKernel(
+    "map",
+    expr,
+    inputs,
+    "f32",
+    `${lds}\n${WGSL_MATH}\n${WGSL_DERIVS}`,
+    `${offsets}${loads}
+  O[i] ${accumulate ? "+=" : "="} ${expr};`,
+  );
   specCache.set(key, spec);
   return spec;
 }
@@ -105,51 +115,32 @@ function mapSpec4(
   layouts: readonly Layout[],
   accumulate: boolean,
   texels: boolean,
-): KernelSpec {
+): MapKernel {
   const key = `4|${expr}|${layouts.join(",")}|${accumulate}|${texels}`;
   const hit = specCache.get(key);
   if (hit) return hit;
   const tex = (l: Layout) => texels && l === "same";
-  const decl = layouts.map((l, k) =>
-    tex(l)
-      ? `@group(0) @binding(${k}) var I${k}: texture_2d<f32>;\n${texelLoadFn(`ld${k}`, `I${k}`)}`
-      : `@group(0) @binding(${k}) var<storage, read> I${k}: array<${
-        l === "same" ? "vec4f" : "f32"
-      }>;`
-  ).join("\n");
+  const inputs: Record<string, Elem | "texture"> = {};
+  layouts.forEach((l, k) => {
+    inputs[`I${k}`] = tex(l) ? "texture" : l === "same" ? "vec4f" : "f32";
+  });
+  const lds = layouts.flatMap((l, k) => (tex(l) ? [texelLoadFn(`ld${k}`, `I${k}`)] : []));
   const loads = layouts.map((l, k) =>
     `  let v${NAMES[k]} = ${tex(l) ? `ld${k}(i)` : l === "same" ? `I${k}[i]` : `vec4f(I${k}[0])`};`
   ).join("\n");
   const args = NAMES.map((_, k) => `${NAMES[k]}: f32`).join(", ");
   const call = (c: string) =>
     `f(${NAMES.map((n, k) => (k < layouts.length ? `v${n}.${c}` : "0.0")).join(", ")}, p)`;
-  const o = layouts.length;
-  const code = /* wgsl */ `
-${MAP_UNIFORM}
-${decl}
-@group(0) @binding(${o}) var<storage, read_write> O: array<vec4f>;
-@group(0) @binding(${o + 1}) var<uniform> u: U;
-${WGSL_MATH}
-${WGSL_DERIVS}
-fn f(${args}, p: vec4f) -> f32 { return ${expr}; }
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
-  if (i >= u.n) { return; }
-  let p = u.p;
-${loads}
-  O[i] ${accumulate ? "+=" : "="} vec4f(${["x", "y", "z", "w"].map(call).join(", ")});
-}`;
-  const spec: KernelSpec = {
-    name: `map4(${expr.length > 40 ? expr.slice(0, 40) + "…" : expr})`,
-    code,
-    bindings: [
-      ...layouts.map((l) => (tex(l) ? "texture" as const : "read" as const)),
-      "read_write",
-      "uniform",
-    ],
-  };
+  const spec = mapKernel(
+    "map4",
+    expr,
+    inputs,
+    "vec4f",
+    [...lds, WGSL_MATH, WGSL_DERIVS, `fn f(${args}, p: vec4f) -> f32 { return ${expr}; }`]
+      .join("\n"),
+    `${loads}
+  O[i] ${accumulate ? "+=" : "="} vec4f(${["x", "y", "z", "w"].map(call).join(", ")});`,
+  );
   specCache.set(key, spec);
   return spec;
 }
@@ -185,33 +176,29 @@ export function mapN(expr: string, inputs: readonly Tensor[], o: MapOptions = {}
   const layouts: Layout[] = inputs.map((t) =>
     t.size === n ? "same" : t.size === 1 ? "scalar" : "strided"
   );
-  // Uniform: n, rank, pad, pad, p (vec4f), shape (8 u32), strides (4 inputs × 8 u32).
-  const words = new ArrayBuffer(4 * (8 + 8 + 32));
-  const u32 = new Uint32Array(words), f32 = new Float32Array(words);
-  u32[0] = n;
-  u32[1] = Math.max(1, shape.length);
-  (o.params ?? []).forEach((v, k) => (f32[4 + k] = v));
-  shape.forEach((d, k) => (u32[8 + k] = d));
-  if (shape.length === 0) u32[8] = 1;
+  // Uniform: n, rank, p (vec4f), shape (8 u32), strides (4 inputs × 8 u32).
+  const rank = Math.max(1, shape.length);
+  const shapeW = shape.length ? shape : [1];
+  const st = new Array<number>(32).fill(0);
   inputs.forEach((t, k) => {
     if (layouts[k] !== "strided") return;
-    broadcastStrides(t.shape, shape).forEach((s, dd) => (u32[16 + 8 * k + dd] = s));
+    broadcastStrides(t.shape, shape).forEach((s, dd) => (st[8 * k + dd] = s));
   });
+  const u = { n, rank, p: o.params ?? [], shape: shapeW, st };
   if (n % 4 === 0 && layouts.every((l) => l !== "strided")) {
-    u32[0] = n / 4;
     mapStats.wide++;
     const texels = rt.isCpuAdapter && rt.texelsFit(n);
     const spec = mapSpec4(expr, layouts, o.accumulate ?? false, texels);
     const ins = inputs.map((t, k) => (texels && layouts[k] === "same" ? rt.texels(t, 16 + k) : t));
-    rt.dispatch(spec, [...ins, out, rt.uniform(u32)], grid1d(cdiv(n / 4, WG)));
+    spec.run(rt, [...ins, out], { ...u, n: n / 4 }, n / 4);
     return out;
   }
   const texels = inputs.map((t, k) =>
     rt.isCpuAdapter && layouts[k] !== "scalar" && rt.texelsFit(t.size)
   );
-  const spec = mapSpec(expr, layouts, o.accumulate ?? false, u32[1], texels);
+  const spec = mapSpec(expr, layouts, o.accumulate ?? false, rank, texels);
   const ins = inputs.map((t, k) => (texels[k] ? rt.texels(t, 16 + k) : t));
-  rt.dispatch(spec, [...ins, out, rt.uniform(u32)], grid1d(cdiv(n, WG)));
+  spec.run(rt, [...ins, out], u, n);
   return out;
 }
 

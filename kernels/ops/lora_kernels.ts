@@ -13,14 +13,11 @@
  * computes a vec4 of outputs; elsewhere one lane per output reads storage buffers.
  * `loraProductsRef` is the float64 reference.
  */
-import type { Binding } from "../runtime/runtime.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { texelLoadFn } from "../runtime/texels.ts";
-import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { type Kernel, kernel, stageTexels } from "../runtime/kernel.ts";
 
 const WG = 64;
-const ARGS =
-  `@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32`;
 const HAS2 = 1, DROP = 2, ACC = 4;
 
 /** Dropout as the product applies it: p and seed (none: keep all, scale 1). */
@@ -29,8 +26,18 @@ export interface LoraDrop {
   readonly seed: number;
 }
 
+const LORA_U = {
+  rows: "u32",
+  inDim: "u32",
+  r: "u32",
+  flags: "u32",
+  seed: "u32",
+  threshold: "u32",
+  scale: "f32",
+} as const;
+type LoraKernel = Kernel<typeof LORA_U>;
+
 const HEAD = /* wgsl */ `
-struct U { rows: u32, inDim: u32, r: u32, flags: u32, seed: u32, threshold: u32, scale: f32 }
 fn hash(x: u32) -> u32 { // lowbias32, as nn_kernels.ts dropout
   var h = x;
   h ^= h >> 16u; h *= 0x7feb352du; h ^= h >> 15u; h *= 0x846ca68bu; h ^= h >> 16u;
@@ -45,10 +52,10 @@ fn keep(i: u32) -> f32 {
 fn keep4(i: u32) -> vec4f { return vec4f(keep(i), keep(i + 1u), keep(i + 2u), keep(i + 3u)); }`;
 
 type Kind = "down" | "up" | "gradA";
-const specs = new Map<string, KernelSpec>();
+const specs = new Map<string, LoraKernel>();
 
 /** Storage family: one lane per output element. */
-function plainSpec(kind: Kind): KernelSpec {
+function plainSpec(kind: Kind): LoraKernel {
   const key = `plain:${kind}`;
   let s = specs.get(key);
   if (s) return s;
@@ -92,23 +99,16 @@ function plainSpec(kind: Kind): KernelSpec {
   OUT[id] = acc;`,
   }[kind];
   const n = { down: "u.rows * u.r", up: "u.rows * u.inDim", gradA: "u.inDim * u.r" }[kind];
-  s = {
+  s = kernel({
     name: `lora_${kind}`,
-    bindings: ["read", "read", "read", "read", "read", "read_write", "uniform"],
-    code: /* wgsl */ `${HEAD}
-@group(0) @binding(0) var<storage, read> P1: array<f32>;
-@group(0) @binding(1) var<storage, read> Q1: array<f32>;
-@group(0) @binding(2) var<storage, read> P2: array<f32>;
-@group(0) @binding(3) var<storage, read> Q2: array<f32>;
-@group(0) @binding(4) var<storage, read> C: array<f32>;
-@group(0) @binding(5) var<storage, read_write> OUT: array<f32>;
-@group(0) @binding(6) var<uniform> u: U;
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  let id = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
-  if (id >= ${n}) { return; }${body}
-}`,
-  };
+    inputs: { P1: "f32", Q1: "f32", P2: "f32", Q2: "f32", C: "f32" },
+    outputs: { OUT: "f32" },
+    uniforms: LORA_U,
+    wg: WG,
+    decls: HEAD,
+    lanes: n,
+    body,
+  });
   specs.set(key, s);
   return s;
 }
@@ -141,7 +141,7 @@ function upTerms(p: string, q: string): string {
  * loads and dropout hashes are shared (down: one row, 16 columns of U; up: 4 rows × 4
  * columns; gradA: a 4×4 block of Ā).
  */
-function texSpec(kind: Kind): KernelSpec {
+function texSpec(kind: Kind): LoraKernel {
   const key = `tex:${kind}`;
   let s = specs.get(key);
   if (s) return s;
@@ -225,26 +225,16 @@ ${
   OUT[o + 2u * r4] = a2;
   OUT[o + 3u * r4] = a3;`,
   }[kind];
-  s = {
+  s = kernel({
     name: `lora_${kind}_tex`,
-    bindings: ["texture", "texture", "texture", "texture", "read", "read_write", "uniform"],
-    code: /* wgsl */ `${HEAD}
-@group(0) @binding(0) var P1: texture_2d<f32>;
-@group(0) @binding(1) var Q1: texture_2d<f32>;
-@group(0) @binding(2) var P2: texture_2d<f32>;
-@group(0) @binding(3) var Q2: texture_2d<f32>;
-@group(0) @binding(4) var<storage, read> C: array<vec4f>;
-@group(0) @binding(5) var<storage, read_write> OUT: array<vec4f>;
-@group(0) @binding(6) var<uniform> u: U;
-${texelLoadFn("ldP1", "P1")}
-${texelLoadFn("ldQ1", "Q1")}
-${texelLoadFn("ldP2", "P2")}
-${texelLoadFn("ldQ2", "Q2")}
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  let id = (wid.x + wid.y * nwg.x) * ${WG}u + lid;${body}
-}`,
-  };
+    inputs: { P1: "texture", Q1: "texture", P2: "texture", Q2: "texture", C: "vec4f" },
+    outputs: { OUT: "vec4f" },
+    uniforms: LORA_U,
+    wg: WG,
+    decls: [HEAD, ...["P1", "Q1", "P2", "Q2"].map((t) => texelLoadFn(`ld${t}`, t))].join("\n"),
+    unguarded: true,
+    body,
+  });
   specs.set(key, s);
   return s;
 }
@@ -269,28 +259,31 @@ function launch(
   const [p1, p2 = p1] = pairs;
   const flags = (pairs.length === 2 ? HAS2 : 0) | (drop && drop.p > 0 ? DROP : 0) |
     (acc ? ACC : 0);
-  const words = new Uint32Array(8);
-  words.set([rows, inDim, r, flags, (drop?.seed ?? 0) >>> 0]);
-  words[5] = drop ? Math.min(0xffffffff, Math.round(drop.p * 4294967296)) : 0;
-  new Float32Array(words.buffer)[6] = drop ? 1 / (1 - drop.p) : 1;
-  const u = rt.uniform(words);
+  const u = {
+    rows,
+    inDim,
+    r,
+    flags,
+    seed: (drop?.seed ?? 0) >>> 0,
+    threshold: drop ? Math.min(0xffffffff, Math.round(drop.p * 4294967296)) : 0,
+    scale: drop ? 1 / (1 - drop.p) : 1,
+  };
   const operands = [p1.p, p1.q, p2.p, p2.q];
   const tex = rt.isCpuAdapter && inDim % 4 === 0 && r % 4 === 0 &&
     operands.every((t) => rt.texelsFit(t.size));
   if (tex) {
     // Stage all four, then dispatch: the views are bound before any slot is restaged.
-    const views: Binding[] = operands.map((t, i) => rt.texels(t, i));
+    const views = stageTexels(rt, operands);
     const lanes = kind === "down"
       ? rows * r / 4
       : kind === "up"
       ? rows * inDim / 4
       : inDim * r / 16;
-    const grid = grid1d(cdiv(lanes, WG));
     // Without C the binding still needs a buffer other than the output (no aliasing).
-    rt.dispatch(texSpec(kind), [...views, acc ?? p1.p, out, u], grid);
+    texSpec(kind).run(rt, [...views, acc ?? p1.p, out], u, lanes);
   } else {
     const n = kind === "down" ? rows * r : kind === "up" ? rows * inDim : inDim * r;
-    rt.dispatch(plainSpec(kind), [...operands, acc ?? p1.p, out, u], grid1d(cdiv(n, WG)));
+    plainSpec(kind).run(rt, [...operands, acc ?? p1.p, out], u, n);
   }
   return out;
 }

@@ -5,25 +5,11 @@
  * with its gradient and the gradient's tangent, and seeded dropout. One lane per row for
  * row kernels (lanes are cheap SIMD lanes on lavapipe; rows are ≤ a vocabulary long).
  */
-import type { Binding, Runtime } from "../runtime/runtime.ts";
+import type { Runtime } from "../runtime/runtime.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { texelLoadFn } from "../runtime/texels.ts";
-import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
-
-const WG = 64;
-const ID = `let id = (wid.x + wid.y * nwg.x) * ${WG}u + lid;`;
-const ARGS =
-  `@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32`;
-
-function words(...v: number[]): Uint32Array {
-  const u = new Uint32Array(Math.max(4, v.length));
-  const f = new Float32Array(u.buffer);
-  v.forEach((x, i) => (Number.isInteger(x) && x >= 0 ? (u[i] = x) : (f[i] = x)));
-  return u;
-}
-function run(rt: Runtime, spec: KernelSpec, bind: Binding[], lanes: number) {
-  rt.dispatch(spec, bind, grid1d(cdiv(lanes, WG)));
-}
+import { kernel } from "../runtime/kernel.ts";
+import { crossEntropyPDotWg, crossEntropyRowsWg } from "./cross_entropy_rows.ts";
 
 // ------------------------------------------------------------------ masked softmax
 
@@ -32,24 +18,19 @@ function run(rt: Runtime, spec: KernelSpec, bind: Binding[], lanes: number) {
  * (key s > query t + (S − T) is masked) and segments (query and key must share segIds[b, ·],
  * which needs S = T). Masked entries get probability 0; a fully masked row is all zeros.
  */
-const SOFTMAX: KernelSpec = {
+const SOFTMAX = kernel({
   name: "softmax_rows",
-  bindings: ["read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `
-struct U { rows: u32, H: u32, T: u32, S: u32, causal: u32, seg: u32 }
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> SEG: array<i32>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(3) var<uniform> u: U;
+  inputs: { X: "f32", SEG: "i32" },
+  outputs: { Y: "f32" },
+  uniforms: { rows: "u32", H: "u32", T: "u32", S: "u32", causal: "u32", seg: "u32" },
+  decls: /* wgsl */ `
 fn visible(b: u32, t: u32, s: u32) -> bool {
   if (u.causal != 0u && s > t + (u.S - u.T)) { return false; }
   if (u.seg != 0u && SEG[b * u.T + t] != SEG[b * u.S + s]) { return false; }
   return true;
-}
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.rows) { return; }
+}`,
+  lanes: "u.rows",
+  body: /* wgsl */ `
   let t = id % u.T;
   let b = id / (u.T * u.H);
   let base = id * u.S;
@@ -60,9 +41,8 @@ fn main(${ARGS}) {
   let inv = select(0.0, 1.0 / z, z > 0.0);
   for (var s = 0u; s < u.S; s++) {
     Y[base + s] = select(0.0, exp(X[base + s] - m) * inv, visible(b, t, s));
-  }
-}`,
-};
+  }`,
+});
 
 export interface SoftmaxMask {
   /** (B, H, T, S) interpretation of x: heads and queries per batch row. Default H = 1. */
@@ -81,12 +61,8 @@ export function softmaxRows(x: Tensor, m: SoftmaxMask = {}): Tensor {
   if (m.segIds && m.segIds.dtype !== "i32") throw new TypeError("softmax: segIds must be i32");
   const seg = m.segIds ?? rt.zeros([1], "i32");
   const y = rt.empty(x.shape);
-  run(
-    rt,
-    SOFTMAX,
-    [x, seg, y, rt.uniform(words(rows, H, T, S, m.causal ? 1 : 0, m.segIds ? 1 : 0))],
-    rows,
-  );
+  const causal = m.causal ? 1 : 0, segOn = m.segIds ? 1 : 0;
+  SOFTMAX.run(rt, [x, seg, y], { rows, H, T, S, causal, seg: segOn }, rows);
   if (!m.segIds) seg.dispose();
   return y;
 }
@@ -126,30 +102,23 @@ export class RowIndex {
   }
 }
 
-const GATHER: KernelSpec = {
+const GATHER = kernel({
   name: "gather_rows",
-  bindings: ["read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `
-struct U { n: u32, C: u32, rows: u32 }
-@group(0) @binding(0) var<storage, read> W: array<f32>;
-@group(0) @binding(1) var<storage, read> I: array<i32>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(3) var<uniform> u: U;
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.n * u.C) { return; }
+  inputs: { W: "f32", I: "i32" },
+  outputs: { Y: "f32" },
+  uniforms: { n: "u32", C: "u32", rows: "u32" },
+  lanes: "u.n * u.C",
+  body: /* wgsl */ `
   // Host ids are range-checked; clamp anyway so ids produced on the GPU (generation) can
   // never index outside the table.
   let r = u32(clamp(I[id / u.C], 0, i32(u.rows) - 1));
-  Y[id] = W[r * u.C + id % u.C];
-}`,
-};
+  Y[id] = W[r * u.C + id % u.C];`,
+});
 /** table (V, C), ids (N) i32 tensor (may live only on the GPU) → (N, C). */
 export function gatherRowsById(table: Tensor, ids: Tensor): Tensor {
   const [rows, C] = [table.shape[0], table.shape.at(-1)!], n = ids.size;
   const y = table.rt.empty([n, C]);
-  run(table.rt, GATHER, [table, ids, y, table.rt.uniform(words(n, C, rows))], n * C);
+  GATHER.run(table.rt, [table, ids, y], { n, C, rows }, n * C);
   return y;
 }
 /** table (V, C), idx (N) → (N, C). */
@@ -157,62 +126,46 @@ export function gatherRows(table: Tensor, idx: RowIndex): Tensor {
   return gatherRowsById(table, idx.ids);
 }
 
-const SCATTER: KernelSpec = {
+const SCATTER = kernel({
   name: "scatter_add_rows",
-  bindings: ["read", "read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `
-struct U { rows: u32, C: u32 }
-@group(0) @binding(0) var<storage, read> G: array<f32>;
-@group(0) @binding(1) var<storage, read> ORDER: array<i32>;
-@group(0) @binding(2) var<storage, read> START: array<i32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(4) var<uniform> u: U;
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.rows * u.C) { return; }
+  inputs: { G: "f32", ORDER: "i32", START: "i32" },
+  outputs: { Y: "f32" },
+  uniforms: { rows: "u32", C: "u32" },
+  lanes: "u.rows * u.C",
+  body: /* wgsl */ `
   let r = id / u.C;
   let c = id % u.C;
   var acc: f32 = 0.0;
   for (var k = START[r]; k < START[r + 1u]; k++) { acc += G[u32(ORDER[k]) * u.C + c]; }
-  Y[id] = acc;
-}`,
-};
+  Y[id] = acc;`,
+});
 /** src (N, C) summed into rows idx → (rows, C), deterministic (fixed order per row). */
 export function scatterAddRows(src: Tensor, idx: RowIndex): Tensor {
   const C = src.shape.at(-1)!;
   const { order, start } = idx.csr();
   const y = src.rt.empty([idx.rows, C]);
-  run(src.rt, SCATTER, [src, order, start, y, src.rt.uniform(words(idx.rows, C))], idx.rows * C);
+  SCATTER.run(src.rt, [src, order, start, y], { rows: idx.rows, C }, idx.rows * C);
   return y;
 }
 
 // ------------------------------------------------------------------ rotary embedding
 
-const ROPE: KernelSpec = {
-  name: "rope",
-  bindings: ["read", "read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `
-struct U { n: u32, T: u32, D: u32, sign: f32 }
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> COS: array<f32>;
-@group(0) @binding(2) var<storage, read> SIN: array<f32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(4) var<uniform> u: U;
 // x (…, T, D), half = D/2: y1 = x1·cos − x2·sin, y2 = x2·cos + x1·sin (sign −1: the inverse).
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.n) { return; }
+const ROPE = kernel({
+  name: "rope",
+  inputs: { X: "f32", COS: "f32", SIN: "f32" },
+  outputs: { Y: "f32" },
+  uniforms: { n: "u32", T: "u32", D: "u32", sign: "f32" },
+  lanes: "u.n",
+  body: /* wgsl */ `
   let half = u.D / 2u;
   let j = id % u.D;
   let t = (id / u.D) % u.T;
   let f = t * half + (j % half);
   let s = u.sign * SIN[f];
   if (j < half) { Y[id] = X[id] * COS[f] - X[id + half] * s; }
-  else { Y[id] = X[id] * COS[f] + X[id - half] * s; }
-}`,
-};
+  else { Y[id] = X[id] * COS[f] + X[id - half] * s; }`,
+});
 /** Rotate x (…, T, D) with tables cos/sin (T, D/2); inverse = the transpose (for the VJP). */
 export function rope(x: Tensor, cos: Tensor, sin: Tensor, inverse = false): Tensor {
   const D = x.shape.at(-1)!, T = x.shape.at(-2)!;
@@ -220,10 +173,7 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor, inverse = false): Tens
     throw new RangeError(`rope: x ${x} needs cos/sin tables of ${T}×${D / 2}`);
   }
   const y = x.rt.empty(x.shape);
-  const u = new Uint32Array(4);
-  u.set([x.size, T, D]);
-  new Float32Array(u.buffer)[3] = inverse ? -1 : 1;
-  run(x.rt, ROPE, [x, cos, sin, y, x.rt.uniform(u)], x.size);
+  ROPE.run(x.rt, [x, cos, sin, y], { n: x.size, T, D, sign: inverse ? -1 : 1 }, x.size);
   return y;
 }
 
@@ -242,22 +192,20 @@ export function ropeTables(T: number, D: number, theta: number, p0 = 0, scale = 
 
 // ------------------------------------------------------------------ cross-entropy
 
-const CE_HEAD = /* wgsl */ `
-struct U { N: u32, V: u32 }
-@group(0) @binding(0) var<storage, read> Z: array<f32>;
-@group(0) @binding(1) var<storage, read> TGT: array<i32>;`;
+const CE_U = { N: "u32", V: "u32" } as const;
+/** One lane per logit (row i): its target t and probability p. */
+const CE_ELEM = /* wgsl */ `
+  let i = id / u.V;
+  let t = TGT[i];
+  let p = exp(Z[id] - LSE[i]);`;
 
-const CE_FWD: KernelSpec = {
+const CE_FWD = kernel({
   name: "ce_rows",
-  bindings: ["read", "read", "read_write", "read_write", "uniform"],
-  code: /* wgsl */ `${CE_HEAD}
-@group(0) @binding(2) var<storage, read_write> NLL: array<f32>;
-@group(0) @binding(3) var<storage, read_write> LSE: array<f32>;
-@group(0) @binding(4) var<uniform> u: U;
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.N) { return; }
+  inputs: { Z: "f32", TGT: "i32" },
+  outputs: { NLL: "f32", LSE: "f32" },
+  uniforms: CE_U,
+  lanes: "u.N",
+  body: /* wgsl */ `
   let base = id * u.V;
   var m: f32 = -3.4028235e38;
   for (var v = 0u; v < u.V; v++) { m = max(m, Z[base + v]); }
@@ -266,31 +214,21 @@ fn main(${ARGS}) {
   let lse = m + log(s);
   LSE[id] = lse;
   let t = TGT[id];
-  NLL[id] = select(0.0, lse - Z[base + u32(max(t, 0))], t >= 0);
-}`,
-};
+  NLL[id] = select(0.0, lse - Z[base + u32(max(t, 0))], t >= 0);`,
+});
 /**
  * Cross-entropy over logits read as staged texels (kernels/runtime/texels.ts: lavapipe's
  * storage loads are per-lane loops), for V % 4 = 0: a vec4 of one row per load, and ce_grad
  * writes 4 outputs per lane. On (1024, 6144) logits: ce_rows 115 → 17 ms, ce_grad 266 → 72 ms.
  */
-const CE_TEX_HEAD = /* wgsl */ `
-struct U { N: u32, V: u32 }
-@group(0) @binding(0) var Z: texture_2d<f32>;
-@group(0) @binding(1) var<storage, read> TGT: array<i32>;
-${texelLoadFn("ldZ", "Z")}`;
-
-const CE_FWD_TEX: KernelSpec = {
+const CE_FWD_TEX = kernel({
   name: "ce_rows_tex",
-  bindings: ["texture", "read", "read_write", "read_write", "uniform"],
-  code: /* wgsl */ `${CE_TEX_HEAD}
-@group(0) @binding(2) var<storage, read_write> NLL: array<f32>;
-@group(0) @binding(3) var<storage, read_write> LSE: array<f32>;
-@group(0) @binding(4) var<uniform> u: U;
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.N) { return; }
+  inputs: { Z: "texture", TGT: "i32" },
+  outputs: { NLL: "f32", LSE: "f32" },
+  uniforms: CE_U,
+  decls: texelLoadFn("ldZ", "Z"),
+  lanes: "u.N",
+  body: /* wgsl */ `
   let V4 = u.V / 4u;
   let base = id * V4;
   var m4 = vec4f(-3.4028235e38);
@@ -302,22 +240,38 @@ fn main(${ARGS}) {
   LSE[id] = lse;
   let t = TGT[id];
   let tc = u32(max(t, 0));
-  NLL[id] = select(0.0, lse - ldZ(base + tc / 4u)[tc % 4u], t >= 0);
-}`,
-};
+  NLL[id] = select(0.0, lse - ldZ(base + tc / 4u)[tc % 4u], t >= 0);`,
+});
+
+export interface CeOptions {
+  /**
+   * Per-row passes (forward, the tangent's Σ p·ż): "lane" = one lane per row (CPU adapters),
+   * "workgroup" = one workgroup per row (cross_entropy_rows.ts). Default: by the adapter.
+   */
+  readonly rows?: "lane" | "workgroup";
+}
+/** Whether the per-row passes run one workgroup per row (not on CPU adapters by default). */
+const wgRows = (z: Tensor, o: CeOptions) =>
+  (o.rows ?? (z.rt.isCpuAdapter ? "lane" : "workgroup")) === "workgroup";
 
 /** Per-row NLL of targets (−1 = ignored → 0) and log-sum-exp, from logits (N, V). */
-export function crossEntropyRows(z: Tensor, targets: Tensor): [Tensor, Tensor] {
+export function crossEntropyRows(
+  z: Tensor,
+  targets: Tensor,
+  o: CeOptions = {},
+): [Tensor, Tensor] {
   const V = z.shape.at(-1)!, N = z.size / V;
   if (targets.size !== N || targets.dtype !== "i32") {
     throw new RangeError(`cross-entropy: targets ${targets} must be i32 with ${N} entries`);
   }
   const rt = z.rt;
   const nll = rt.empty([N]), lse = rt.empty([N]);
-  if (ceTexels(z, V)) {
-    run(rt, CE_FWD_TEX, [rt.texels(z, 0), targets, nll, lse, rt.uniform(words(N, V))], N);
+  if (wgRows(z, o)) {
+    crossEntropyRowsWg(z, targets, nll, lse, N, V);
+  } else if (ceTexels(z, V)) {
+    CE_FWD_TEX.run(rt, [rt.texels(z, 0), targets, nll, lse], { N, V }, N);
   } else {
-    run(rt, CE_FWD, [z, targets, nll, lse, rt.uniform(words(N, V))], N);
+    CE_FWD.run(rt, [z, targets, nll, lse], { N, V }, N);
   }
   return [nll, lse];
 }
@@ -327,45 +281,31 @@ function ceTexels(z: Tensor, V: number): boolean {
   return z.rt.isCpuAdapter && V % 4 === 0 && z.rt.texelsFit(z.size);
 }
 
-const CE_GRAD: KernelSpec = {
+const CE_GRAD = kernel({
   name: "ce_grad",
-  bindings: ["read", "read", "read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `${CE_HEAD}
-@group(0) @binding(2) var<storage, read> LSE: array<f32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
-@group(0) @binding(4) var<storage, read_write> DZ: array<f32>;
-@group(0) @binding(5) var<uniform> u: U;
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.N * u.V) { return; }
-  let i = id / u.V;
-  let t = TGT[i];
-  let p = exp(Z[id] - LSE[i]);
-  DZ[id] = select(0.0, G[i] * (p - select(0.0, 1.0, u32(t) == id % u.V)), t >= 0);
-}`,
-};
-const CE_GRAD_TEX: KernelSpec = {
-  name: "ce_grad_tex",
-  bindings: ["texture", "read", "read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `${CE_TEX_HEAD}
-@group(0) @binding(2) var<storage, read> LSE: array<f32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
-@group(0) @binding(4) var<storage, read_write> DZ: array<vec4f>;
-@group(0) @binding(5) var<uniform> u: U;
+  inputs: { Z: "f32", TGT: "i32", LSE: "f32", G: "f32" },
+  outputs: { DZ: "f32" },
+  uniforms: CE_U,
+  lanes: "u.N * u.V",
+  body: /* wgsl */ `${CE_ELEM}
+  DZ[id] = select(0.0, G[i] * (p - select(0.0, 1.0, u32(t) == id % u.V)), t >= 0);`,
+});
 // One lane per 4 outputs of one row (V % 4 = 0).
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.N * u.V / 4u) { return; }
+const CE_GRAD_TEX = kernel({
+  name: "ce_grad_tex",
+  inputs: { Z: "texture", TGT: "i32", LSE: "f32", G: "f32" },
+  outputs: { DZ: "vec4f" },
+  uniforms: CE_U,
+  decls: texelLoadFn("ldZ", "Z"),
+  lanes: "u.N * u.V / 4u",
+  body: /* wgsl */ `
   let i = id * 4u / u.V;
   let t = TGT[i];
   let p = exp(ldZ(id) - LSE[i]);
   let c0 = id * 4u % u.V;
   let hot = vec4f(select(vec4f(0.0), vec4f(1.0), vec4u(c0, c0 + 1u, c0 + 2u, c0 + 3u) == vec4u(u32(t))));
-  DZ[id] = select(vec4f(0.0), G[i] * (p - hot), t >= 0);
-}`,
-};
+  DZ[id] = select(vec4f(0.0), G[i] * (p - hot), t >= 0);`,
+});
 
 /** dz = g_i · (softmax(z)_i − onehot(t_i)) (0 on ignored rows). */
 export function crossEntropyGrad(z: Tensor, targets: Tensor, lse: Tensor, g: Tensor): Tensor {
@@ -373,34 +313,28 @@ export function crossEntropyGrad(z: Tensor, targets: Tensor, lse: Tensor, g: Ten
   const dz = rt.empty(z.shape);
   if (ceTexels(z, V)) {
     const zt = rt.texels(z, 0);
-    run(rt, CE_GRAD_TEX, [zt, targets, lse, g, dz, rt.uniform(words(N, V))], (N * V) / 4);
+    CE_GRAD_TEX.run(rt, [zt, targets, lse, g, dz], { N, V }, (N * V) / 4);
   } else {
-    run(rt, CE_GRAD, [z, targets, lse, g, dz, rt.uniform(words(N, V))], N * V);
+    CE_GRAD.run(rt, [z, targets, lse, g, dz], { N, V }, N * V);
   }
   return dz;
 }
 
-const CE_DOT: KernelSpec = {
+// OUT[i] = Σ_v p_v·ż_v (the tangent of the log-sum-exp); with u.nllMode = 1 minus ż at the
+// target (the tangent of the NLL; 0 on ignored rows).
+const CE_DOT = kernel({
   name: "ce_pdot",
-  bindings: ["read", "read", "read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `${CE_HEAD.replace("N: u32, V: u32", "N: u32, V: u32, nllMode: u32")}
-@group(0) @binding(2) var<storage, read> LSE: array<f32>;
-@group(0) @binding(3) var<storage, read> DZ: array<f32>;
-@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
-@group(0) @binding(5) var<uniform> u: U;
-// OUT[i] = Σ_v p_v·ż_v (the tangent of the log-sum-exp); with u.V2 = 1 minus ż at the target
-// (the tangent of the NLL; 0 on ignored rows).
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.N) { return; }
+  inputs: { Z: "f32", TGT: "i32", LSE: "f32", DZ: "f32" },
+  outputs: { OUT: "f32" },
+  uniforms: { N: "u32", V: "u32", nllMode: "u32" },
+  lanes: "u.N",
+  body: /* wgsl */ `
   let base = id * u.V;
   var s: f32 = 0.0;
   for (var v = 0u; v < u.V; v++) { s += exp(Z[base + v] - LSE[id]) * DZ[base + v]; }
   let t = TGT[id];
-  OUT[id] = select(s, select(0.0, s - DZ[base + u32(max(t, 0))], t >= 0), u.nllMode != 0u);
-}`,
-};
+  OUT[id] = select(s, select(0.0, s - DZ[base + u32(max(t, 0))], t >= 0), u.nllMode != 0u);`,
+});
 /**
  * Σ_v softmax(z)_v · ż_v per row: the tangent of log-sum-exp; with `nll`, minus ż at the
  * target: the tangent of the per-row NLL (0 on ignored rows).
@@ -411,36 +345,29 @@ export function crossEntropyPDot(
   lse: Tensor,
   dz: Tensor,
   nll = false,
+  o: CeOptions = {},
 ): Tensor {
   const V = z.shape.at(-1)!, N = z.size / V;
   const out = z.rt.empty([N]);
-  run(z.rt, CE_DOT, [z, targets, lse, dz, out, z.rt.uniform(words(N, V, nll ? 1 : 0))], N);
+  if (wgRows(z, o)) {
+    crossEntropyPDotWg(z, targets, lse, dz, out, N, V, nll);
+    return out;
+  }
+  CE_DOT.run(z.rt, [z, targets, lse, dz, out], { N, V, nllMode: nll ? 1 : 0 }, N);
   return out;
 }
 
-const CE_GRAD_TAN: KernelSpec = {
-  name: "ce_grad_tangent",
-  bindings: ["read", "read", "read", "read", "read", "read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `${CE_HEAD}
-@group(0) @binding(2) var<storage, read> LSE: array<f32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
-@group(0) @binding(4) var<storage, read> GD: array<f32>;
-@group(0) @binding(5) var<storage, read> ZD: array<f32>;
-@group(0) @binding(6) var<storage, read> PD: array<f32>;
-@group(0) @binding(7) var<storage, read_write> OUT: array<f32>;
-@group(0) @binding(8) var<uniform> u: U;
 // d/dε of g·(p − onehot): ġ·(p − onehot) + g·p·(ż − Σ p ż)
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.N * u.V) { return; }
-  let i = id / u.V;
-  let t = TGT[i];
-  let p = exp(Z[id] - LSE[i]);
+const CE_GRAD_TAN = kernel({
+  name: "ce_grad_tangent",
+  inputs: { Z: "f32", TGT: "i32", LSE: "f32", G: "f32", GD: "f32", ZD: "f32", PD: "f32" },
+  outputs: { OUT: "f32" },
+  uniforms: CE_U,
+  lanes: "u.N * u.V",
+  body: /* wgsl */ `${CE_ELEM}
   let oh = select(0.0, 1.0, u32(t) == id % u.V);
-  OUT[id] = select(0.0, GD[i] * (p - oh) + G[i] * p * (ZD[id] - PD[i]), t >= 0);
-}`,
-};
+  OUT[id] = select(0.0, GD[i] * (p - oh) + G[i] * p * (ZD[id] - PD[i]), t >= 0);`,
+});
 /** The tangent of crossEntropyGrad, fused (the second-order CE kernel). */
 export function crossEntropyGradTangent(
   z: Tensor,
@@ -449,50 +376,39 @@ export function crossEntropyGradTangent(
   g: Tensor,
   gDot: Tensor,
   zDot: Tensor,
+  o: CeOptions = {},
 ): Tensor {
   const V = z.shape.at(-1)!, N = z.size / V;
-  const pd = crossEntropyPDot(z, targets, lse, zDot);
+  const pd = crossEntropyPDot(z, targets, lse, zDot, false, o);
   const out = z.rt.empty(z.shape);
-  run(
-    z.rt,
-    CE_GRAD_TAN,
-    [z, targets, lse, g, gDot, zDot, pd, out, z.rt.uniform(words(N, V))],
-    N * V,
-  );
+  CE_GRAD_TAN.run(z.rt, [z, targets, lse, g, gDot, zDot, pd, out], { N, V }, N * V);
   pd.dispose();
   return out;
 }
 
 // ------------------------------------------------------------------ dropout
 
-const DROPOUT: KernelSpec = {
+const DROPOUT = kernel({
   name: "dropout",
-  bindings: ["read", "read_write", "uniform"],
-  code: /* wgsl */ `
-struct U { n: u32, seed: u32, threshold: u32, scale: f32 }
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(2) var<uniform> u: U;
+  inputs: { X: "f32" },
+  outputs: { Y: "f32" },
+  uniforms: { n: "u32", seed: "u32", threshold: "u32", scale: "f32" },
+  decls: /* wgsl */ `
 fn hash(x: u32) -> u32 { // lowbias32
   var h = x;
   h ^= h >> 16u; h *= 0x7feb352du; h ^= h >> 15u; h *= 0x846ca68bu; h ^= h >> 16u;
   return h;
-}
-@compute @workgroup_size(${WG})
-fn main(${ARGS}) {
-  ${ID}
-  if (id >= u.n) { return; }
-  let keep = hash(id ^ hash(u.seed)) >= u.threshold;
-  Y[id] = select(0.0, X[id] * u.scale, keep);
 }`,
-};
+  lanes: "u.n",
+  body: /* wgsl */ `
+  let keep = hash(id ^ hash(u.seed)) >= u.threshold;
+  Y[id] = select(0.0, X[id] * u.scale, keep);`,
+});
 /** Inverted dropout with a counter-based hash: the mask depends only on (seed, index). */
 export function dropout(x: Tensor, p: number, seed: number): Tensor {
   const y = x.rt.empty(x.shape);
-  const u = new Uint32Array(4);
-  u.set([x.size, seed >>> 0, Math.min(0xffffffff, Math.round(p * 4294967296))]);
-  new Float32Array(u.buffer)[3] = 1 / (1 - p);
-  run(x.rt, DROPOUT, [x, y, x.rt.uniform(u)], x.size);
+  const threshold = Math.min(0xffffffff, Math.round(p * 4294967296));
+  DROPOUT.run(x.rt, [x, y], { n: x.size, seed: seed >>> 0, threshold, scale: 1 / (1 - p) }, x.size);
   return y;
 }
 /** Host twin of the dropout mask (for references). */

@@ -16,14 +16,15 @@
  *                   ṡ = Σ (ȧ·x + a·ẋ)
  */
 import type { Tensor } from "../runtime/tensor.ts";
-import { grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { type Kernel, kernel, type KernelDecl } from "../runtime/kernel.ts";
 
 const WG = 64;
 const HAS_W = 1, HAS_DX = 2, HAS_DG = 4, HAS_DW = 8, HAS_ACC = 16;
 
+const NORM_U = { rows: "u32", C: "u32", eps: "f32", flags: "u32", invC: "f32" } as const;
+type NormKernel = Kernel<typeof NORM_U>;
+
 const HEAD = /* wgsl */ `
-struct U { rows: u32, C: u32, eps: f32, flags: u32, invC: f32 }
-// Module-scope order is free in WGSL: \`u\` is declared by each kernel below.
 fn has(bit: u32) -> bool { return (u.flags & bit) != 0u; }
 fn w_at(c: u32) -> f32 {
   if (has(${HAS_W}u)) { return W[c]; }
@@ -31,47 +32,46 @@ fn w_at(c: u32) -> f32 {
 }`;
 
 /** One lane per row (rows are short; lanes are cheap SIMD lanes on lavapipe), row sums in order. */
-const MAIN = /* wgsl */ `
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
-  if (row >= u.rows) { return; }
+const PROLOGUE = /* wgsl */ `
   let base = row * u.C;
   var ss = 0.0;
   for (var c = 0u; c < u.C; c++) { let x = X[base + c]; ss += x * x; }
   let t = ss * u.invC + u.eps; // mean(x²) + ε
   let r = inverseSqrt(t);`;
 
+/** A row kernel: the shared uniform, helpers and prologue (r of the row), then `body`. */
+function normKernel(
+  d: Pick<KernelDecl<typeof NORM_U>, "name" | "inputs" | "outputs" | "body" | "decls">,
+): NormKernel {
+  return kernel({
+    ...d,
+    uniforms: NORM_U,
+    wg: WG,
+    decls: HEAD + (d.decls ?? ""),
+    id: "row",
+    lanes: "u.rows",
+    body: PROLOGUE + d.body,
+  });
+}
+
 /**
  * x (rows, C), w (C) → y. The arithmetic is the composed ops' (x², an ordered row sum, ·1/C,
  * +ε, inverseSqrt, ·r, ·w), so the result is theirs bit for bit on lavapipe.
  */
-const FORWARD: KernelSpec = {
+const FORWARD = normKernel({
   name: "rms_norm",
-  bindings: ["read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `${HEAD}
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> W: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(3) var<uniform> u: U;
-${MAIN}
-  for (var c = 0u; c < u.C; c++) { Y[base + c] = X[base + c] * r * w_at(c); }
-}`,
-};
+  inputs: { X: "f32", W: "f32" },
+  outputs: { Y: "f32" },
+  body: /* wgsl */ `
+  for (var c = 0u; c < u.C; c++) { Y[base + c] = X[base + c] * r * w_at(c); }`,
+});
 
 /** x, w, ẋ, ẇ → ẏ = (ẋ·r + x·ṙ)·w + x·r·ẇ, ṙ = −r³·Σ(x·ẋ)/C. */
-const TANGENT: KernelSpec = {
+const TANGENT = normKernel({
   name: "rms_norm_tangent",
-  bindings: ["read", "read", "read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `${HEAD}
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> W: array<f32>;
-@group(0) @binding(2) var<storage, read> DX: array<f32>;
-@group(0) @binding(3) var<storage, read> DW: array<f32>;
-@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(5) var<uniform> u: U;
-${MAIN}
+  inputs: { X: "f32", W: "f32", DX: "f32", DW: "f32" },
+  outputs: { Y: "f32" },
+  body: /* wgsl */ `
   var q = 0.0;
   if (has(${HAS_DX}u)) {
     for (var c = 0u; c < u.C; c++) { q += X[base + c] * DX[base + c]; }
@@ -83,26 +83,19 @@ ${MAIN}
     if (has(${HAS_DX}u)) { y += DX[i] * r * w_at(c); }
     if (has(${HAS_DW}u)) { y += X[i] * r * DW[c]; }
     Y[i] = y;
-  }
-}`,
-};
+  }`,
+});
 
 /**
  * x, g, w (, C) → (C +) x̄, x̄ = a·r + x·2·(1/C)·(−½·r/t)·Σ(a·x), a = g·w, t = mean(x²) + ε:
  * the composed ops' backward, rounding for rounding (the square's, the mean's, the rsqrt's and
  * the two products' cotangents, summed as the tape sums them onto x's earlier cotangent C).
  */
-const GRAD: KernelSpec = {
+const GRAD = normKernel({
   name: "rms_norm_grad",
-  bindings: ["read", "read", "read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `${HEAD}
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read> W: array<f32>;
-@group(0) @binding(3) var<storage, read> CI: array<f32>;
-@group(0) @binding(4) var<storage, read_write> D: array<f32>;
-@group(0) @binding(5) var<uniform> u: U;
-${MAIN}
+  inputs: { X: "f32", G: "f32", W: "f32", CI: "f32" },
+  outputs: { D: "f32" },
+  body: /* wgsl */ `
   var s = 0.0;
   for (var c = 0u; c < u.C; c++) { let a = G[base + c] * w_at(c); s += a * X[base + c]; }
   let gs = u.invC * (s * (-0.5 * inverseSqrt(t) / t));
@@ -111,27 +104,18 @@ ${MAIN}
     var d = G[i] * w_at(c) * r;
     if (has(${HAS_ACC}u)) { d = CI[i] + d; }
     D[i] = d + gs * (2.0 * X[i]);
-  }
-}`,
-};
+  }`,
+});
 
 /**
  * x, g, w, ẋ, ġ, ẇ (, Ċ) → the tangent of (C +) x̄, x̄ = r·a − x·r³·s/C (a = g·w, s = Σ a·x):
  * (Ċ +) ṙ·a + r·ȧ − ẋ·r³·s/C − x·(3r²·ṙ·s + r³·ṡ)/C, ȧ = ġ·w + g·ẇ, ṡ = Σ (ȧ·x + a·ẋ).
  */
-const GRAD_TANGENT: KernelSpec = {
+const GRAD_TANGENT = normKernel({
   name: "rms_norm_grad_tangent",
-  bindings: ["read", "read", "read", "read", "read", "read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `${HEAD}
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read> W: array<f32>;
-@group(0) @binding(3) var<storage, read> DX: array<f32>;
-@group(0) @binding(4) var<storage, read> DG: array<f32>;
-@group(0) @binding(5) var<storage, read> DW: array<f32>;
-@group(0) @binding(6) var<storage, read> DC: array<f32>;
-@group(0) @binding(7) var<storage, read_write> D: array<f32>;
-@group(0) @binding(8) var<uniform> u: U;
+  inputs: { X: "f32", G: "f32", W: "f32", DX: "f32", DG: "f32", DW: "f32", DC: "f32" },
+  outputs: { D: "f32" },
+  decls: /* wgsl */ `
 fn ad_at(i: u32, c: u32) -> f32 {
   var v = 0.0;
   if (has(${HAS_DG}u)) { v += DG[i] * w_at(c); }
@@ -142,7 +126,8 @@ fn dx_at(i: u32) -> f32 {
   if (has(${HAS_DX}u)) { return DX[i]; }
   return 0.0;
 }
-${MAIN}
+`,
+  body: /* wgsl */ `
   var acc = vec3f(0.0); // s = Σ a·x, q = Σ x·ẋ, ṡ = Σ (ȧ·x + a·ẋ)
   for (var c = 0u; c < u.C; c++) {
     let i = base + c;
@@ -160,12 +145,11 @@ ${MAIN}
     var d = rd * G[i] * w_at(c) + r * ad_at(i, c) - dx_at(i) * k2 - X[i] * k;
     if (has(${HAS_ACC}u)) { d += DC[i]; }
     D[i] = d;
-  }
-}`,
-};
+  }`,
+});
 
 function launch(
-  spec: KernelSpec,
+  k: NormKernel,
   x: Tensor,
   w: Tensor | undefined,
   eps: number,
@@ -182,18 +166,8 @@ function launch(
     }
   }
   const y = rt.empty(x.shape);
-  const buf = new ArrayBuffer(20);
-  const uw = new Uint32Array(buf), uf = new Float32Array(buf);
-  uw[0] = rows;
-  uw[1] = C;
-  uf[2] = eps;
-  uw[3] = flags | (w ? HAS_W : 0);
-  uf[4] = 1 / C;
-  rt.dispatch(
-    spec,
-    [...operands.map((t) => t ?? x), y, rt.uniform(uw)],
-    grid1d(Math.ceil(rows / WG)),
-  );
+  const u = { rows, C, eps, flags: flags | (w ? HAS_W : 0), invC: 1 / C };
+  k.run(rt, [...operands.map((t) => t ?? x), y], u, rows);
   return y;
 }
 

@@ -10,10 +10,9 @@
  * unrotated. Segments absent from a call (a zero tangent) are skipped. On CPU adapters the
  * sources and tables are read as staged texels (texels.ts) when their sizes allow.
  */
-import type { Binding } from "../runtime/runtime.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { texelLoadScalarFn } from "../runtime/texels.ts";
-import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { type Elem, type Kernel, kernel, stageTexels } from "../runtime/kernel.ts";
 
 const WG = 64;
 const ROPE = 8; // flags: bits 0–2 = segment present
@@ -35,46 +34,42 @@ export interface HeadsRope {
   readonly pos: Tensor;
 }
 
-const specs = new Map<string, KernelSpec>();
+const HEADS_U = {
+  T: "u32",
+  H: "u32",
+  Hkv: "u32",
+  hd: "u32",
+  flags: "u32",
+  n0: "u32",
+  n1: "u32",
+  n2: "u32",
+  qScale: "f32",
+  sign: "f32",
+} as const;
+const specs = new Map<string, Kernel<typeof HEADS_U>>();
 
-function spec(inverse: boolean, tex: boolean): KernelSpec {
+function spec(inverse: boolean, tex: boolean): Kernel<typeof HEADS_U> {
   const key = `${inverse}|${tex}`;
   let s = specs.get(key);
   if (s) return s;
   const src = ["S0", "S1", "S2", "COS", "SIN"];
-  const decl = src.map((n, b) =>
-    tex
-      ? `@group(0) @binding(${b}) var ${n}_t: texture_2d<f32>;\n${
-        texelLoadScalarFn(`ld${n}`, `${n}_t`)
-      }`
-      : `@group(0) @binding(${b}) var<storage, read> ${n}: array<f32>;\nfn ld${n}(i: u32) -> f32 { return ${n}[i]; }`
+  const inputs: Record<string, Elem | "texture"> = {};
+  for (const n of src) inputs[tex ? `${n}_t` : n] = tex ? "texture" : "f32";
+  inputs.POS = "i32";
+  const loads = src.map((n) =>
+    tex ? texelLoadScalarFn(`ld${n}`, `${n}_t`) : `fn ld${n}(i: u32) -> f32 { return ${n}[i]; }`
   ).join("\n");
   // Rows index (n, h, d) and head-major index (b, h, t, d) of a pair's first element.
   const [from, to] = inverse ? ["hi", "ri"] : ["ri", "hi"];
-  s = {
+  s = kernel({
     name: tex ? "qkv_heads_tex" : "qkv_heads",
-    bindings: [
-      ...src.map(() => (tex ? "texture" as const : "read" as const)),
-      "read",
-      "read_write",
-      "read_write",
-      "read_write",
-      "uniform",
-    ],
-    code: /* wgsl */ `
-struct U { T: u32, H: u32, Hkv: u32, hd: u32, flags: u32, n0: u32, n1: u32, n2: u32,
-           qScale: f32, sign: f32 }
-${decl}
-@group(0) @binding(5) var<storage, read> POS: array<i32>;
-@group(0) @binding(6) var<storage, read_write> D0: array<f32>;
-@group(0) @binding(7) var<storage, read_write> D1: array<f32>;
-@group(0) @binding(8) var<storage, read_write> D2: array<f32>;
-@group(0) @binding(9) var<uniform> u: U;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let id = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
-  if (id >= u.n2) { return; }
+    inputs,
+    outputs: { D0: "f32", D1: "f32", D2: "f32" },
+    uniforms: HEADS_U,
+    wg: WG,
+    decls: loads,
+    lanes: "u.n2",
+    body: /* wgsl */ `
   // Segment: 0 = q (H heads), 1 = k, 2 = v (Hkv heads); lanes count pairs.
   var seg = 2u;
   var p = id - u.n1;
@@ -108,9 +103,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   ${inverse ? "if (seg == 0u) { y1 = u.qScale * y1; y2 = u.qScale * y2; }" : ""}
   if (seg == 0u) { D0[${to}] = y1; D0[${to} + half] = y2; }
   else if (seg == 1u) { D1[${to}] = y1; D1[${to} + half] = y2; }
-  else { D2[${to}] = y1; D2[${to} + half] = y2; }
-}`,
-  };
+  else { D2[${to}] = y1; D2[${to} + half] = y2; }`,
+  });
   specs.set(key, s);
   return s;
 }
@@ -142,12 +136,8 @@ export function qkvHeads(
   }
   const out = src.map((t, s) => t && rt.empty(inverse ? [N, heads[s] * hd] : [B, heads[s], T, hd]));
   const n0 = N * H * half, n1 = n0 + N * Hkv * half, n2 = n1 + N * Hkv * half;
-  const words = new ArrayBuffer(48);
-  const uw = new Uint32Array(words), uf = new Float32Array(words);
   const flags = src.reduce((f, t, s) => f | (t ? 1 << s : 0), 0) | (rope ? ROPE : 0);
-  uw.set([T, H, Hkv, hd, flags, n0, n1, n2]);
-  uf[8] = L.qScale;
-  uf[9] = inverse ? -1 : 1;
+  const u = { T, H, Hkv, hd, flags, n0, n1, n2, qScale: L.qScale, sign: inverse ? -1 : 1 };
   // Absent members read from a present one (never read) and write to scratch (never
   // written): bindings may not alias a written buffer.
   const scratch: Tensor[] = [];
@@ -158,17 +148,9 @@ export function qkvHeads(
     rope?.sin ?? present[0],
   ];
   const tex = rt.isCpuAdapter && sources.every((t) => rt.texelsFit(t.size));
-  // Stage each distinct tensor once, all before the dispatch binds them.
-  const staged = new Map<Tensor, Binding>();
-  const read: Binding[] = tex
-    ? sources.map((t) => {
-      let v = staged.get(t);
-      if (!v) staged.set(t, v = rt.texels(t, staged.size));
-      return v;
-    })
-    : sources;
+  const read = tex ? stageTexels(rt, sources) : sources;
   const pos = rope?.pos ?? present[0];
-  rt.dispatch(spec(inverse, tex), [...read, pos, ...dst, rt.uniform(uw)], grid1d(cdiv(n2, WG)));
+  spec(inverse, tex).run(rt, [...read, pos, ...dst], u, n2);
   scratch.forEach((t) => t.dispose());
   return out;
 }

@@ -6,32 +6,35 @@
  * chunks of n and a second pass reduces the partials.
  */
 import type { Tensor } from "../runtime/tensor.ts";
-import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { cdiv, type Kernel, kernel } from "../runtime/kernel.ts";
 import { normAxis } from "./shape.ts";
 
 export type ReduceOp = "sum" | "mean" | "max";
 const WG = 64;
-const specs = new Map<string, KernelSpec>();
+const REDUCE_U = {
+  outer: "u32",
+  n: "u32",
+  inner: "u32",
+  chunk: "u32",
+  chunks: "u32",
+  scale: "f32",
+} as const;
+const specs = new Map<ReduceOp, Kernel<typeof REDUCE_U>>();
 
-function reduceSpec(op: ReduceOp): KernelSpec {
+function reduceKernel(op: ReduceOp): Kernel<typeof REDUCE_U> {
   const hit = specs.get(op);
   if (hit) return hit;
   const init = op === "max" ? "-3.4028235e38" : "0.0";
   const comb = op === "max" ? "acc = max(acc, v);" : "acc += v;";
-  const spec: KernelSpec = {
+  // Output (outer, chunks, inner); chunk c covers n-range [c·chunk, min(n, (c+1)·chunk)).
+  const k = kernel({
     name: `reduce_${op}`,
-    bindings: ["read", "read_write", "uniform"],
-    code: /* wgsl */ `
-struct U { outer: u32, n: u32, inner: u32, chunk: u32, chunks: u32, scale: f32 }
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(2) var<uniform> u: U;
-// Output (outer, chunks, inner); chunk c covers n-range [c·chunk, min(n, (c+1)·chunk)).
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let id = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
-  if (id >= u.outer * u.chunks * u.inner) { return; }
+    inputs: { X: "f32" },
+    outputs: { Y: "f32" },
+    uniforms: REDUCE_U,
+    wg: WG,
+    lanes: "u.outer * u.chunks * u.inner",
+    body: /* wgsl */ `
   let j = id % u.inner;
   let c = (id / u.inner) % u.chunks;
   let o = id / (u.inner * u.chunks);
@@ -44,11 +47,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     ${comb}
     p += u.inner;
   }
-  Y[id] = ${op === "max" ? "acc" : "acc * u.scale"};
-}`,
-  };
-  specs.set(op, spec);
-  return spec;
+  Y[id] = ${op === "max" ? "acc" : "acc * u.scale"};`,
+  });
+  specs.set(op, k);
+  return k;
 }
 
 function dispatchReduce(
@@ -62,11 +64,8 @@ function dispatchReduce(
   scale: number,
 ): void {
   const chunks = cdiv(n, chunk);
-  const words = new ArrayBuffer(24);
-  const u = new Uint32Array(words);
-  u.set([outer, n, inner, chunk, chunks]);
-  new Float32Array(words)[5] = scale;
-  x.rt.dispatch(reduceSpec(op), [x, y, x.rt.uniform(u)], grid1d(cdiv(outer * chunks * inner, WG)));
+  const values = { outer, n, inner, chunk, chunks, scale };
+  reduceKernel(op).run(x.rt, [x, y], values, outer * chunks * inner);
 }
 
 /** Reduce `x` along `axis`. Shape: x's shape without the axis (or with 1 there: keepDims). */

@@ -5,7 +5,7 @@
  * strides — one pipeline per rank, sizes and strides in a uniform.
  */
 import type { Tensor } from "../runtime/tensor.ts";
-import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { type Kernel, kernel } from "../runtime/kernel.ts";
 import { texelLoadScalarFn } from "../runtime/texels.ts";
 import { broadcastStrides, checkRank, normAxis, stridesOf } from "./shape.ts";
 
@@ -16,7 +16,17 @@ const WG = 256;
  * constant indices into the uniform (a dynamic index into it is a per-lane gather on
  * lavapipe); with `texels` the source is read as staged texels (texels.ts).
  */
-function copySpec(accumulate: boolean, rank: number, texels: boolean): KernelSpec {
+const COPY_U = {
+  n: "u32",
+  rank: "u32",
+  soff: "u32",
+  doff: "u32",
+  shape: "array<vec4u, 2>",
+  ss: "array<vec4u, 2>",
+  ds: "array<vec4u, 2>",
+} as const;
+
+function copySpec(accumulate: boolean, rank: number, texels: boolean): Kernel<typeof COPY_U> {
   const key = `${accumulate}|${rank}|${texels}`;
   const hit = specCache.get(key);
   if (hit) return hit;
@@ -26,34 +36,25 @@ function copySpec(accumulate: boolean, rank: number, texels: boolean): KernelSpe
     dims +=
       `  { let s = u.shape${at}; let c = r % s; r = r / s; so += c * u.ss${at}; dof += c * u.ds${at}; }\n`;
   }
-  const spec: KernelSpec = {
+  const spec = kernel({
     name: accumulate ? "strided_add" : "strided_copy",
-    bindings: [texels ? "texture" : "read", "read_write", "uniform"],
-    code: /* wgsl */ `
-struct U { n: u32, rank: u32, soff: u32, doff: u32, shape: array<vec4u, 2>, ss: array<vec4u, 2>, ds: array<vec4u, 2> }
-${
-      texels
-        ? `@group(0) @binding(0) var S_tex: texture_2d<f32>;\n${texelLoadScalarFn("ldS", "S_tex")}`
-        : `@group(0) @binding(0) var<storage, read> S: array<f32>;
-fn ldS(i: u32) -> f32 { return S[i]; }`
-    }
-@group(0) @binding(1) var<storage, read_write> D: array<f32>;
-@group(0) @binding(2) var<uniform> u: U;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
-  if (i >= u.n) { return; }
+    inputs: texels ? { S_tex: "texture" } : { S: "f32" },
+    outputs: { D: "f32" },
+    uniforms: COPY_U,
+    wg: WG,
+    decls: texels ? texelLoadScalarFn("ldS", "S_tex") : "fn ldS(i: u32) -> f32 { return S[i]; }",
+    id: "i",
+    lanes: "u.n",
+    body: /* wgsl */ `
   var r = i;
   var so = u.soff;
   var dof = u.doff;
-${dims}  D[dof] ${accumulate ? "+=" : "="} ldS(so);
-}`,
-  };
+${dims}  D[dof] ${accumulate ? "+=" : "="} ldS(so);`,
+  });
   specCache.set(key, spec);
   return spec;
 }
-const specCache = new Map<string, KernelSpec>();
+const specCache = new Map<string, Kernel<typeof COPY_U>>();
 
 export interface View {
   readonly offset: number;
@@ -72,18 +73,19 @@ export function stridedCopy(
   checkRank(shape, "strided copy");
   const n = shape.reduce((a, b) => a * b, 1);
   if (n === 0) return dst;
-  const u = new Uint32Array(4 + 24);
-  u.set([n, Math.max(1, shape.length), sv.offset, dv.offset]);
-  if (shape.length === 0) u[4] = 1;
-  shape.forEach((d, k) => {
-    u[4 + k] = d;
-    u[12 + k] = sv.strides[k];
-    u[20 + k] = dv.strides[k];
-  });
+  const rank = Math.max(1, shape.length);
+  const u = {
+    n,
+    rank,
+    soff: sv.offset,
+    doff: dv.offset,
+    shape: shape.length ? shape : [1],
+    ss: sv.strides.slice(0, shape.length),
+    ds: dv.strides.slice(0, shape.length),
+  };
   const rt = src.rt;
   const texels = rt.isCpuAdapter && src.dtype === "f32" && rt.texelsFit(src.size);
-  const spec = copySpec(accumulate, Math.max(1, shape.length), texels);
-  rt.dispatch(spec, [texels ? rt.texels(src, 24) : src, dst, rt.uniform(u)], grid1d(cdiv(n, WG)));
+  copySpec(accumulate, rank, texels).run(rt, [texels ? rt.texels(src, 24) : src, dst], u, n);
   return dst;
 }
 

@@ -12,10 +12,9 @@
  * adapters with sizes a multiple of 4, lanes compute vec4s from staged texels (texels.ts, as
  * the 4-wide map kernel); elsewhere one lane per element reads storage buffers.
  */
-import type { Binding } from "../runtime/runtime.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { texelLoadFn } from "../runtime/texels.ts";
-import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { type Elem, type Kernel, kernel, stageTexels } from "../runtime/kernel.ts";
 import { UNARY, WGSL_MATH } from "./unary_table.ts";
 
 const WG = 256;
@@ -34,18 +33,17 @@ const EXPRS = {
 } as const;
 const NAMES = ["a", "b", "g", "da", "db", "dg"];
 
-const specs = new Map<string, KernelSpec>();
+const SWIGLU_U = { n: "u32", flags: "u32" } as const;
+const specs = new Map<string, Kernel<typeof SWIGLU_U>>();
 
-function spec(kind: keyof typeof EXPRS, inputs: number, vec4: boolean): KernelSpec {
+function spec(kind: keyof typeof EXPRS, inputs: number, vec4: boolean): Kernel<typeof SWIGLU_U> {
   const key = `${kind}|${vec4}`;
   let s = specs.get(key);
   if (s) return s;
   const names = NAMES.slice(0, inputs);
-  const decl = names.map((n, k) =>
-    vec4
-      ? `@group(0) @binding(${k}) var I_${n}: texture_2d<f32>;\n${texelLoadFn(`ld_${n}`, `I_${n}`)}`
-      : `@group(0) @binding(${k}) var<storage, read> I_${n}: array<f32>;`
-  ).join("\n");
+  const ins: Record<string, Elem | "texture"> = {};
+  for (const n of names) ins[`I_${n}`] = vec4 ? "texture" : "f32";
+  const texLoads = vec4 ? names.map((n) => texelLoadFn(`ld_${n}`, `I_${n}`)).join("\n") : "";
   // Each input loaded once; a flagged-absent tangent reads as 0 (its binding holds another
   // input).
   const loads = names.map((n, k) => {
@@ -58,38 +56,27 @@ function spec(kind: keyof typeof EXPRS, inputs: number, vec4: boolean): KernelSp
   const args = names.map((n) => `${n}: f32`).join(", ");
   const call = (c: string) => names.map((n) => `v_${n}${c}`).join(", ");
   const [e0, e1] = EXPRS[kind];
-  const o = names.length, ty = vec4 ? "vec4f" : "f32";
+  const ty = vec4 ? "vec4f" : "f32";
   const store = (f: string) =>
     vec4
       ? `vec4f(${[".x", ".y", ".z", ".w"].map((c) => `${f}(${call(c)})`).join(", ")})`
       : `${f}(${call("")})`;
-  s = {
+  s = kernel({
     name: `swiglu_${kind}${vec4 ? "_tex" : ""}`,
-    bindings: [
-      ...names.map(() => (vec4 ? "texture" as const : "read" as const)),
-      "read_write",
-      "read_write",
-      "uniform",
-    ],
-    code: /* wgsl */ `
-struct U { n: u32, flags: u32 }
-${decl}
-@group(0) @binding(${o}) var<storage, read_write> O0: array<${ty}>;
-@group(0) @binding(${o + 1}) var<storage, read_write> O1: array<${ty}>;
-@group(0) @binding(${o + 2}) var<uniform> u: U;
+    inputs: ins,
+    outputs: { O0: ty, O1: ty },
+    uniforms: SWIGLU_U,
+    wg: WG,
+    decls: /* wgsl */ `${texLoads}
 ${WGSL_MATH}
 fn f0(${args}) -> f32 { return ${e0}; }
-fn f1(${args}) -> f32 { return ${e1}; }
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
-  if (i >= u.n) { return; }
-${loads}
+fn f1(${args}) -> f32 { return ${e1}; }`,
+    id: "i",
+    lanes: "u.n",
+    body: /* wgsl */ `${loads}
   O0[i] = ${store("f0")};
-  O1[i] = ${store("f1")};
-}`,
-  };
+  O1[i] = ${store("f1")};`,
+  });
   specs.set(key, s);
   return s;
 }
@@ -105,17 +92,9 @@ function launch(kind: keyof typeof EXPRS, xs: readonly (Tensor | undefined)[]): 
   const vec4 = rt.isCpuAdapter && rt.texelsFit(n);
   const flags = xs.slice(3).reduce((f, t, k) => f | (t ? 1 << k : 0), 0);
   const present = xs.map((t) => t ?? a);
-  const staged = new Map<Tensor, Binding>();
-  const read: Binding[] = vec4
-    ? present.map((t) => {
-      let v = staged.get(t);
-      if (!v) staged.set(t, v = rt.texels(t, staged.size));
-      return v;
-    })
-    : present;
+  const read = vec4 ? stageTexels(rt, present) : present;
   const lanes = vec4 ? n / 4 : n;
-  const u = rt.uniform(Uint32Array.of(lanes, flags, 0, 0));
-  rt.dispatch(spec(kind, xs.length, vec4), [...read, ...out, u], grid1d(cdiv(lanes, WG)));
+  spec(kind, xs.length, vec4).run(rt, [...read, ...out], { n: lanes, flags }, lanes);
   return out;
 }
 

@@ -8,18 +8,32 @@
  * one pipeline serves every tensor, step and size (sizes travel in a uniform).
  */
 import type { Tensor } from "../runtime/tensor.ts";
-import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
+import { cdiv, kernel } from "../runtime/kernel.ts";
 import type { AdamWHyper } from "./adamw_math.ts";
 import { biasCorrections } from "./adamw_math.ts";
 import { blockTable, type PackedLayout, tensorTable } from "./packed.ts";
 
 const WG = 64;
 
-const PARAMS = /* wgsl */ `
-struct Params { n: u32, lr_index: u32, c1: f32, c2: f32, b1: f32, b2: f32, eps: f32, wd: f32 }`;
-
-const INDEX = /* wgsl */ `
-  let i = (wid.x + wid.y * nwg.x) * ${WG}u + lid;`;
+/** The uniform block of every AdamW kernel; the packed ones add `count` (tensors in the set). */
+const PARAMS = {
+  n: "u32",
+  lr_index: "u32",
+  c1: "f32",
+  c2: "f32",
+  b1: "f32",
+  b2: "f32",
+  eps: "f32",
+  wd: "f32",
+} as const;
+const PACKED_PARAMS = { ...PARAMS, count: "u32" } as const;
+/** The step's tensors: p, m, v, g, lr (read) and p', m', v' (written). */
+const STEP_IN = { P: "f32", M: "f32", V: "f32", G: "f32", LR: "f32" } as const;
+const STEP_OUT = { P2: "f32", M2: "f32", V2: "f32" } as const;
+/** The adjoint's: p̄, m̄, v̄ (read) and p̄', m̄', v̄', ḡ, per-workgroup lr̄ partial sums. */
+const ADJ_IN = { PB: "f32", MB: "f32", VB: "f32" } as const;
+const ADJ_OUT = { PB2: "f32", MB2: "f32", VB2: "f32", GB: "f32", PART: "f32" } as const;
+const RED = `var<workgroup> red: array<f32, ${WG}>;`;
 
 /** One element's step (needs i, lr): p, m, v, g → p', m', v'. */
 const STEP = /* wgsl */ `
@@ -62,122 +76,54 @@ const PARTIAL_SUM = /* wgsl */ `
   if (lid == 0u) { PART[wid.x + wid.y * nwg.x] = red[0]; }`;
 
 /** p, m, v, g, lr → p', m', v' */
-const stepSpec: KernelSpec = {
+const stepSpec = kernel({
   name: "adamw_step",
-  bindings: [
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read_write",
-    "read_write",
-    "read_write",
-    "uniform",
-  ],
-  code: /* wgsl */ `${PARAMS}
-@group(0) @binding(0) var<storage, read> P: array<f32>;
-@group(0) @binding(1) var<storage, read> M: array<f32>;
-@group(0) @binding(2) var<storage, read> V: array<f32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
-@group(0) @binding(4) var<storage, read> LR: array<f32>;
-@group(0) @binding(5) var<storage, read_write> P2: array<f32>;
-@group(0) @binding(6) var<storage, read_write> M2: array<f32>;
-@group(0) @binding(7) var<storage, read_write> V2: array<f32>;
-@group(0) @binding(8) var<uniform> u: Params;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {${INDEX}
-  if (i >= u.n) { return; }
-  let lr = LR[u.lr_index];${STEP}
-}`,
-};
+  inputs: STEP_IN,
+  outputs: STEP_OUT,
+  uniforms: PARAMS,
+  id: "i",
+  lanes: "u.n",
+  body: `  let lr = LR[u.lr_index];${STEP}`,
+});
 
 /**
  * Adjoint: p, m, v, g, lr, p̄, m̄, v̄ → p̄', m̄', v̄', ḡ and per-workgroup partial sums of the
  * learning-rate adjoint (reduced by `lrReduceSpec`).
  */
-const adjointSpec: KernelSpec = {
+const adjointSpec = kernel({
   name: "adamw_adjoint",
-  bindings: [
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read_write",
-    "read_write",
-    "read_write",
-    "read_write",
-    "read_write",
-    "uniform",
-  ],
-  code: /* wgsl */ `${PARAMS}
-@group(0) @binding(0) var<storage, read> P: array<f32>;
-@group(0) @binding(1) var<storage, read> M: array<f32>;
-@group(0) @binding(2) var<storage, read> V: array<f32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
-@group(0) @binding(4) var<storage, read> LR: array<f32>;
-@group(0) @binding(5) var<storage, read> PB: array<f32>;
-@group(0) @binding(6) var<storage, read> MB: array<f32>;
-@group(0) @binding(7) var<storage, read> VB: array<f32>;
-@group(0) @binding(8) var<storage, read_write> PB2: array<f32>;
-@group(0) @binding(9) var<storage, read_write> MB2: array<f32>;
-@group(0) @binding(10) var<storage, read_write> VB2: array<f32>;
-@group(0) @binding(11) var<storage, read_write> GB: array<f32>;
-@group(0) @binding(12) var<storage, read_write> PART: array<f32>;
-@group(0) @binding(13) var<uniform> u: Params;
-var<workgroup> red: array<f32, ${WG}>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {${INDEX}
+  inputs: { ...STEP_IN, ...ADJ_IN },
+  outputs: ADJ_OUT,
+  uniforms: PARAMS,
+  decls: RED,
+  id: "i",
+  unguarded: true,
+  body: /* wgsl */ `
   var lr_part = 0.0;
   if (i < u.n) {
     let lr = LR[u.lr_index];${ADJOINT}
-  }${PARTIAL_SUM}
-}`,
-};
+  }${PARTIAL_SUM}`,
+});
 
 /** LRB[lr_index] += Σ PART[0..n) (one invocation; partial counts are small). */
-const lrReduceSpec: KernelSpec = {
+const lrReduceSpec = kernel({
   name: "adamw_lr_reduce",
-  bindings: ["read", "read_write", "uniform"],
-  code: /* wgsl */ `${PARAMS}
-@group(0) @binding(0) var<storage, read> PART: array<f32>;
-@group(0) @binding(1) var<storage, read_write> LRB: array<f32>;
-@group(0) @binding(2) var<uniform> u: Params;
+  inputs: { PART: "f32" },
+  outputs: { LRB: "f32" },
+  uniforms: PARAMS,
+  body: /* wgsl */ `
 @compute @workgroup_size(1)
 fn main() {
   var s = 0.0;
   for (var k = 0u; k < u.n; k++) { s += PART[k]; }
   LRB[u.lr_index] += s;
 }`,
-};
+});
 
-function params(
-  rt: Tensor["rt"],
-  n: number,
-  lrIndex: number,
-  t: number,
-  h: AdamWHyper,
-  count = 0,
-) {
+function params(n: number, lrIndex: number, t: number, h: AdamWHyper) {
   const { c1, c2 } = biasCorrections(h, t);
-  const buf = new ArrayBuffer(count ? 36 : 32);
-  const u = new Uint32Array(buf), f = new Float32Array(buf);
-  u[0] = n;
-  u[1] = lrIndex;
-  f[2] = c1;
-  f[3] = c2;
-  f[4] = h.beta1;
-  f[5] = h.beta2;
-  f[6] = h.eps;
-  f[7] = h.weightDecay;
-  if (count) u[8] = count; // packed kernels: tensors in the set
-  return rt.uniform(u);
+  const { beta1: b1, beta2: b2, eps, weightDecay: wd } = h;
+  return { n, lr_index: lrIndex, c1, c2, b1, b2, eps, wd };
 }
 
 function check(...ts: Tensor[]) {
@@ -208,11 +154,7 @@ export function adamwStep(
   const rt = p.rt;
   const o = out ?? { p: rt.empty(p.shape), m: rt.empty(p.shape), v: rt.empty(p.shape) };
   const n = p.size;
-  rt.dispatch(
-    stepSpec,
-    [p, m, v, g, lr, o.p, o.m, o.v, params(rt, n, lrIndex, t, h)],
-    grid1d(cdiv(n, WG)),
-  );
+  stepSpec.run(rt, [p, m, v, g, lr, o.p, o.m, o.v], params(n, lrIndex, t, h), n);
   return o;
 }
 
@@ -245,136 +187,66 @@ export function adamwAdjoint(
     g: rt.empty(p.shape),
   };
   const part = rt.empty([groups]);
-  rt.dispatch(
-    adjointSpec,
-    [p, m, v, g, lr, pBar, mBar, vBar, o.p, o.m, o.v, o.g, part, params(rt, n, lrIndex, t, h)],
-    grid1d(groups),
-  );
-  rt.dispatch(lrReduceSpec, [part, lrBar, params(rt, groups, lrIndex, t, h)], [1]);
+  const bind = [p, m, v, g, lr, pBar, mBar, vBar, o.p, o.m, o.v, o.g, part];
+  adjointSpec.run(rt, bind, params(n, lrIndex, t, h), n);
+  lrReduceSpec.run(rt, [part, lrBar], params(groups, lrIndex, t, h), [1]);
   part.dispose();
   return o;
 }
 
 // ------------------------------------------------------------------ packed parameter sets
 
-const PACKED_PARAMS = /* wgsl */ `
-struct Params {
-  n: u32, lr_index: u32, c1: f32, c2: f32, b1: f32, b2: f32, eps: f32, wd: f32, count: u32,
-}`;
-
 /**
  * Packed p, m, v, g, lr, tensor table (TID: each workgroup's tensor, packed.ts) → p', m', v';
  * tensor j steps with LR[lr_index + j].
  */
-const stepPackedSpec: KernelSpec = {
+const stepPackedSpec = kernel({
   name: "adamw_step_packed",
-  bindings: [
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read_write",
-    "read_write",
-    "read_write",
-    "uniform",
-  ],
-  code: /* wgsl */ `${PACKED_PARAMS}
-@group(0) @binding(0) var<storage, read> P: array<f32>;
-@group(0) @binding(1) var<storage, read> M: array<f32>;
-@group(0) @binding(2) var<storage, read> V: array<f32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
-@group(0) @binding(4) var<storage, read> LR: array<f32>;
-@group(0) @binding(5) var<storage, read> TID: array<u32>;
-@group(0) @binding(6) var<storage, read_write> P2: array<f32>;
-@group(0) @binding(7) var<storage, read_write> M2: array<f32>;
-@group(0) @binding(8) var<storage, read_write> V2: array<f32>;
-@group(0) @binding(9) var<uniform> u: Params;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {${INDEX}
-  if (i >= u.n) { return; }
-  let lr = LR[u.lr_index + TID[wid.x + wid.y * nwg.x]];${STEP}
-}`,
-};
+  inputs: { ...STEP_IN, TID: "u32" },
+  outputs: STEP_OUT,
+  uniforms: PACKED_PARAMS,
+  id: "i",
+  lanes: "u.n",
+  body: `  let lr = LR[u.lr_index + TID[wid.x + wid.y * nwg.x]];${STEP}`,
+});
 
 /** The adjoint over a packed set: as `adjointSpec`, each workgroup inside one tensor (TID). */
-const adjointPackedSpec: KernelSpec = {
+const adjointPackedSpec = kernel({
   name: "adamw_adjoint_packed",
-  bindings: [
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read",
-    "read_write",
-    "read_write",
-    "read_write",
-    "read_write",
-    "read_write",
-    "uniform",
-  ],
-  code: /* wgsl */ `${PACKED_PARAMS}
-@group(0) @binding(0) var<storage, read> P: array<f32>;
-@group(0) @binding(1) var<storage, read> M: array<f32>;
-@group(0) @binding(2) var<storage, read> V: array<f32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
-@group(0) @binding(4) var<storage, read> LR: array<f32>;
-@group(0) @binding(5) var<storage, read> TID: array<u32>;
-@group(0) @binding(6) var<storage, read> PB: array<f32>;
-@group(0) @binding(7) var<storage, read> MB: array<f32>;
-@group(0) @binding(8) var<storage, read> VB: array<f32>;
-@group(0) @binding(9) var<storage, read_write> PB2: array<f32>;
-@group(0) @binding(10) var<storage, read_write> MB2: array<f32>;
-@group(0) @binding(11) var<storage, read_write> VB2: array<f32>;
-@group(0) @binding(12) var<storage, read_write> GB: array<f32>;
-@group(0) @binding(13) var<storage, read_write> PART: array<f32>;
-@group(0) @binding(14) var<uniform> u: Params;
-var<workgroup> red: array<f32, ${WG}>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {${INDEX}
+  inputs: { ...STEP_IN, TID: "u32", ...ADJ_IN },
+  outputs: ADJ_OUT,
+  uniforms: PACKED_PARAMS,
+  decls: RED,
+  id: "i",
+  unguarded: true,
+  body: /* wgsl */ `
   var lr_part = 0.0;
   if (i < u.n) {
     let lr = LR[u.lr_index + TID[wid.x + wid.y * nwg.x]];${ADJOINT}
-  }${PARTIAL_SUM}
-}`,
-};
+  }${PARTIAL_SUM}`,
+});
 
 /**
  * LRB[lr_index + j] += Σ PART over tensor j's workgroups, one lane per tensor (each sums its
  * partials in order, as `lrReduceSpec` does for one tensor).
  */
-const lrReducePackedSpec: KernelSpec = {
+const lrReducePackedSpec = kernel({
   name: "adamw_lr_reduce_packed",
-  bindings: ["read", "read", "read_write", "uniform"],
-  code: /* wgsl */ `${PACKED_PARAMS}
-@group(0) @binding(0) var<storage, read> PART: array<f32>;
-@group(0) @binding(1) var<storage, read> BLK: array<u32>;
-@group(0) @binding(2) var<storage, read_write> LRB: array<f32>;
-@group(0) @binding(3) var<uniform> u: Params;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {${INDEX}
-  if (i >= u.count) { return; }
+  inputs: { PART: "f32", BLK: "u32" },
+  outputs: { LRB: "f32" },
+  uniforms: PACKED_PARAMS,
+  id: "i",
+  lanes: "u.count",
+  body: /* wgsl */ `
   var s = 0.0;
   for (var k = BLK[i]; k < BLK[i + 1u]; k++) { s += PART[k]; }
-  LRB[u.lr_index + i] += s;
-}`,
-};
+  LRB[u.lr_index + i] += s;`,
+});
 
-const packedParams = (
-  rt: Tensor["rt"],
-  layout: PackedLayout,
-  lrIndex: number,
-  t: number,
-  h: AdamWHyper,
-) => params(rt, layout.total, lrIndex, t, h, layout.count);
+const packedParams = (layout: PackedLayout, lrIndex: number, t: number, h: AdamWHyper) => ({
+  ...params(layout.total, lrIndex, t, h),
+  count: layout.count,
+});
 
 function checkPacked(layout: PackedLayout, ...ts: Tensor[]) {
   for (const t of ts) {
@@ -408,22 +280,8 @@ export function adamwStepPacked(
   const rt = p.rt;
   const n = layout.total;
   const o = { p: rt.keep(rt.empty([n])), m: rt.keep(rt.empty([n])), v: rt.keep(rt.empty([n])) };
-  rt.dispatch(
-    stepPackedSpec,
-    [
-      p,
-      m,
-      v,
-      g,
-      lr,
-      tensorTable(rt, layout),
-      o.p,
-      o.m,
-      o.v,
-      packedParams(rt, layout, lrIndex, t, h),
-    ],
-    grid1d(cdiv(n, WG)),
-  );
+  const bind = [p, m, v, g, lr, tensorTable(rt, layout), o.p, o.m, o.v];
+  stepPackedSpec.run(rt, bind, packedParams(layout, lrIndex, t, h), n);
   return o;
 }
 
@@ -459,13 +317,14 @@ export function adamwAdjointPacked(
   };
   const part = rt.keep(rt.empty([groups]));
   const blk = blockTable(rt, layout);
-  const u = packedParams(rt, layout, lrIndex, t, h);
-  rt.dispatch(
-    adjointPackedSpec,
-    [p, m, v, g, lr, tensorTable(rt, layout), pBar, mBar, vBar, o.p, o.m, o.v, o.g, part, u],
-    grid1d(groups),
+  const u = packedParams(layout, lrIndex, t, h);
+  adjointPackedSpec.run(
+    rt,
+    [p, m, v, g, lr, tensorTable(rt, layout), pBar, mBar, vBar, o.p, o.m, o.v, o.g, part],
+    u,
+    n,
   );
-  rt.dispatch(lrReducePackedSpec, [part, blk, lrBar, u], grid1d(cdiv(layout.count, WG)));
+  lrReducePackedSpec.run(rt, [part, blk, lrBar], u, layout.count);
   part.dispose();
   return o;
 }

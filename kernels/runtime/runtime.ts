@@ -3,13 +3,17 @@
  * Plain class with fast synchronous methods; the Effect `Gpu` service (gpu.ts) owns its
  * lifetime. Dispatches are recorded into one command encoder and submitted in batches;
  * only `read()` and `sync()` wait for the GPU (counted in `stats.waits`). Uniform blocks live
- * in a shared arena (uniforms.ts) uploaded once per submit.
+ * in a shared arena (uniforms.ts) uploaded once per submit; pipelines and bind groups are
+ * cached in pipelines.ts.
  */
 import { BufferPool } from "./pool.ts";
 import { byteLength, type DType, numel, Tensor } from "./tensor.ts";
 import type { KernelSpec } from "./kernel.ts";
+import { type Binding, type Compiled, PipelineCache } from "./pipelines.ts";
 import { TexelStore, type TexelView } from "./texels.ts";
 import { UniformArena, type UniformSlot } from "./uniforms.ts";
+
+export type { Binding } from "./pipelines.ts";
 
 export interface AdapterRecord {
   readonly description: string;
@@ -22,20 +26,8 @@ export interface AdapterRecord {
   readonly limits: Readonly<Record<string, number>>;
 }
 
-interface Compiled {
-  readonly spec: KernelSpec;
-  readonly pipeline: GPUComputePipeline;
-  readonly layout: GPUBindGroupLayout;
-}
-
 /** Dispatches per timestamp query set; a full set is resolved and reused (nothing dropped). */
 const PROFILE_SET = 2048;
-
-export type Binding =
-  | Tensor
-  | GPUBuffer
-  | { buffer: GPUBuffer; offset?: number; size?: number }
-  | TexelView;
 
 type Scope = Tensor[];
 
@@ -60,9 +52,6 @@ function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
 }
 
-/** Bind groups kept for reuse (least recently used evicted). */
-const BIND_GROUP_CACHE = 4096;
-
 export class Runtime {
   readonly pool: BufferPool;
   readonly subgroupSize: number;
@@ -76,26 +65,14 @@ export class Runtime {
    * `sync` and profile collection) — the only places the host blocks.
    */
   stats = { dispatches: 0, submits: 0, reads: 0, waits: 0, compiles: 0, bindGroupHits: 0 };
-  /** Bind groups by key (see dispatch); a destroyed buffer's ids never recur, so its groups
-   * are simply never hit again and age out. */
-  #bindGroups = new Map<string, GPUBindGroup>();
-  #ids = new WeakMap<object, number>();
-  #nextId = 1;
-  #objectId(o: object): number {
-    let id = this.#ids.get(o);
-    if (id === undefined) this.#ids.set(o, id = this.#nextId++);
-    return id;
-  }
   lostReason: string | undefined;
 
-  #pipelines = new Map<string, Compiled>();
+  readonly #kernels: PipelineCache;
   #encoder: GPUCommandEncoder | undefined;
   #pass: GPUComputePassEncoder | undefined;
   #pending = 0;
   #scopes: Scope[] = [];
   readonly #uniforms: UniformArena;
-  /** Pipelines by spec object (kernels keep their specs), then by WGSL text. */
-  #bySpec = new WeakMap<KernelSpec, Compiled>();
   #profiler:
     | {
       query: GPUQuerySet;
@@ -113,6 +90,7 @@ export class Runtime {
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
     this.#texels = new TexelStore(device);
     this.#uniforms = new UniformArena(device, device.limits.minUniformBufferOffsetAlignment);
+    this.#kernels = new PipelineCache(device, this.#uniforms, () => this.stats);
     this.hasSubgroups = device.features.has("subgroups");
     this.hasF16 = device.features.has("shader-f16");
     this.hasTimestamps = device.features.has("timestamp-query");
@@ -303,59 +281,8 @@ export class Runtime {
 
   /** Compile (once per distinct source) and return the pipeline for a spec. */
   compile(spec: KernelSpec): Compiled {
-    const known = this.#bySpec.get(spec);
-    if (known) return known;
-    const key = spec.code;
-    const hit = this.#pipelines.get(key);
-    if (hit) {
-      this.#bySpec.set(spec, hit);
-      return hit;
-    }
-    this.device.pushErrorScope("validation");
-    const module = this.device.createShaderModule({ code: spec.code, label: spec.name });
-    const layout = this.device.createBindGroupLayout({
-      label: spec.name,
-      entries: spec.bindings.map((kind, binding) =>
-        kind === "texture"
-          ? {
-            binding,
-            visibility: 4, // GPUShaderStage.COMPUTE
-            texture: { sampleType: "unfilterable-float" as const, viewDimension: "2d" as const },
-          }
-          : {
-            binding,
-            visibility: 4,
-            buffer: {
-              type: kind === "uniform"
-                ? "uniform" as const
-                : kind === "read"
-                ? "read-only-storage" as const
-                : "storage" as const,
-              // Uniform blocks are arena slots: the offset is given per dispatch, so one bind
-              // group serves every slot of a chunk (see the bind-group cache in dispatch()).
-              hasDynamicOffset: kind === "uniform",
-            },
-          }
-      ),
-    });
-    const pipeline = this.device.createComputePipeline({
-      label: spec.name,
-      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-      compute: { module, entryPoint: spec.entry ?? "main" },
-    });
-    // Validation errors arrive asynchronously; surface them on the next read().
-    this.device.popErrorScope().then((err) => {
-      if (err) {
-        this.#compileErrors.push(`kernel '${spec.name}' failed to compile: ${err.message}`);
-      }
-    });
-    this.stats.compiles++;
-    const c = { spec, pipeline, layout };
-    this.#pipelines.set(key, c);
-    this.#bySpec.set(spec, c);
-    return c;
+    return this.#kernels.compile(spec);
   }
-  #compileErrors: string[] = [];
 
   /**
    * Record one dispatch. `bindings[i]` is bound to `@binding(i)`; numbers in `uniforms`
@@ -373,54 +300,7 @@ export class Runtime {
         `kernel '${spec.name}' takes ${spec.bindings.length} bindings, got ${bindings.length}`,
       );
     }
-    // Bind groups are cached by (pipeline, bound objects, sizes): a dispatch repeated on the
-    // same buffers (every inner step, every layer's pooled activations) reuses its group.
-    const dynamicOffsets: number[] = [];
-    let key = `${this.#objectId(c)}`;
-    const entries: GPUBindGroupEntry[] = bindings.map((b, binding) => {
-      if (b instanceof Tensor) {
-        if (b.byteLength > this.maxBindingBytes) {
-          throw new RangeError(
-            `kernel '${spec.name}': ${b} is ${b.byteLength} bytes, over this adapter's ` +
-              `maxStorageBufferBindingSize (${this.maxBindingBytes}); bind it in windows ` +
-              "(rt.windows) or split the tensor",
-          );
-        }
-        key += `|${this.#objectId(b.buf)}:${b.byteOffset}:${b.byteLength}`;
-        return {
-          binding,
-          resource: { buffer: b.buf, offset: b.byteOffset, size: b.byteLength },
-        };
-      }
-      if ("mapState" in b) {
-        if (spec.bindings[binding] === "uniform") dynamicOffsets.push(0);
-        key += `|${this.#objectId(b)}`;
-        return { binding, resource: { buffer: b } };
-      }
-      if ("view" in b) {
-        key += `|${this.#objectId(b.view)}`;
-        return { binding, resource: b.view };
-      }
-      this.#uniforms.check(b, spec.name);
-      if (spec.bindings[binding] === "uniform") {
-        dynamicOffsets.push(b.offset ?? 0);
-        key += `|${this.#objectId(b.buffer)}:u${b.size}`;
-        return { binding, resource: { buffer: b.buffer, offset: 0, size: b.size } };
-      }
-      key += `|${this.#objectId(b.buffer)}:${b.offset ?? 0}:${b.size}`;
-      return { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } };
-    });
-    let group = this.#bindGroups.get(key);
-    if (group) {
-      this.#bindGroups.delete(key); // most recent last: the oldest is evicted first
-      this.stats.bindGroupHits++;
-    } else {
-      group = this.device.createBindGroup({ layout: c.layout, entries });
-      if (this.#bindGroups.size >= BIND_GROUP_CACHE) {
-        this.#bindGroups.delete(this.#bindGroups.keys().next().value!);
-      }
-    }
-    this.#bindGroups.set(key, group);
+    const { group, dynamicOffsets } = this.#kernels.bindGroup(c, bindings);
     const [x, y = 1, z = 1] = workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     if (this.#profiler) {
@@ -550,11 +430,7 @@ export class Runtime {
   }
 
   #throwCompileErrors(): void {
-    if (this.#compileErrors.length) {
-      const msg = this.#compileErrors.join("\n");
-      this.#compileErrors = [];
-      throw new Error(msg);
-    }
+    this.#kernels.throwCompileErrors();
   }
 
   // ---------------------------------------------------------------- profiling
