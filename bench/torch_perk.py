@@ -57,8 +57,9 @@ def rope(x, T, hd):
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
-def forward(W, c, ids, lora=None, scale=1.0):
-    """ids (B, T) → logits (B, T, V). lora: {f"{i}.{k}": (A, B)}."""
+def forward(W, c, ids, lora=None, scale=1.0, hidden=False):
+    """ids (B, T) → logits (B, T, V) (and the final-norm hidden state (B, T, C) if `hidden`).
+    lora: {f"{i}.{k}": (A, B)}."""
     B, T = ids.shape
     H, hd = c["heads"], c["hd"]
     x = W["emb"][ids]
@@ -80,7 +81,8 @@ def forward(W, c, ids, lora=None, scale=1.0):
         x = x + lin((a @ v).transpose(1, 2).reshape(B, T, -1), i, "o")
         h = rms(x, W[f"{i}.n2"])
         x = x + lin(F.silu(lin(h, i, "gate")) * lin(h, i, "up"), i, "down")
-    return rms(x, W["norm"]) @ W["emb"].t()
+    h = rms(x, W["norm"])
+    return (h @ W["emb"].t(), h) if hidden else h @ W["emb"].t()
 
 
 TOKENS = None  # each id's text when the data file has it (support targets are scored on text)
@@ -160,6 +162,36 @@ def seg_batch(p, eos, shuffle_rng=None):
     return ids, tgt
 
 
+# The token-weighting model φ = [W1 (C,128), b1, W2 (128,1), b2] as perk's (pipeline/perk/
+# weighting.ts): w = softplus_3(W2·gelu(W1·h + b1) + b2) on the adapted model's final-norm
+# hidden state; None: the plain mean LM loss. Module state so evaluate() and the probe use it.
+PHI = None
+
+
+def init_phi(dim, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    b = 1 / math.sqrt(dim)
+    return [((torch.rand(dim, 128, generator=g) * 2 - 1) * b).requires_grad_(),
+            ((torch.rand(128, generator=g) * 2 - 1) * b).requires_grad_(),
+            torch.zeros(128, 1, requires_grad=True), torch.zeros(1, requires_grad=True)]
+
+
+def token_weights(h, phi):
+    W1, b1, W2, b2 = phi
+    return F.softplus(F.gelu(h @ W1 + b1) @ W2 + b2, beta=3).squeeze(-1)
+
+
+def inner_loss(W, c, ids, tgt, lora, scale):
+    if PHI is None:
+        logits = forward(W, c, ids, lora, scale)
+        return F.cross_entropy(logits.reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100)
+    logits, h = forward(W, c, ids, lora, scale, hidden=True)
+    nll = F.cross_entropy(logits.reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100,
+                          reduction="none").view(tgt.shape)
+    # perk's normalisation: Σ w·NLL over the batch / (rows·(len−1)); masked tokens give 0.
+    return (token_weights(h, PHI) * nll).sum() / (ids.shape[0] * (ids.shape[1] - 1))
+
+
 def inner_loop(W, c, p, eos, theta0, lrs, N, T, scale, create_graph):
     """N AdamW steps on the context from theta0 (list of tensors); lrs (N, J) actual rates."""
     ids, tgt = seg_batch(p, eos)
@@ -172,8 +204,7 @@ def inner_loop(W, c, p, eos, theta0, lrs, N, T, scale, create_graph):
     for n in range(N):
         keep = create_graph and n >= N - T
         lo = {k: tuple(th[k]) for k in names}
-        logits = forward(W, c, ids, lo, scale)
-        loss = F.cross_entropy(logits.reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100)
+        loss = inner_loss(W, c, ids, tgt, lo, scale)
         ps = flat(th)
         gs = torch.autograd.grad(loss, ps, create_graph=keep)
         t = n + 1
@@ -279,7 +310,7 @@ def cmd_probe(a):
 
 
 def cmd_meta(a):
-    global MAX_NEW
+    global MAX_NEW, PHI
     MAX_NEW = a.max_new
     c = CFG
     W = load_base(a.base)
@@ -291,6 +322,9 @@ def cmd_meta(a):
     loglr = torch.full((a.N, J), math.log(a.inner_lr), requires_grad=True)
     groups = [{"params": [x for v in th0.values() for x in v], "lr": a.lr_theta, "weight_decay": 0.01},
               {"params": [loglr], "lr": a.lr_rates, "weight_decay": 0.0}]
+    if a.weighting:  # the token-weighting model, meta-learned at its own outer rate
+        PHI = init_phi(c["dim"], a.seed)
+        groups.append({"params": PHI, "lr": a.lr_phi, "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, betas=(0.9, 0.95))
     rng = random.Random(a.seed)
     train = data["train"]
@@ -303,7 +337,7 @@ def cmd_meta(a):
             acc = evaluate(W, c, data, "validation", thd, lrs, a.N, scale, a.n_val)
             acc0 = evaluate(W, c, data, "validation", thd, lrs, 0, scale, a.n_val, encode=False)
             ml = float(sum(hist[-a.eval_every:]) / max(1, len(hist[-a.eval_every:])))
-            print(f"step {step} outer {ml:.3f} val acc perk {acc:.3f} no-encode {acc0:.3f} lr mean {lrs.mean():.2e} [{lrs.min():.1e},{lrs.max():.1e}] {time.time()-t0:.0f}s", flush=True)
+            print(f"step {step} outer {ml:.3f} val acc perk {acc:.3f} no-encode {acc0:.3f} lr mean {lrs.mean():.2e} [{lrs.min():.1e},{lrs.max():.1e}]{fact_weights(W, c, data)} {time.time()-t0:.0f}s", flush=True)
         if step == a.steps:
             break
         if a.pool:  # perk's loop: one pass over the first `pool` problems in a shuffled order
@@ -322,7 +356,7 @@ def cmd_meta(a):
         loss = outer_nll(W, c, p, th, scale, a.target)
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([x for v in th0.values() for x in v] + [loglr], 1.0)
+        torch.nn.utils.clip_grad_norm_([x for v in th0.values() for x in v] + [loglr] + (PHI or []), 1.0)
         opt.step()
         hist.append(loss.item())
     lrs = loglr.detach().exp()
@@ -334,7 +368,40 @@ def cmd_meta(a):
         lo, hi = wilson(round(acc * n), n)
         print(f"TEST {name}: {acc:.3f} [{lo:.3f}, {hi:.3f}] n={n}")
     if a.save:
-        torch.save({"theta0": thd, "lrs": lrs}, a.save)
+        torch.save({"theta0": thd, "lrs": lrs, "phi": PHI}, a.save)
+
+
+FACT_ID = None  # the token " Event" (fact sentences are "X Event k: …")
+
+
+def fact_weights(W, c, data, n=5):
+    """' w fact/other': mean token weight on fact sentences vs the rest (base hidden states,
+    the first n validation problems); '' without a weighting model."""
+    if PHI is None:
+        return ""
+    global FACT_ID
+    if FACT_ID is None:
+        FACT_ID = TOKENS.index(" Event")
+    fw = ow = fn = on = 0.0
+    with torch.no_grad():
+        for p in data["validation"][:n]:
+            ids, _ = seg_batch(p, data["eos"])
+            _, h = forward(W, c, ids, None, 1.0, hidden=True)
+            w = token_weights(h, PHI)
+            fact = torch.zeros_like(w, dtype=torch.bool)
+            for r in range(ids.shape[0]):  # from " X Event" to the sentence's "."
+                row = ids[r].tolist(); j = 0
+                while j < len(row):
+                    if row[j] == FACT_ID and j > 0:
+                        k = j - 1
+                        while k < len(row) and not TOKENS[row[k]].endswith("."):
+                            fact[r, k] = True; k += 1
+                        if k < len(row): fact[r, k] = True
+                        j = k
+                    j += 1
+            fw += w[fact].sum().item(); fn += fact.sum().item()
+            ow += w[~fact].sum().item(); on += (~fact).sum().item()
+    return f" w fact/other {fw / max(1, fn):.3f}/{ow / max(1, on):.3f}"
 
 
 def cmd_icl(a):
@@ -470,6 +537,8 @@ def main():
     q.add_argument("--n-test", type=int, default=200); q.add_argument("--seed", type=int, default=0)
     q.add_argument("--save", default="")
     q.add_argument("--max-new", type=int, default=6)
+    q.add_argument("--weighting", action="store_true", help="meta-learn perk's token-weighting model")
+    q.add_argument("--lr-phi", type=float, default=1e-4)
     q.add_argument("--test-data", default="", help="test problems from this file (another length)")
     q.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     q.add_argument("--pool", type=int, default=0, help="one pass over this many problems (perk's loop); 0: draws from all")

@@ -5,17 +5,37 @@
  * windows (pipeline/base/pretrain_data.ts: task text, tracking stories, prose).
  *
  *   deno run -A bench/torch_perk_export.ts [OUT=.torch_perk] [LENGTH=256] [TASK=qa1]
- *     [N_TRAIN=2000] [PRETRAIN_STEPS=3000]
- * writes OUT/qa_{TASK}_{LENGTH}.json and OUT/pretrain.i32 (PRETRAIN_STEPS × 8 windows × 256).
+ *     [N_TRAIN=2000] [PRETRAIN_STEPS=3000] [CONTEXT=full|facts|support]
+ * writes OUT/qa_{TASK}_{LENGTH}.json (with CONTEXT ≠ full: qa_{TASK}_{LENGTH}_{CONTEXT}.json) and
+ * OUT/pretrain.i32 (PRETRAIN_STEPS × 8 windows × 256). CONTEXT is a diagnostic: `facts` keeps
+ * only the story's "X Event k: …" sentences (no prose), `support` only the supporting facts, as
+ * one "Document 0:" segment — what the inner loop could read if it ignored the prose.
  */
-import { generateProblems } from "../pipeline/data/problems.ts";
+import { generateProblems, type Problem } from "../pipeline/data/problems.ts";
 import type { BabiTask } from "../pipeline/data/babi_world.ts";
 import { CompactTokenizer, EOS_ID } from "../pipeline/tokenizer/compact_vocab.ts";
 import { pretrainData, tinyVocab } from "../pipeline/base/pretrain_data.ts";
 import { encodeProblem } from "../pipeline/perk/encode_problem.ts";
 
-const [outDir = ".torch_perk", len = "256", task = "qa1", nTrain = "2000", steps = "3000"] =
-  Deno.args;
+const [
+  outDir = ".torch_perk",
+  len = "256",
+  task = "qa1",
+  nTrain = "2000",
+  steps = "3000",
+  context = "full",
+] = Deno.args;
+if (!["full", "facts", "support"].includes(context)) {
+  throw new Error(`CONTEXT must be full, facts or support, got "${context}"`);
+}
+const FACT = /\S+ Event \d+: [^.!?]*[.!?]/g;
+/** The problem as the diagnostic context shows it (see the header). */
+function reduced(p: Problem): Problem {
+  if (context === "full") return p;
+  const facts = p.context.join(" ").match(FACT) ?? [];
+  const kept = context === "facts" ? facts : facts.filter((f) => p.support.includes(f)); // perk-format support carries the prefix
+  return { ...p, context: [`Document 0: ${kept.join(" ")}`] };
+}
 const tok = new CompactTokenizer(tinyVocab());
 Deno.mkdirSync(outDir, { recursive: true });
 const out: Record<string, unknown> = { vocab: tinyVocab().size, eos: EOS_ID };
@@ -32,7 +52,8 @@ for (const split of ["train", "validation", "test"] as const) {
     seed: 0,
     format: "perk",
   });
-  out[split] = ps.map((p) => {
+  out[split] = ps.map((p0) => {
+    const p = reduced(p0);
     const e = encodeProblem(tok, p);
     return {
       id: p.id,
@@ -46,7 +67,8 @@ for (const split of ["train", "validation", "test"] as const) {
     };
   });
 }
-Deno.writeTextFileSync(`${outDir}/qa_${task}_${len}.json`, JSON.stringify(out));
+const suffix = context === "full" ? "" : `_${context}`;
+Deno.writeTextFileSync(`${outDir}/qa_${task}_${len}${suffix}.json`, JSON.stringify(out));
 // Pretraining windows as the tiny base's pretraining draws them, with tracking stories
 // ("anyone" asked) in half of them.
 const n = Number(steps);
@@ -63,4 +85,6 @@ if (n > 0) {
   for (let s = 0; s < n; s++) buf.set(d.batch(0, s, 8), s * 8 * 256);
   Deno.writeFileSync(`${outDir}/pretrain.i32`, new Uint8Array(buf.buffer));
 }
-console.log(`wrote ${outDir}/qa_${task}_${len}.json${n > 0 ? ` and ${outDir}/pretrain.i32` : ""}`);
+console.log(
+  `wrote ${outDir}/qa_${task}_${len}${suffix}.json${n > 0 ? ` and ${outDir}/pretrain.i32` : ""}`,
+);
