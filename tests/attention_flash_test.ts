@@ -13,16 +13,12 @@
  */
 import * as AK from "../kernels/ops/attention/mod.ts";
 import { flashRows } from "../kernels/ops/attention/flash.ts";
-import { type A, f64 } from "./ref64.ts";
-import { assertClose, randn, rng, testRuntime } from "./testing.ts";
+import type { A } from "./ref64.ts";
+import { rng, testRuntime } from "./testing.ts";
+import { type AttnCfg, attnData, attnRef, closeTo, kernelsVsRef } from "./attention_fixtures.ts";
 
 const rt = await testRuntime();
 
-interface Cfg extends AK.Dims {
-  readonly name: string;
-  readonly causal: boolean;
-  readonly seg?: Int32Array;
-}
 /** (B, T) segment ids in runs of random length 1..maxRun. */
 function segRuns(B: number, T: number, maxRun: number, seed: number): Int32Array {
   const r = rng(seed), out = new Int32Array(B * T);
@@ -38,33 +34,27 @@ function segRuns(B: number, T: number, maxRun: number, seed: number): Int32Array
   }
   return out;
 }
-const cfgs: Cfg[] = [
+
+/** c with segment ids over its (B, T) in runs of 1..maxRun. */
+const segmented = (c: AttnCfg, maxRun: number, seed: number): AttnCfg => ({
+  ...c,
+  seg: segRuns(c.B, c.T, maxRun, seed),
+});
+const cfgs: AttnCfg[] = [
   { name: "T1 D8 MQA non-causal S5", B: 2, H: 2, Hkv: 1, T: 1, S: 5, D: 8, causal: false },
   { name: "T1 D3 causal S9 (decode)", B: 1, H: 3, Hkv: 3, T: 1, S: 9, D: 3, causal: true },
-  {
-    name: "T7 D12 GQA causal+seg",
-    B: 2,
-    H: 4,
-    Hkv: 2,
-    T: 7,
-    S: 7,
-    D: 12,
-    causal: true,
-    seg: segRuns(2, 7, 4, 1),
-  },
+  segmented(
+    { name: "T7 D12 GQA causal+seg", B: 2, H: 4, Hkv: 2, T: 7, S: 7, D: 12, causal: true },
+    4,
+    1,
+  ),
   { name: "T7 D64 causal S140 (S>T)", B: 1, H: 2, Hkv: 1, T: 7, S: 140, D: 64, causal: true },
   { name: "T65 D64 GQA causal", B: 1, H: 4, Hkv: 2, T: 65, S: 65, D: 64, causal: true },
-  {
-    name: "T65 D3 MQA seg non-causal",
-    B: 2,
-    H: 2,
-    Hkv: 1,
-    T: 65,
-    S: 65,
-    D: 3,
-    causal: false,
-    seg: segRuns(2, 65, 30, 2),
-  },
+  segmented(
+    { name: "T65 D3 MQA seg non-causal", B: 2, H: 2, Hkv: 1, T: 65, S: 65, D: 3, causal: false },
+    30,
+    2,
+  ),
   { name: "T130 D8 MQA causal", B: 1, H: 3, Hkv: 1, T: 130, S: 130, D: 8, causal: true },
   {
     name: "T130 D12 causal S70 (S<T, empty rows)",
@@ -77,128 +67,21 @@ const cfgs: Cfg[] = [
     causal: true,
   },
   { name: "T130 D12 GQA non-causal S33", B: 2, H: 4, Hkv: 2, T: 130, S: 33, D: 12, causal: false },
-  {
-    name: "T130 D64 GQA causal+seg",
-    B: 1,
-    H: 4,
-    Hkv: 2,
-    T: 130,
-    S: 130,
-    D: 64,
-    causal: true,
-    seg: segRuns(1, 130, 50, 3),
-  },
+  segmented(
+    { name: "T130 D64 GQA causal+seg", B: 1, H: 4, Hkv: 2, T: 130, S: 130, D: 64, causal: true },
+    50,
+    3,
+  ),
 ];
-
-const ref = (c: Cfg): AK.Ref64 => ({
-  dims: c,
-  causal: c.causal,
-  seg: c.seg,
-  scale: 1 / Math.sqrt(c.D),
-});
-const r32 = (n: number, seed: number, lo = -1, hi = 1): A => f64(randn(n, seed, lo, hi));
-
-/** All inputs and tangents of the backward for a config (fixed seed). */
-function data(c: Cfg, seed: number) {
-  const nq = c.B * c.H * c.T * c.D, nk = c.B * c.Hkv * c.S * c.D, rows = c.B * c.H * c.T;
-  const q = r32(nq, seed, -2, 2), k = r32(nk, seed + 1, -2, 2), v = r32(nk, seed + 2);
-  const [O, L] = AK.attentionForward64(ref(c), q, k, v);
-  const x = { q, k, v, O, L, gO: r32(nq, seed + 3), gL: r32(rows, seed + 4) };
-  const t = {
-    dq: r32(nq, seed + 5),
-    dk: r32(nk, seed + 6),
-    dv: r32(nk, seed + 7),
-    dO: r32(nq, seed + 8),
-    dL: r32(rows, seed + 9),
-    dgO: r32(nq, seed + 10),
-    dgL: r32(rows, seed + 11),
-  };
-  return { x, t };
-}
-
-const close = (got: ArrayLike<number>, want: A, label: string, tol = 2e-4) => {
-  const mag = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  assertClose(got, want, { rtol: tol, atol: tol * Math.max(mag, 1e-3), label });
-};
-
-/**
- * Every kernel vs its reference with options `o`; returns the number of kernel launches
- * (row / column dispatches, not the row-statistics lane kernel) it made.
- */
-async function kernelsVsRef(c: Cfg, seed: number, o: AK.AttnKernelOptions): Promise<number> {
-  const { x, t } = data(c, seed);
-  const R = ref(c);
-  await rt.scopeAsync(async () => {
-    const up = (a: A, shape: number[]) => rt.tensor(Float32Array.from(a), shape);
-    const qs = [c.B, c.H, c.T, c.D], ks = [c.B, c.Hkv, c.S, c.D], ls = [c.B, c.H, c.T];
-    const q = up(x.q, qs), k = up(x.k, ks), v = up(x.v, ks);
-    const m: AK.AttnMask = {
-      causal: c.causal,
-      segIds: c.seg && rt.tensor(c.seg, [c.B, c.T], "i32"),
-      scale: R.scale,
-    };
-    const [O, L] = AK.attentionForward(q, k, v, m, o);
-    close(await rt.readF32(O), x.O, "forward O");
-    close(await rt.readF32(L), x.L, "forward L");
-    const fwdT = { dq: up(t.dq, qs), dk: up(t.dk, ks), dv: up(t.dv, ks) };
-    const [od, ld] = AK.attentionForwardTangent(q, k, v, O, L, fwdT, m, o);
-    const [rOd, rLd] = AK.attentionForwardTangent64(R, x.q, x.k, x.v, t.dq, t.dk, t.dv);
-    close(await rt.readF32(od), rOd, "forward tangent Ȯ");
-    close(await rt.readF32(ld), rLd, "forward tangent L̇");
-    // A forward tangent of v alone (the q / k terms and their staged tiles skipped).
-    const [odv] = AK.attentionForwardTangent(q, k, v, O, L, { dv: fwdT.dv }, m, o);
-    const z = (a: A) => new Float64Array(a.length);
-    const [rOdv] = AK.attentionForwardTangent64(R, x.q, x.k, x.v, z(t.dq), z(t.dk), t.dv);
-    close(await rt.readF32(odv), rOdv, "forward tangent Ȯ (dv only)");
-    // Backward (with a cotangent on L, then without) — O and L from the GPU forward.
-    const gO = up(x.gO, qs), gL = up(x.gL, ls);
-    const xs = { ...x, O: f64(await rt.readF32(O)), L: f64(await rt.readF32(L)) };
-    const [gq, gk, gv] = AK.attentionBackward(q, k, v, O, L, gO, gL, m, o);
-    const [rgq, rgk, rgv] = AK.attentionBackward64(R, xs);
-    close(await rt.readF32(gq), rgq, "backward gQ");
-    close(await rt.readF32(gk), rgk, "backward gK");
-    close(await rt.readF32(gv), rgv, "backward gV");
-    const noGL = AK.attentionBackward(q, k, v, O, L, gO, undefined, m, o);
-    const rNoGL = AK.attentionBackward64(R, { ...xs, gL: z(x.gL) });
-    for (const [i, n] of ["gQ", "gK", "gV"].entries()) {
-      close(await rt.readF32(noGL[i]), rNoGL[i], `backward ${n}, no gL`);
-    }
-    // Backward tangent: all tangents, then a subset (absent = zero).
-    const T = {
-      dq: up(t.dq, qs),
-      dk: up(t.dk, ks),
-      dv: up(t.dv, ks),
-      dO: up(t.dO, qs),
-      dL: up(t.dL, ls),
-      dgO: up(t.dgO, qs),
-      dgL: up(t.dgL, ls),
-    };
-    const all = AK.attentionBackwardTangent(q, k, v, O, L, gO, gL, T, m, o)!;
-    const rAll = AK.attentionBackwardTangent64(R, xs, t);
-    for (const [i, n] of ["ġQ", "ġK", "ġV"].entries()) {
-      close(await rt.readF32(all[i]), rAll[i], `backward tangent ${n}`, 5e-4);
-    }
-    const sub = { dk: T.dk, dO: T.dO, dgO: T.dgO };
-    const part = AK.attentionBackwardTangent(q, k, v, O, L, gO, undefined, sub, m, o)!;
-    const rPart = AK.attentionBackwardTangent64(R, { ...xs, gL: z(x.gL) }, {
-      ...t,
-      dq: z(t.dq),
-      dv: z(t.dv),
-      dL: z(t.dL),
-      dgL: z(t.dgL),
-    });
-    for (const [i, n] of ["ġQ", "ġK", "ġV"].entries()) {
-      close(await rt.readF32(part[i]), rPart[i], `backward tangent (dk, dO, dgO) ${n}`, 5e-4);
-    }
-  });
-  // forward 1 + forward tangent 2 + backward 2 × 2 + backward tangent 2 × 2.
-  return 11;
-}
 
 for (const [ci, c] of cfgs.entries()) {
   Deno.test(`flash attention kernels vs float64 reference: ${c.name}`, async () => {
     const flashRuns = { count: 0 }, texelRuns = { count: 0 };
-    const launches = await kernelsVsRef(c, 10 + ci * 20, { family: "flash", flashRuns, texelRuns });
+    const launches = await kernelsVsRef(rt, c, 10 + ci * 20, {
+      family: "flash",
+      flashRuns,
+      texelRuns,
+    });
     if (flashRuns.count !== launches) {
       throw new Error(`${flashRuns.count} of ${launches} kernel launches ran flash pipelines`);
     }
@@ -225,8 +108,8 @@ Deno.test("flash attention: tile rows per kernel fit the 16 KiB workgroup memory
 Deno.test("flash attention: a kernel whose tile does not fit falls back to plain (D 1028)", async () => {
   // The forward's two staged arrays fit at D = 1028 (one key per tile); the forward
   // tangent's four do not. (Only these two: lavapipe compiles the other D 1028 kernels slowly.)
-  const c: Cfg = { name: "D1028", B: 1, H: 2, Hkv: 1, T: 3, S: 5, D: 1028, causal: true };
-  const { x, t } = data(c, 7), R = ref(c), flashRuns = { count: 0 };
+  const c: AttnCfg = { name: "D1028", B: 1, H: 2, Hkv: 1, T: 3, S: 5, D: 1028, causal: true };
+  const { x, t } = attnData(c, 7), R = attnRef(c), flashRuns = { count: 0 };
   const o: AK.AttnKernelOptions = { family: "flash", flashRuns };
   await rt.scopeAsync(async () => {
     const up = (a: A, shape: number[]) => rt.tensor(Float32Array.from(a), shape);
@@ -234,13 +117,13 @@ Deno.test("flash attention: a kernel whose tile does not fit falls back to plain
     const q = up(x.q, qs), k = up(x.k, ks), v = up(x.v, ks);
     const m: AK.AttnMask = { causal: c.causal, scale: R.scale };
     const [O, L] = AK.attentionForward(q, k, v, m, o);
-    close(await rt.readF32(O), x.O, "forward O");
-    close(await rt.readF32(L), x.L, "forward L");
+    closeTo(await rt.readF32(O), x.O, "forward O");
+    closeTo(await rt.readF32(L), x.L, "forward L");
     if (flashRuns.count !== 1) throw new Error(`forward: ${flashRuns.count} flash launches`);
     const [od] = AK.attentionForwardTangent(q, k, v, O, L, { dv: up(t.dv, ks) }, m, o);
     const z = (a: A) => new Float64Array(a.length);
     const [rOd] = AK.attentionForwardTangent64(R, x.q, x.k, x.v, z(t.dq), z(t.dk), t.dv);
-    close(await rt.readF32(od), rOd, "forward tangent Ȯ (plain fallback)");
+    closeTo(await rt.readF32(od), rOd, "forward tangent Ȯ (plain fallback)");
     if (flashRuns.count !== 1) throw new Error("the forward tangent ran flash at D 1028");
   });
 });

@@ -17,18 +17,21 @@ import { grad, hvp } from "../kernels/autodiff/transforms.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
 import { checkOp } from "./autodiff_harness.ts";
 import { type A, attention64, dot, f64 } from "./ref64.ts";
-import { assertClose, randn, relErr, testRuntime } from "./testing.ts";
+import { randn, relErr, testRuntime } from "./testing.ts";
+import {
+  type AttnCfg,
+  attnData,
+  attnRef,
+  attnSizes,
+  closeTo,
+  kernelsVsRef,
+} from "./attention_fixtures.ts";
 
 const rt = await testRuntime();
 
-interface Cfg extends AK.Dims {
-  readonly name: string;
-  readonly causal: boolean;
-  readonly seg?: Int32Array;
-}
 const seg27 = new Int32Array([0, 0, 1, 1, 1, 2, 2, 0, 0, 0, 0, 3, 3, 3]);
 const seg26 = new Int32Array([5, 5, 5, 6, 6, 6, 0, 1, 1, 1, 1, 1]);
-const cfgs: Cfg[] = [
+const cfgs: AttnCfg[] = [
   { name: "D5 GQA causal+seg", B: 2, H: 4, Hkv: 2, T: 7, S: 7, D: 5, causal: true, seg: seg27 },
   { name: "D5 GQA non-causal", B: 2, H: 4, Hkv: 2, T: 7, S: 7, D: 5, causal: false },
   { name: "D8 MQA causal S>T", B: 1, H: 3, Hkv: 1, T: 5, S: 9, D: 8, causal: true },
@@ -37,43 +40,7 @@ const cfgs: Cfg[] = [
   { name: "D64 T33 GQA causal", B: 1, H: 4, Hkv: 2, T: 33, S: 33, D: 64, causal: true },
 ];
 
-const ref = (c: Cfg): AK.Ref64 => ({
-  dims: c,
-  causal: c.causal,
-  seg: c.seg,
-  scale: 1 / Math.sqrt(c.D),
-});
-const sizes = (c: Cfg) => ({
-  nq: c.B * c.H * c.T * c.D,
-  nk: c.B * c.Hkv * c.S * c.D,
-  rows: c.B * c.H * c.T,
-});
-/** f32-rounded uniform values in [lo, hi) as float64. */
-const r32 = (n: number, seed: number, lo = -1, hi = 1): A => f64(randn(n, seed, lo, hi));
 const axpy = (x: A, h: number, d: A): A => x.map((v, i) => v + h * d[i]);
-
-/** All inputs and tangents of the backward for a config (fixed seed). */
-function data(c: Cfg, seed: number) {
-  const { nq, nk, rows } = sizes(c);
-  const q = r32(nq, seed, -2, 2), k = r32(nk, seed + 1, -2, 2), v = r32(nk, seed + 2);
-  const [O, L] = AK.attentionForward64(ref(c), q, k, v);
-  const x = { q, k, v, O, L, gO: r32(nq, seed + 3), gL: r32(rows, seed + 4) };
-  const t = {
-    dq: r32(nq, seed + 5),
-    dk: r32(nk, seed + 6),
-    dv: r32(nk, seed + 7),
-    dO: r32(nq, seed + 8),
-    dL: r32(rows, seed + 9),
-    dgO: r32(nq, seed + 10),
-    dgL: r32(rows, seed + 11),
-  };
-  return { x, t };
-}
-
-const close = (got: ArrayLike<number>, want: A, label: string, tol = 2e-4) => {
-  const mag = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  assertClose(got, want, { rtol: tol, atol: tol * Math.max(mag, 1e-3), label });
-};
 
 const sgOk = rt.hasSubgroups && rt.subgroupSize === 8;
 const families = ["plain", "subgroup", "texture"] as const;
@@ -86,7 +53,7 @@ for (const [ci, c] of cfgs.entries()) {
       fn: async () => {
         // The kernel family forced for this test's calls; texelRuns counts texel dispatches.
         const texelRuns = { count: 0 };
-        await kernelsVsRef(c, ci, { family: fam, texelRuns });
+        await kernelsVsRef(rt, c, 10 + ci * 20, { family: fam, texelRuns });
         // The texture family reads texels wherever D % 4 = 0 (else it is the subgroup one).
         const ran = texelRuns.count;
         if (fam === "texture" && c.D % 4 === 0 && ran < 6) {
@@ -100,78 +67,10 @@ for (const [ci, c] of cfgs.entries()) {
   }
 }
 
-async function kernelsVsRef(c: Cfg, ci: number, o: AK.AttnKernelOptions) {
-  {
-    const { x, t } = data(c, 10 + ci * 20);
-    const R = ref(c);
-    await rt.scopeAsync(async () => {
-      const up = (a: A, shape: number[]) => rt.tensor(Float32Array.from(a), shape);
-      const qs = [c.B, c.H, c.T, c.D], ks = [c.B, c.Hkv, c.S, c.D], ls = [c.B, c.H, c.T];
-      const q = up(x.q, qs), k = up(x.k, ks), v = up(x.v, ks);
-      const m: AK.AttnMask = {
-        causal: c.causal,
-        segIds: c.seg && rt.tensor(c.seg, [c.B, c.T], "i32"),
-        scale: R.scale,
-      };
-      const [O, L] = AK.attentionForward(q, k, v, m, o);
-      close(await rt.readF32(O), x.O, "forward O");
-      close(await rt.readF32(L), x.L, "forward L");
-      // Forward tangent.
-      const fwdT = { dq: up(t.dq, qs), dk: up(t.dk, ks), dv: up(t.dv, ks) };
-      const [od, ld] = AK.attentionForwardTangent(q, k, v, O, L, fwdT, m, o);
-      const [rOd, rLd] = AK.attentionForwardTangent64(R, x.q, x.k, x.v, t.dq, t.dk, t.dv);
-      close(await rt.readF32(od), rOd, "forward tangent Ȯ");
-      close(await rt.readF32(ld), rLd, "forward tangent L̇");
-      // Backward (with a cotangent on L too) — O and L from the GPU forward.
-      const gO = up(x.gO, qs), gL = up(x.gL, ls);
-      const xs = { ...x, O: f64(await rt.readF32(O)), L: f64(await rt.readF32(L)) };
-      const [gq, gk, gv] = AK.attentionBackward(q, k, v, O, L, gO, gL, m, o);
-      const [rgq, rgk, rgv] = AK.attentionBackward64(R, xs);
-      close(await rt.readF32(gq), rgq, "backward gQ");
-      close(await rt.readF32(gk), rgk, "backward gK");
-      close(await rt.readF32(gv), rgv, "backward gV");
-      const noGL = AK.attentionBackward64(R, { ...xs, gL: new Float64Array(L.size) });
-      close(
-        await rt.readF32(AK.attentionBackward(q, k, v, O, L, gO, undefined, m, o)[1]),
-        noGL[1],
-        "gK, no gL",
-      );
-      // Backward tangent: all tangents, then a subset (absent = zero).
-      const T = {
-        dq: up(t.dq, qs),
-        dk: up(t.dk, ks),
-        dv: up(t.dv, ks),
-        dO: up(t.dO, qs),
-        dL: up(t.dL, ls),
-        dgO: up(t.dgO, qs),
-        dgL: up(t.dgL, ls),
-      };
-      const all = AK.attentionBackwardTangent(q, k, v, O, L, gO, gL, T, m, o)!;
-      const rAll = AK.attentionBackwardTangent64(R, xs, t);
-      for (const [i, n] of ["ġQ", "ġK", "ġV"].entries()) {
-        close(await rt.readF32(all[i]), rAll[i], `backward tangent ${n}`, 5e-4);
-      }
-      const z = (a: A) => new Float64Array(a.length);
-      const sub = { dk: T.dk, dO: T.dO, dgO: T.dgO };
-      const part = AK.attentionBackwardTangent(q, k, v, O, L, gO, undefined, sub, m, o)!;
-      const rPart = AK.attentionBackwardTangent64(R, { ...xs, gL: z(x.gL) }, {
-        ...t,
-        dq: z(t.dq),
-        dv: z(t.dv),
-        dL: z(t.dL),
-        dgL: z(t.dgL),
-      });
-      for (const [i, n] of ["ġQ", "ġK", "ġV"].entries()) {
-        close(await rt.readF32(part[i]), rPart[i], `backward tangent (dk, dO, dgO) ${n}`, 5e-4);
-      }
-    });
-  }
-}
-
 for (const [ci, c] of cfgs.entries()) {
   Deno.test(`fused attention float64 references vs central differences: ${c.name}`, () => {
-    const { x, t } = data(c, 500 + ci * 20);
-    const R = ref(c), h = 1e-6;
+    const { x, t } = attnData(c, 500 + ci * 20);
+    const R = attnRef(c), h = 1e-6;
     // Forward tangent = d/dε forward(q + εq̇, k + εk̇, v + εv̇).
     const fw = (e: number) =>
       AK.attentionForward64(R, axpy(x.q, e, t.dq), axpy(x.k, e, t.dk), axpy(x.v, e, t.dv));
@@ -232,7 +131,7 @@ for (const c of cfgs.filter((c) => c.S === c.T || !c.seg)) {
 Deno.test("fused attention: the log-sum-exp output is differentiable (cotangent on L)", async () => {
   const c = cfgs[0];
   const seg = rt.keep(rt.tensor(c.seg!, [c.B, c.T], "i32"));
-  const R = ref(c);
+  const R = attnRef(c);
   try {
     await checkOp(rt, {
       name: "attention [O, L]",
@@ -257,7 +156,7 @@ Deno.test("fused attention equals attentionComposed: forward, gradient, HVP", as
   const c = cfgs[0];
   await rt.scopeAsync(async () => {
     const seg = rt.tensor(c.seg!, [c.B, c.T], "i32");
-    const { nq, nk } = sizes(c);
+    const { nq, nk } = attnSizes(c);
     const X = [
       rt.tensor(randn(nq, 1, -2, 2), [c.B, c.H, c.T, c.D]),
       rt.tensor(randn(nk, 2, -2, 2), [c.B, c.Hkv, c.S, c.D]),
@@ -267,18 +166,18 @@ Deno.test("fused attention equals attentionComposed: forward, gradient, HVP", as
     const w = rt.tensor(randn(nq, 20), [c.B, c.H, c.T, c.D]);
     const loss = (att: typeof nn.attention) => (...a: Tensor[]) =>
       sumAll(mul(square(att(a[0], a[1], a[2], { causal: true, segIds: seg })), w));
-    close(
+    closeTo(
       await rt.readF32(nn.attention(X[0], X[1], X[2], { causal: true, segIds: seg })),
       f64(await rt.readF32(nn.attentionComposed(X[0], X[1], X[2], { causal: true, segIds: seg }))),
       "forward",
     );
     const hf = hvp(loss(nn.attention), X, Vs), hc = hvp(loss(nn.attentionComposed), X, Vs);
     for (let i = 0; i < 3; i++) {
-      close(await rt.readF32(hf.grads[i]), f64(await rt.readF32(hc.grads[i])), `grad ${i}`, 1e-3);
-      close(await rt.readF32(hf.hvps[i]), f64(await rt.readF32(hc.hvps[i])), `hvp ${i}`, 1e-3);
+      closeTo(await rt.readF32(hf.grads[i]), f64(await rt.readF32(hc.grads[i])), `grad ${i}`, 1e-3);
+      closeTo(await rt.readF32(hf.hvps[i]), f64(await rt.readF32(hc.hvps[i])), `hvp ${i}`, 1e-3);
     }
     const gf = grad(loss(nn.attention), X);
-    close(
+    closeTo(
       await rt.readF32(gf.grads[1]),
       f64(await rt.readF32(hc.grads[1])),
       "grad (no tangents)",

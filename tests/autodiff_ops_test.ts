@@ -5,6 +5,7 @@
  */
 import { checkOp, type OpCase } from "./autodiff_harness.ts";
 import { testRuntime } from "./testing.ts";
+import type { Tensor } from "../kernels/runtime/tensor.ts";
 import * as ad from "../kernels/autodiff/basic.ts";
 import * as nn from "../kernels/autodiff/nn.ts";
 import { UNARY, type UnaryName } from "../kernels/ops/unary_table.ts";
@@ -25,6 +26,28 @@ import {
 } from "./ref64.ts";
 
 const rt = await testRuntime();
+
+/**
+ * float64 LoRA linear x·W + b + s·(drop(x)·A)·B for x (M, K), W (K, N), A (K, R), B (R, N);
+ * drop is the adapter dropout mask of nn.loraLinear (the frozen product sees x undropped).
+ */
+function loraLinear64(
+  x: A,
+  W: A,
+  b: A | undefined,
+  Am: A,
+  Bm: A,
+  [M, K, N, R]: number[],
+  s: number,
+  drop?: { p: number; seed: number },
+): A {
+  const m = drop && dropoutMaskRef(M * K, drop.p, drop.seed);
+  const xd = m ? x.map((v, i) => v * m[i]) : x;
+  const base = matmul64(x, [M, K], W, [K, N]);
+  const low = matmul64(matmul64(xd, [M, K], Am, [K, R]), [M, R], Bm, [R, N]);
+  return b ? base.map((v, i) => v + b[i % N] + s * low[i]) : base.map((v, i) => v + s * low[i]);
+}
+
 const bin = (f: (a: number, b: number) => number, sa: number[], sb: number[]) => (a: A, b: A) =>
   mapRef(f, [{ data: a, shape: sa }, { data: b, shape: sb }]).data;
 
@@ -43,6 +66,17 @@ const tgt = rt.keep(rt.tensor(tgtHost, [5], "i32"));
 // For V = 12: targets at every offset within a vec4 of logits (5 % 4 = 1, 10 % 4 = 2, …).
 const tgt12Host = new Int32Array([5, -1, 10, 3, 0]);
 const tgt12 = rt.keep(rt.tensor(tgt12Host, [5], "i32"));
+/** Σᵢ wᵢ·nllᵢ of (5, V) logits z against targets ids (−1: ignored) and weights w. */
+const weightedCeCase = (name: string, V: number, ids: Tensor, idsHost: Int32Array): OpCase => ({
+  name,
+  shapes: [[5, V], [5]],
+  range: (i) => (i ? [0.1, 1] : [-2, 2]),
+  gpu: (z, w) => nn.weightedCrossEntropy(z, ids, w),
+  ref: (z, w) => {
+    const nll = crossEntropy64(z, V, idsHost);
+    return f64([nll.reduce((s, v, i) => s + v * w[i], 0)]);
+  },
+});
 
 const cases: OpCase[] = [
   { name: "add", shapes: [[3, 5], [5]], gpu: ad.add, ref: bin((a, b) => a + b, [3, 5], [5]) },
@@ -247,13 +281,7 @@ const cases: OpCase[] = [
     shapes: [[5, 6], [6, 4], [4], [6, 2], [2, 4]],
     gpu: (x, W, b, A, B) =>
       nn.loraLinear(x, W, b, { A, B, scale: 2, dropout: { p: 0.3, seed: 7 } }),
-    ref: (x, W, b, A, B) => {
-      const m = dropoutMaskRef(30, 0.3, 7);
-      const xd = x.map((v, i) => v * m[i]);
-      const base = matmul64(x, [5, 6], W, [6, 4]);
-      const low = matmul64(matmul64(xd, [5, 6], A, [6, 2]), [5, 2], B, [2, 4]);
-      return base.map((v, i) => v + b[i % 4] + 2 * low[i]);
-    },
+    ref: (x, W, b, A, B) => loraLinear64(x, W, b, A, B, [5, 6, 4, 2], 2, { p: 0.3, seed: 7 }),
   },
   // The fused LoRA linear's texel family (in, r multiples of 4 on CPU adapters; the plain
   // family elsewhere), with and without dropout, rows over a workgroup.
@@ -262,45 +290,17 @@ const cases: OpCase[] = [
     shapes: [[9, 8], [8, 12], [12], [8, 4], [4, 12]],
     gpu: (x, W, b, A, B) =>
       nn.loraLinear(x, W, b, { A, B, scale: 1.5, dropout: { p: 0.25, seed: 11 } }),
-    ref: (x, W, b, A, B) => {
-      const m = dropoutMaskRef(72, 0.25, 11);
-      const xd = x.map((v, i) => v * m[i]);
-      const base = matmul64(x, [9, 8], W, [8, 12]);
-      const low = matmul64(matmul64(xd, [9, 8], A, [8, 4]), [9, 4], B, [4, 12]);
-      return base.map((v, i) => v + b[i % 12] + 1.5 * low[i]);
-    },
+    ref: (x, W, b, A, B) => loraLinear64(x, W, b, A, B, [9, 8, 12, 4], 1.5, { p: 0.25, seed: 11 }),
   },
   {
     name: "LoRA linear, 70 rows, in = 12, r = 8, no dropout, no bias",
     shapes: [[70, 12], [12, 5], [12, 8], [8, 5]],
     gpu: (x, W, A, B) => nn.loraLinear(x, W, undefined, { A, B, scale: 0.5 }),
-    ref: (x, W, A, B) => {
-      const base = matmul64(x, [70, 12], W, [12, 5]);
-      const low = matmul64(matmul64(x, [70, 12], A, [12, 8]), [70, 8], B, [8, 5]);
-      return base.map((v, i) => v + 0.5 * low[i]);
-    },
+    ref: (x, W, A, B) => loraLinear64(x, W, undefined, A, B, [70, 12, 5, 8], 0.5),
   },
-  {
-    name: "weighted cross-entropy (ignore mask)",
-    shapes: [[5, 9], [5]],
-    range: (i) => (i ? [0.1, 1] : [-2, 2]),
-    gpu: (z, w) => nn.weightedCrossEntropy(z, tgt, w),
-    ref: (z, w) => {
-      const nll = crossEntropy64(z, 9, tgtHost);
-      return f64([nll.reduce((s, v, i) => s + v * w[i], 0)]);
-    },
-  },
-  {
-    // V % 4 = 0: on CPU adapters the logits are read as staged texels (4 per load).
-    name: "weighted cross-entropy, V = 12 (texel kernels)",
-    shapes: [[5, 12], [5]],
-    range: (i) => (i ? [0.1, 1] : [-2, 2]),
-    gpu: (z, w) => nn.weightedCrossEntropy(z, tgt12, w),
-    ref: (z, w) => {
-      const nll = crossEntropy64(z, 12, tgt12Host);
-      return f64([nll.reduce((s, v, i) => s + v * w[i], 0)]);
-    },
-  },
+  weightedCeCase("weighted cross-entropy (ignore mask)", 9, tgt, tgtHost),
+  // V % 4 = 0: on CPU adapters the logits are read as staged texels (4 per load).
+  weightedCeCase("weighted cross-entropy, V = 12 (texel kernels)", 12, tgt12, tgt12Host),
   {
     name: "dropout",
     shapes: [[40]],

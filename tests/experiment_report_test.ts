@@ -167,25 +167,20 @@ Deno.test("experiment report: figures follow what the results vary", () => {
     "curve-meta-train-loss.svg",
   ]);
   // Each stage its own step axis; learned inner rates get their own chart (log axis).
+  // A perk-meta-train point with its rates' (min, gmean, max) and per-layer rates.
+  const rated = (step: number, loss: number, [min, gmean, max]: number[], byLayer: number[]) => ({
+    stage: "perk-meta-train",
+    key: "m",
+    step,
+    loss,
+    rates: { min, gmean, max },
+    ratesByLayer: byLayer,
+  });
   const two = figuresFor([row({})], [], [
     { stage: "pretrain-base", key: "b", step: 1, loss: 5 },
     { stage: "pretrain-base", key: "b", step: 2, loss: 4 },
-    {
-      stage: "perk-meta-train",
-      key: "m",
-      step: 1,
-      loss: 1,
-      rates: { min: 1e-3, gmean: 3e-3, max: 1e-2 },
-      ratesByLayer: [2e-3, 4e-3],
-    },
-    {
-      stage: "perk-meta-train",
-      key: "m",
-      step: 2,
-      loss: 0.9,
-      rates: { min: 9e-4, gmean: 3e-3, max: 2e-2 },
-      ratesByLayer: [1e-3, 8e-3],
-    },
+    rated(1, 1, [1e-3, 3e-3, 1e-2], [2e-3, 4e-3]),
+    rated(2, 0.9, [9e-4, 3e-3, 2e-2], [1e-3, 8e-3]),
   ]);
   assert.deepEqual(two.map((f) => f.file), [
     "accuracy.svg",

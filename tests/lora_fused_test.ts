@@ -47,26 +47,19 @@ for (const [rows, inDim, r] of SHAPES) {
         const C = rt.tensor(c, [rows, inDim]);
         const opts = { rtol: 1e-4, atol: 1e-5 };
         for (const two of [false, true]) {
-          const down = loraDown([{ p: X1, q: A1 }, ...(two ? [{ p: X2, q: A2 }] : [])], drop);
-          const dRef = loraProductsRef(
-            "down",
-            [{ p: x1, q: a1 }, ...(two ? [{ p: x2, q: a2 }] : [])],
-            rows,
-            inDim,
-            r,
-            mask,
-          );
+          // The first product, and the second one where `two`.
+          const prods = <T>(p1: T, q1: T, p2: T, q2: T) => [
+            { p: p1, q: q1 },
+            ...(two ? [{ p: p2, q: q2 }] : []),
+          ];
+          const down = loraDown(prods(X1, A1, X2, A2), drop);
+          const dRef = loraProductsRef("down", prods(x1, a1, x2, a2), rows, inDim, r, mask);
           assertClose(await rt.readF32(down), dRef, { ...opts, label: `down ${two}` });
           for (const acc of [undefined, C]) {
-            const up = loraUp(
-              [{ p: G1, q: A1 }, ...(two ? [{ p: G2, q: A2 }] : [])],
-              [rows, inDim],
-              drop,
-              acc,
-            );
+            const up = loraUp(prods(G1, A1, G2, A2), [rows, inDim], drop, acc);
             const uRef = loraProductsRef(
               "up",
-              [{ p: g1, q: a1 }, ...(two ? [{ p: g2, q: a2 }] : [])],
+              prods(g1, a1, g2, a2),
               rows,
               inDim,
               r,
@@ -75,20 +68,8 @@ for (const [rows, inDim, r] of SHAPES) {
             );
             assertClose(await rt.readF32(up), uRef, { ...opts, label: `up ${two} ${!!acc}` });
           }
-          const ga = loraGradA(
-            [{ p: X1, q: G1 }, ...(two ? [{ p: X2, q: G2 }] : [])],
-            inDim,
-            r,
-            drop,
-          );
-          const gRef = loraProductsRef(
-            "gradA",
-            [{ p: x1, q: g1 }, ...(two ? [{ p: x2, q: g2 }] : [])],
-            rows,
-            inDim,
-            r,
-            mask,
-          );
+          const ga = loraGradA(prods(X1, G1, X2, G2), inDim, r, drop);
+          const gRef = loraProductsRef("gradA", prods(x1, g1, x2, g2), rows, inDim, r, mask);
           assertClose(await rt.readF32(ga), gRef, { ...opts, label: `gradA ${two}` });
         }
       });

@@ -1,19 +1,10 @@
 import { assertClose, randn, testRuntime } from "./testing.ts";
 import { matmul, matmulRef, matmulShape } from "../kernels/matmul/matmul.ts";
 import { sgSupports } from "../kernels/matmul/matmul_subgroup.ts";
-
-interface Case {
-  batch: number;
-  m: number;
-  n: number;
-  k: number;
-  transA?: boolean;
-  transB?: boolean;
-  sharedB?: boolean;
-}
+import { caseData, type MatmulCase } from "./matmul_cases.ts";
 
 // Odd shapes: edges in every dimension, K tails of 4 (and of 1..7 for Aᵀ·B), N = 1, M = 1.
-const cases: Case[] = [
+const cases: MatmulCase[] = [
   { batch: 1, m: 5, n: 7, k: 3 },
   { batch: 1, m: 37, n: 20, k: 12 },
   { batch: 2, m: 70, n: 36, k: 44 },
@@ -38,11 +29,8 @@ Deno.test("matmul: every variant and family against the float64 reference on odd
         const variant = c.transA ? (c.transB ? undefined : "tn") : c.transB ? "nt" : "nn";
         rt.scope(() => {}); // keep the pool tidy between cases
         await rt.scopeAsync(async () => {
-          const bBatch = c.sharedB ? 1 : c.batch;
-          const aData = randn(c.batch * c.m * c.k, seed++);
-          const bData = randn(bBatch * c.n * c.k, seed++);
-          const bias = randn(c.n, seed++);
-          const acc = randn(c.batch * c.m * c.n, seed++);
+          const { bBatch, aData, bData, bias, acc } = caseData(c, seed);
+          seed += 4;
           const a = rt.tensor(aData, c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k]);
           const b = rt.tensor(bData, c.transB ? [bBatch, c.n, c.k] : [bBatch, c.k, c.n]);
           const s = matmulShape(a, b, c);

@@ -13,28 +13,15 @@ import {
 } from "../kernels/matmul/matmul.ts";
 import { TILE_L, TILE_S, tiledPlan } from "../kernels/matmul/matmul_tiled.ts";
 import type { Runtime } from "../kernels/runtime/runtime.ts";
-
-interface Case {
-  batch: number;
-  m: number;
-  n: number;
-  k: number;
-  transA?: boolean;
-  transB?: boolean;
-  sharedB?: boolean;
-  splitK?: number;
-}
+import { caseData, type MatmulCase as Case } from "./matmul_cases.ts";
 
 let seed = 100;
 
 /** Run one case (with and without the fused epilogue); returns dispatches per matmul. */
 async function check(rt: Runtime, c: Case, epi: boolean, extra: MatmulOptions = {}) {
   return await rt.scopeAsync(async () => {
-    const bBatch = c.sharedB ? 1 : c.batch;
-    const aData = randn(c.batch * c.m * c.k, seed++);
-    const bData = randn(bBatch * c.n * c.k, seed++);
-    const bias = randn(c.n, seed++);
-    const acc = randn(c.batch * c.m * c.n, seed++);
+    const { bBatch, aData, bData, bias, acc } = caseData(c, seed);
+    seed += 4;
     // Empty operands are made, not uploaded (Deno's writeBuffer panics on 0 bytes).
     const up = (d: Float32Array, shape: number[]) =>
       d.length ? rt.tensor(d, shape) : rt.empty(shape);

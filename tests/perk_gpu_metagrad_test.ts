@@ -36,6 +36,31 @@ function metaParams(lm: ReturnType<typeof toyLM>, lrValue: number): MetaParams {
   return { theta0: lm.lora, lr, phi };
 }
 
+interface Toy {
+  lm: ReturnType<typeof toyLM>;
+  problem: ReturnType<typeof toyProblem>;
+  mp: MetaParams;
+}
+/**
+ * fn on a fresh toy LM, toyProblem(seed, segs) and meta-parameters at inner rate lrValue,
+ * inside one pool scope; the LM is released after.
+ */
+async function onToy<R>(
+  seed: number,
+  segs: number | undefined,
+  lrValue: number,
+  fn: (t: Toy) => Promise<R>,
+): Promise<R> {
+  return await rt.scopeAsync(async () => {
+    const lm = toyLM(rt);
+    const problem = toyProblem(seed, segs);
+    const mp = metaParams(lm, lrValue);
+    const r = await fn({ lm, problem, mp });
+    lm.dispose();
+    return r;
+  });
+}
+
 /** Outer loss after the inner loop; steps n < frozenBelow replay the recorded gradients. */
 async function outerAfterInner(
   lm: ReturnType<typeof toyLM>,
@@ -102,10 +127,7 @@ async function perturbed(
 
 for (const T of [N, 2, 1]) {
   Deno.test(`PERK meta-gradient (N=${N}, T=${T}) matches finite differences of the outer loss`, async () => {
-    await rt.scopeAsync(async () => {
-      const lm = toyLM(rt);
-      const problem = toyProblem(11);
-      const mp = metaParams(lm, 2e-2);
+    await onToy(11, undefined, 2e-2, async ({ lm, problem, mp }) => {
       const mg = await perkMetaGradient(lm, problem, mp, { steps: N, retained: T, adam: ADAM });
       // Recorded gradients of the unperturbed run (for the truncated steps).
       const rec: Tensor[][] = [];
@@ -143,16 +165,12 @@ for (const T of [N, 2, 1]) {
         assertClose([lrG[index]], [fd], { rtol: 1e-2, atol: 1e-5, label: `lr[${index}] (T=${T})` });
       }
       console.log(`  ${report.join("; ")}`);
-      lm.dispose();
     });
   });
 }
 
 Deno.test("encoding with K-way gradient accumulation equals the full batch", async () => {
-  await rt.scopeAsync(async () => {
-    const lm = toyLM(rt);
-    const problem = toyProblem(12, 5);
-    const mp = metaParams(lm, 1e-2);
+  await onToy(12, 5, 1e-2, async ({ lm, problem, mp }) => {
     const full = await encodeContext(lm, problem, mp, { steps: 2, groups: 1 });
     const acc = await encodeContext(lm, problem, mp, { steps: 2, groups: 3 });
     for (let i = 0; i < full.length; i++) {
@@ -162,15 +180,11 @@ Deno.test("encoding with K-way gradient accumulation equals the full batch", asy
         label: `adapted LoRA ${i}`,
       });
     }
-    lm.dispose();
   });
 });
 
 Deno.test("meta-gradient with K-way accumulation equals the full batch (θ₀, rates, φ)", async () => {
-  await rt.scopeAsync(async () => {
-    const lm = toyLM(rt);
-    const problem = toyProblem(13, 5);
-    const mp = metaParams(lm, 1e-2);
+  await onToy(13, 5, 1e-2, async ({ lm, problem, mp }) => {
     const o = { steps: N, retained: 2, adam: ADAM };
     const full = await perkMetaGradient(lm, problem, mp, { ...o, groups: 1 });
     const acc = await perkMetaGradient(lm, problem, mp, { ...o, groups: 3 });
@@ -185,25 +199,20 @@ Deno.test("meta-gradient with K-way accumulation equals the full batch (θ₀, r
       const scale = Math.max(...want.map(Math.abs));
       assertClose(await rt.readF32(a), want, { rtol: 1e-3, atol: 1e-5 * scale, label });
     }
-    lm.dispose();
   });
 });
 
 Deno.test("meta-gradient memory does not grow with retained steps (T=N ≤ 1.2 × T=1)", async () => {
-  const peak = async (T: number) => {
-    return await rt.scopeAsync(async () => {
-      const lm = toyLM(rt);
-      const problem = toyProblem(13, 4);
-      const mp = metaParams(lm, 1e-2);
+  // The pool's peak only grows, so reading it before the LM is released reads the same.
+  const peak = (T: number) =>
+    onToy(13, 4, 1e-2, async ({ lm, problem, mp }) => {
       await rt.sync();
       const base = rt.pool.inUse;
       rt.pool.resetPeak();
       await perkMetaGradient(lm, problem, mp, { steps: 4, retained: T });
       await rt.sync();
-      lm.dispose();
       return rt.pool.peak - base;
     });
-  };
   const p1 = await peak(1), p4 = await peak(4);
   console.log(`  peak pool bytes: T=1 ${p1}, T=4 ${p4} (${(p4 / p1).toFixed(2)}×)`);
   if (!(p4 <= 1.2 * p1)) throw new Error(`T=4 peak ${p4} > 1.2 × T=1 peak ${p1}`);

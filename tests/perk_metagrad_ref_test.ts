@@ -25,16 +25,22 @@ for (const [T, cut] of [[4, false], [2, false], [0, false], [2, true]] as const)
     const eps = 1e-6;
     const fd = async (f: (e: number) => number | Promise<number>) =>
       ((await f(eps)) - (await f(-eps))) / (2 * eps);
-    if (T === N) {
-      // Exact: every meta-parameter group against finite differences.
+    const near = (num: number, ana: number, label: string) =>
+      assert.ok(Math.abs(num - ana) <= 1e-6 + 1e-5 * Math.abs(num), `${label}: ${ana} vs ${num}`);
+    type Loss = (theta0: Params, lrs: number[][], phi: Float64Array) => number | Promise<number>;
+    // Every entry of θ₀'s meta-gradient against finite differences of `loss`.
+    const theta0VsFd = async (loss: Loss) => {
       const th0 = P.flat(P.theta0);
       for (let k = 0; k < th0.length; k++) {
         const num = await fd((e) =>
-          outerAfter(P.split(th0.map((x, i) => (i === k ? x + e : x))), lr, P.phi)
+          loss(P.split(th0.map((x, i) => (i === k ? x + e : x))), lr, P.phi)
         );
-        const ana = P.flat(res.theta0)[k];
-        assert.ok(Math.abs(num - ana) <= 1e-6 + 1e-5 * Math.abs(num), `θ0[${k}]: ${ana} vs ${num}`);
+        near(num, P.flat(res.theta0)[k], `θ0[${k}]`);
       }
+    };
+    if (T === N) {
+      // Exact: every meta-parameter group against finite differences.
+      await theta0VsFd(outerAfter);
       for (let n = 0; n < N; n++) {
         for (let j = 0; j < 2; j++) {
           const num = await fd((e) =>
@@ -44,20 +50,14 @@ for (const [T, cut] of [[4, false], [2, false], [0, false], [2, true]] as const)
               P.phi,
             )
           );
-          assert.ok(
-            Math.abs(num - res.lr[n][j]) <= 1e-6 + 1e-5 * Math.abs(num),
-            `lr[${n}][${j}]: ${res.lr[n][j]} vs ${num}`,
-          );
+          near(num, res.lr[n][j], `lr[${n}][${j}]`);
         }
       }
       for (let k = 0; k < P.phi.length; k++) {
         const num = await fd((e) =>
           outerAfter(P.theta0, lr, P.phi.map((x, i) => (i === k ? x + e : x)))
         );
-        assert.ok(
-          Math.abs(num - res.phi[k]) <= 1e-6 + 1e-5 * Math.abs(num),
-          `φ[${k}]: ${res.phi[k]} vs ${num}`,
-        );
+        near(num, res.phi[k], `φ[${k}]`);
       }
     } else {
       // Truncated: equals the exact gradient of the same loss with g_n (n < N−T) frozen.
@@ -87,14 +87,7 @@ for (const [T, cut] of [[4, false], [2, false], [0, false], [2, true]] as const)
         }
         return P.outerLoss(th);
       };
-      const th0 = P.flat(P.theta0);
-      for (let k = 0; k < th0.length; k++) {
-        const num = await fd((e) =>
-          frozen(P.split(th0.map((x, i) => (i === k ? x + e : x))), lr, P.phi)
-        );
-        const ana = P.flat(res.theta0)[k];
-        assert.ok(Math.abs(num - ana) <= 1e-6 + 1e-5 * Math.abs(num), `θ0[${k}]: ${ana} vs ${num}`);
-      }
+      await theta0VsFd(frozen);
       for (let n = 0; n < N; n++) {
         const num = await fd((e) =>
           frozen(
@@ -103,16 +96,10 @@ for (const [T, cut] of [[4, false], [2, false], [0, false], [2, true]] as const)
             P.phi,
           )
         );
-        assert.ok(
-          Math.abs(num - res.lr[n][0]) <= 1e-6 + 1e-5 * Math.abs(num),
-          `lr[${n}][0]: ${res.lr[n][0]} vs ${num}`,
-        );
+        near(num, res.lr[n][0], `lr[${n}][0]`);
       }
       const num = await fd((e) => frozen(P.theta0, lr, P.phi.map((x, i) => (i === 0 ? x + e : x))));
-      assert.ok(
-        Math.abs(num - res.phi[0]) <= 1e-6 + 1e-5 * Math.abs(num),
-        `φ[0]: ${res.phi[0]} vs ${num}`,
-      );
+      near(num, res.phi[0], "φ[0]");
       if (T === 0) assert.ok(res.phi.every((x) => x === 0), "first-order: no gradient to φ");
     }
   });

@@ -251,11 +251,7 @@ const permuteRule: Rule<{ perm: readonly number[] }> = {
 };
 export const permute = (x: Tensor, perm: readonly number[]) => apply1(permuteRule, [x], { perm });
 export function transpose(x: Tensor, a = -2, b = -1): Tensor {
-  const r = x.shape.length;
-  const perm = [...Array(r).keys()];
-  const i = normAxis(a, r), j = normAxis(b, r);
-  [perm[i], perm[j]] = [perm[j], perm[i]];
-  return permute(x, perm);
+  return permute(x, st.swapPerm(x.shape.length, a, b));
 }
 
 const expandRule: Rule<{ shape: readonly number[] }> = {

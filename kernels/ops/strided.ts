@@ -108,13 +108,17 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   );
 }
 
+/** The permutation of `rank` axes that swaps axes a and b (negative: from the end). */
+export function swapPerm(rank: number, a: number, b: number): number[] {
+  const perm = [...Array(rank).keys()];
+  const i = normAxis(a, rank), j = normAxis(b, rank);
+  [perm[i], perm[j]] = [perm[j], perm[i]];
+  return perm;
+}
+
 /** Swap two axes (default: the last two). */
 export function transpose(x: Tensor, a = -2, b = -1): Tensor {
-  const r = x.shape.length;
-  const perm = [...Array(r).keys()];
-  const i = normAxis(a, r), j = normAxis(b, r);
-  [perm[i], perm[j]] = [perm[j], perm[i]];
-  return permute(x, perm);
+  return permute(x, swapPerm(x.shape.length, a, b));
 }
 
 /** x[..., start:start+len, ...] along `axis`. */

@@ -11,6 +11,7 @@
  */
 import type { ModelConfig } from "./config.ts";
 import { ModelError } from "./errors.ts";
+import { mulberry32 } from "../data/rng.ts";
 import type { ReferenceLora } from "./reference.ts";
 import { linearShape, type Tensor } from "./weights.ts";
 
@@ -154,22 +155,11 @@ export function loraLayout(c: ModelConfig, l: LoraConfig): { specs: ParamSpec[];
   return { specs, size: offset };
 }
 
-/** mulberry32: the seeded uniform stream A is drawn from. */
-function uniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A fresh adapter: A ~ U(−1/√in, 1/√in) (PEFT's Kaiming-uniform with a=√5), B = 0. */
 export function initLora(c: ModelConfig, l: LoraConfig): LoraParams {
   const { specs, size } = loraLayout(c, l);
-  const data = new Float32Array(size), u = uniform(l.seed);
+  // A is drawn from the seeded mulberry32 stream (pipeline/data/rng.ts).
+  const data = new Float32Array(size), u = mulberry32(l.seed);
   for (const s of specs) {
     if (s.kind !== "A") continue;
     const bound = 1 / Math.sqrt(s.shape[0]); // fan_in = in
