@@ -5,7 +5,7 @@
  */
 import * as AK from "../kernels/ops/attention/mod.ts";
 import type { Runtime } from "../kernels/runtime/runtime.ts";
-import { type A, f64 } from "./ref64.ts";
+import { type A, f64 } from "./f64.ts";
 import { assertClose, randn } from "./testing.ts";
 
 export interface AttnCfg extends AK.Dims {

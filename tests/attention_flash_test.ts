@@ -13,7 +13,7 @@
  */
 import * as AK from "../kernels/ops/attention/mod.ts";
 import { flashRows } from "../kernels/ops/attention/flash.ts";
-import type { A } from "./ref64.ts";
+import type { A } from "./f64.ts";
 import { rng, testRuntime } from "./testing.ts";
 import { type AttnCfg, attnData, attnRef, closeTo, kernelsVsRef } from "./attention_fixtures.ts";
 

@@ -16,7 +16,8 @@ import { concat, mul, reshape, square, sumAll } from "../kernels/autodiff/basic.
 import { grad, hvp } from "../kernels/autodiff/transforms.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
 import { checkOp } from "./autodiff_harness.ts";
-import { type A, attention64, dot, f64 } from "./ref64.ts";
+import { type A, dot, f64 } from "./f64.ts";
+import { attentionComposed64 } from "../kernels/ops/attention/reference.ts";
 import { randn, relErr, testRuntime } from "./testing.ts";
 import {
   type AttnCfg,
@@ -119,7 +120,8 @@ for (const c of cfgs.filter((c) => c.S === c.T || !c.seg)) {
         name: `attention ${c.name}`,
         shapes: [[c.B, c.H, c.T, c.D], [c.B, c.Hkv, c.S, c.D], [c.B, c.Hkv, c.S, c.D]],
         gpu: (q, k, v) => nn.attention(q, k, v, { causal: c.causal, segIds: seg }),
-        ref: (q, k, v) => attention64(q, k, v, [c.B, c.H, c.T, c.D], c.Hkv, c.S, c.causal, c.seg),
+        ref: (q, k, v) =>
+          attentionComposed64(q, k, v, [c.B, c.H, c.T, c.D], c.Hkv, c.S, c.causal, c.seg),
         tol: c.D === 64 ? 4e-3 : 2e-3,
       }, 3);
     } finally {

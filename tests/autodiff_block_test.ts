@@ -5,19 +5,12 @@
  * the tape's memory: nothing leaks, and hvp's peak pool bytes stay ≤ 2.5 × grad's.
  */
 import { assertClose, randn, testRuntime } from "./testing.ts";
-import {
-  type A,
-  attention64,
-  axpy,
-  crossEntropy64,
-  dot,
-  f64,
-  matmul64,
-  rmsNorm64,
-  rope64,
-} from "./ref64.ts";
+import { type A, axpy, dot, f64 } from "./f64.ts";
 import { permuteRef } from "../kernels/ops/strided.ts";
-import { ropeTables } from "../kernels/ops/nn_kernels.ts";
+import { crossEntropyRef, ropeRef, ropeTables } from "../kernels/ops/nn_kernels.ts";
+import { rmsNormRef } from "../kernels/ops/norm_kernels.ts";
+import { matmulShapedRef } from "../kernels/matmul/matmul.ts";
+import { attentionComposed64 } from "../kernels/ops/attention/reference.ts";
 import {
   type BlockConfig,
   blockLoss,
@@ -53,11 +46,9 @@ function loss64(base: A[], lora: A[]): number {
   let bi = 0, li = 0;
   const lin = (x: A, rows: number, W: A, io: [number, number]) => {
     const A_ = lora[li++], B_ = lora[li++];
-    const y = matmul64(x, [rows, io[0]], W, io);
-    const low = matmul64(matmul64(x, [rows, io[0]], A_, [io[0], c.rank]), [rows, c.rank], B_, [
-      c.rank,
-      io[1],
-    ]);
+    const y = matmulShapedRef(x, [rows, io[0]], W, io);
+    const xa = matmulShapedRef(x, [rows, io[0]], A_, [io[0], c.rank]);
+    const low = matmulShapedRef(xa, [rows, c.rank], B_, [c.rank, io[1]]);
     return y.map((v, i) => v + c.loraScale * low[i]);
   };
   const heads = (t: A, h: number) => permuteRef(t, [c.batch, c.T, h, hd], [0, 2, 1, 3]);
@@ -66,23 +57,24 @@ function loss64(base: A[], lora: A[]): number {
     const n1 = base[bi++], n2 = base[bi++];
     const W = LINEARS.map(() => base[bi++]);
     const sh = (i: number) => linearShape(c, LINEARS[i]);
-    const a = rmsNorm64(h, c.dim, n1, 1e-5);
-    const q = rope64(heads(lin(a, BT, W[0], sh(0)), c.heads), c.T, hd, rope.cos, rope.sin);
-    const k = rope64(heads(lin(a, BT, W[1], sh(1)), c.kvHeads), c.T, hd, rope.cos, rope.sin);
+    const a = rmsNormRef(h, c.dim, n1, 1e-5);
+    const q = ropeRef(heads(lin(a, BT, W[0], sh(0)), c.heads), c.T, hd, rope.cos, rope.sin);
+    const k = ropeRef(heads(lin(a, BT, W[1], sh(1)), c.kvHeads), c.T, hd, rope.cos, rope.sin);
     const v = heads(lin(a, BT, W[2], sh(2)), c.kvHeads);
-    const att = attention64(q, k, v, [c.batch, c.heads, c.T, hd], c.kvHeads, c.T, true);
+    const att = attentionComposed64(q, k, v, [c.batch, c.heads, c.T, hd], c.kvHeads, c.T, true);
     const merged = f64(permuteRef(att, [c.batch, c.heads, c.T, hd], [0, 2, 1, 3]));
     const o = lin(merged, BT, W[3], sh(3));
     h = h.map((x, i) => x + o[i]);
-    const m = rmsNorm64(h, c.dim, n2, 1e-5);
+    const m = rmsNormRef(h, c.dim, n2, 1e-5);
     const g = lin(m, BT, W[4], sh(4)), u = lin(m, BT, W[5], sh(5));
     const gated = g.map((x, i) => (x / (1 + Math.exp(-x))) * u[i]);
     const d = lin(gated, BT, W[6], sh(6));
     h = h.map((x, i) => x + d[i]);
   }
   const nf = base[bi++], head = base[bi++];
-  const logits = matmul64(rmsNorm64(h, c.dim, nf, 1e-5), [BT, c.dim], head, [c.dim, c.vocab]);
-  const nll = crossEntropy64(logits, c.vocab, tgtHost);
+  const hn = rmsNormRef(h, c.dim, nf, 1e-5);
+  const logits = matmulShapedRef(hn, [BT, c.dim], head, [c.dim, c.vocab]);
+  const nll = crossEntropyRef(logits, c.vocab, tgtHost);
   return dot(nll, wHost) / BT;
 }
 

@@ -11,7 +11,7 @@ import type { Tensor } from "../kernels/runtime/tensor.ts";
 import { grad, hvp, jvp, vjp } from "../kernels/autodiff/transforms.ts";
 import { mul, reshape, square, sumAll } from "../kernels/autodiff/basic.ts";
 import { assertClose, randn } from "./testing.ts";
-import { type A, axpy, dot, f64 } from "./ref64.ts";
+import { type A, axpy, dot, f64 } from "./f64.ts";
 
 export interface OpCase {
   readonly name: string;

@@ -12,18 +12,17 @@ import { UNARY, type UnaryName } from "../kernels/ops/unary_table.ts";
 import { mapRef } from "../kernels/ops/elementwise.ts";
 import { reduceRef } from "../kernels/ops/reduce.ts";
 import { permuteRef } from "../kernels/ops/strided.ts";
-import { dropoutMaskRef, ropeTables } from "../kernels/ops/nn_kernels.ts";
 import {
-  type A,
-  attention64,
-  crossEntropy64,
-  f64,
-  layerNorm64,
-  matmul64,
-  rmsNorm64,
-  rope64,
-  softmax64,
-} from "./ref64.ts";
+  crossEntropyRef,
+  dropoutMaskRef,
+  ropeRef,
+  ropeTables,
+  softmaxRef,
+} from "../kernels/ops/nn_kernels.ts";
+import { layerNormRef, rmsNormRef } from "../kernels/ops/norm_kernels.ts";
+import { matmulShapedRef } from "../kernels/matmul/matmul.ts";
+import { attentionComposed64 } from "../kernels/ops/attention/reference.ts";
+import { type A, f64 } from "./f64.ts";
 
 const rt = await testRuntime();
 
@@ -43,8 +42,8 @@ function loraLinear64(
 ): A {
   const m = drop && dropoutMaskRef(M * K, drop.p, drop.seed);
   const xd = m ? x.map((v, i) => v * m[i]) : x;
-  const base = matmul64(x, [M, K], W, [K, N]);
-  const low = matmul64(matmul64(xd, [M, K], Am, [K, R]), [M, R], Bm, [R, N]);
+  const base = matmulShapedRef(x, [M, K], W, [K, N]);
+  const low = matmulShapedRef(matmulShapedRef(xd, [M, K], Am, [K, R]), [M, R], Bm, [R, N]);
   return b ? base.map((v, i) => v + b[i % N] + s * low[i]) : base.map((v, i) => v + s * low[i]);
 }
 
@@ -73,7 +72,7 @@ const weightedCeCase = (name: string, V: number, ids: Tensor, idsHost: Int32Arra
   range: (i) => (i ? [0.1, 1] : [-2, 2]),
   gpu: (z, w) => nn.weightedCrossEntropy(z, ids, w),
   ref: (z, w) => {
-    const nll = crossEntropy64(z, V, idsHost);
+    const nll = crossEntropyRef(z, V, idsHost);
     return f64([nll.reduce((s, v, i) => s + v * w[i], 0)]);
   },
 });
@@ -149,46 +148,47 @@ const cases: OpCase[] = [
     shapes: [transA ? [7, 5] : [5, 7], transB ? [3, 7] : [7, 3]],
     gpu: (a, b) => ad.matmul(a, b, { transA, transB }),
     ref: (a, b) =>
-      matmul64(a, transA ? [7, 5] : [5, 7], b, transB ? [3, 7] : [7, 3], { transA, transB }),
+      matmulShapedRef(a, transA ? [7, 5] : [5, 7], b, transB ? [3, 7] : [7, 3], { transA, transB }),
   })),
   ...([[false, false], [true, false], [false, true]] as const).map(([transA, transB]): OpCase => ({
     name: `matmul α = −0.75${transA ? " Aᵀ" : ""}${transB ? " Bᵀ" : ""}`,
     shapes: [transA ? [7, 5] : [5, 7], transB ? [3, 7] : [7, 3]],
     gpu: (a, b) => ad.matmul(a, b, { transA, transB, alpha: -0.75 }),
     ref: (a, b) =>
-      matmul64(a, transA ? [7, 5] : [5, 7], b, transB ? [3, 7] : [7, 3], { transA, transB })
+      matmulShapedRef(a, transA ? [7, 5] : [5, 7], b, transB ? [3, 7] : [7, 3], { transA, transB })
         .map((v) => -0.75 * v),
   })),
   {
     name: "matmul α = 2.5, batched A, shared B, bias (bias not scaled)",
     shapes: [[2, 3, 5], [5, 4], [4]],
     gpu: (a, b, c) => ad.matmul(a, b, { bias: c, alpha: 2.5 }),
-    ref: (a, b, c) => matmul64(a, [2, 3, 5], b, [5, 4]).map((v, i) => 2.5 * v + c[i % 4]),
+    ref: (a, b, c) => matmulShapedRef(a, [2, 3, 5], b, [5, 4]).map((v, i) => 2.5 * v + c[i % 4]),
   },
   {
     name: "matmul α = 0.5 Bᵀ + addend (y + α·x·Wᵀ, the LoRA form)",
     shapes: [[5, 7], [3, 7], [5, 3]],
     gpu: (a, b, c) => ad.matmul(a, b, { transB: true, alpha: 0.5, addend: c }),
     ref: (a, b, c) =>
-      matmul64(a, [5, 7], b, [3, 7], { transB: true }).map((v, i) => 0.5 * v + c[i]),
+      matmulShapedRef(a, [5, 7], b, [3, 7], { transB: true }).map((v, i) => 0.5 * v + c[i]),
   },
   {
     name: "matmul + bias + addend, batched A",
     shapes: [[2, 3, 5], [5, 4], [4], [2, 3, 4]],
     gpu: (a, b, c, d) => ad.matmul(a, b, { bias: c, addend: d }),
-    ref: (a, b, c, d) => matmul64(a, [2, 3, 5], b, [5, 4]).map((v, i) => v + c[i % 4] + d[i]),
+    ref: (a, b, c, d) =>
+      matmulShapedRef(a, [2, 3, 5], b, [5, 4]).map((v, i) => v + c[i % 4] + d[i]),
   },
   {
     name: "matmul batched A, shared B, bias",
     shapes: [[2, 3, 5], [5, 4], [4]],
     gpu: (a, b, c) => ad.matmul(a, b, { bias: c }),
-    ref: (a, b, c) => matmul64(a, [2, 3, 5], b, [5, 4]).map((v, i) => v + c[i % 4]),
+    ref: (a, b, c) => matmulShapedRef(a, [2, 3, 5], b, [5, 4]).map((v, i) => v + c[i % 4]),
   },
   {
     name: "matmul batched both, Bᵀ",
     shapes: [[2, 3, 5], [2, 4, 5]],
     gpu: (a, b) => ad.matmul(a, b, { transB: true }),
-    ref: (a, b) => matmul64(a, [2, 3, 5], b, [2, 4, 5], { transB: true }),
+    ref: (a, b) => matmulShapedRef(a, [2, 3, 5], b, [2, 4, 5], { transB: true }),
   },
   {
     name: "gather (embedding)",
@@ -217,25 +217,25 @@ const cases: OpCase[] = [
     shapes: [[3, 7]],
     range: () => [-2, 2],
     gpu: (x) => nn.softmax(x),
-    ref: (x) => softmax64(x, 7),
+    ref: (x) => softmaxRef(x, 7),
   },
   {
     name: "softmax causal (B,H,T,S)",
     shapes: [[2, 2, 3, 5]],
     gpu: (x) => nn.softmax(x, { heads: 2, causal: true }),
-    ref: (x) => softmax64(x, 5, (r, s) => s <= (r % 3) + 2),
+    ref: (x) => softmaxRef(x, 5, (r, s) => s <= (r % 3) + 2),
   },
   {
     name: "layerNorm",
     shapes: [[4, 7], [7], [7]],
     gpu: (x, w, b) => nn.layerNorm(x, w, b, 1e-5),
-    ref: (x, w, b) => layerNorm64(x, 7, w, b, 1e-5),
+    ref: (x, w, b) => layerNormRef(x, 7, w, b, 1e-5),
   },
   {
     name: "rmsNorm",
     shapes: [[4, 6], [6]],
     gpu: (x, w) => nn.rmsNorm(x, w, 1e-6),
-    ref: (x, w) => rmsNorm64(x, 6, w, 1e-6),
+    ref: (x, w) => rmsNormRef(x, 6, w, 1e-6),
   },
   // The fused RMSNorm on odd shapes: rows not a multiple of anything, a row wider than the
   // kernel's 64 lanes (each lane strides it), a 3-D input, a one-element row.
@@ -243,38 +243,38 @@ const cases: OpCase[] = [
     name: "rmsNorm fused (5, 7)",
     shapes: [[5, 7], [7]],
     gpu: (x, w) => nn.rmsNorm(x, w, 1e-5),
-    ref: (x, w) => rmsNorm64(x, 7, w, 1e-5),
+    ref: (x, w) => rmsNormRef(x, 7, w, 1e-5),
   },
   {
     name: "rmsNorm fused (3, 131), row wider than a workgroup",
     shapes: [[3, 131], [131]],
     gpu: (x, w) => nn.rmsNorm(x, w, 1e-5),
-    ref: (x, w) => rmsNorm64(x, 131, w, 1e-5),
+    ref: (x, w) => rmsNormRef(x, 131, w, 1e-5),
   },
   {
     name: "rmsNorm fused (2, 3, 9)",
     shapes: [[2, 3, 9], [9]],
     gpu: (x, w) => nn.rmsNorm(x, w, 1e-6),
-    ref: (x, w) => rmsNorm64(x, 9, w, 1e-6),
+    ref: (x, w) => rmsNormRef(x, 9, w, 1e-6),
   },
   {
     name: "rmsNorm fused (3, 1)",
     shapes: [[3, 1], [1]],
     range: () => [0.5, 1.5],
     gpu: (x, w) => nn.rmsNorm(x, w, 1e-2),
-    ref: (x, w) => rmsNorm64(x, 1, w, 1e-2),
+    ref: (x, w) => rmsNormRef(x, 1, w, 1e-2),
   },
   {
     name: "rope",
     shapes: [[2, 5, 8]],
     gpu: (x) => nn.rope(x, ropeT.cos, ropeT.sin),
-    ref: (x) => rope64(x, 5, 8, ropeH.cos, ropeH.sin),
+    ref: (x) => ropeRef(x, 5, 8, ropeH.cos, ropeH.sin),
   },
   {
     name: "attention GQA causal + segments",
     shapes: [[2, 4, 5, 3], [2, 2, 5, 3], [2, 2, 5, 3]],
     gpu: (q, k, v) => nn.attention(q, k, v, { causal: true, segIds: seg }),
-    ref: (q, k, v) => attention64(q, k, v, [2, 4, 5, 3], 2, 5, true, segHost),
+    ref: (q, k, v) => attentionComposed64(q, k, v, [2, 4, 5, 3], 2, 5, true, segHost),
   },
   {
     name: "LoRA linear with dropout",

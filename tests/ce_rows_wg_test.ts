@@ -14,24 +14,11 @@ import {
   crossEntropyPDot,
   crossEntropyRows,
 } from "../kernels/ops/nn_kernels.ts";
+import { softmaxLseRef } from "../kernels/ops/cross_entropy_rows.ts";
 
 const rt = await testRuntime();
 const WG: CeOptions = { rows: "workgroup" };
 const LANE: CeOptions = { rows: "lane" };
-
-/** float64 softmax rows and log-sum-exps of z (N, V). */
-function softmax64(z: Float32Array, N: number, V: number) {
-  const p = new Float64Array(N * V), lse = new Float64Array(N);
-  for (let r = 0; r < N; r++) {
-    let m = -Infinity;
-    for (let v = 0; v < V; v++) m = Math.max(m, z[r * V + v]);
-    let s = 0;
-    for (let v = 0; v < V; v++) s += Math.exp(z[r * V + v] - m);
-    lse[r] = m + Math.log(s);
-    for (let v = 0; v < V; v++) p[r * V + v] = Math.exp(z[r * V + v] - lse[r]);
-  }
-  return { p, lse };
-}
 
 for (const [N, V] of [[5, 9], [3, 256], [4, 1000], [70, 33]]) {
   Deno.test(`cross-entropy, one workgroup per row, (${N}, ${V}): forward, backward, tangents = float64`, async () => {
@@ -42,7 +29,7 @@ for (const [N, V] of [[5, 9], [3, 256], [4, 1000], [70, 33]]) {
       const z = rt.tensor(zh, [N, V]), zd = rt.tensor(zdh, [N, V]);
       const g = rt.tensor(gh, [N]), gd = rt.tensor(gdh, [N]);
       const targets = rt.tensor(tgt, [N], "i32");
-      const { p, lse } = softmax64(zh, N, V);
+      const { p, lse } = softmaxLseRef(zh, N, V);
       const on = (r: number) => tgt[r] >= 0;
 
       // forward

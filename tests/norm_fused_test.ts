@@ -10,7 +10,8 @@ import { assertClose, randn, testRuntime } from "./testing.ts";
 import { grad, hvp } from "../kernels/autodiff/transforms.ts";
 import { mul, sumAll } from "../kernels/autodiff/basic.ts";
 import { rmsNorm, rmsNormComposed } from "../kernels/autodiff/nn.ts";
-import { type A, f64, rmsNorm64, rmsNormVjp64 } from "./ref64.ts";
+import { type A, f64 } from "./f64.ts";
+import { rmsNormRef, rmsNormVjpRef } from "../kernels/ops/norm_kernels.ts";
 
 const rt = await testRuntime();
 
@@ -21,8 +22,8 @@ for (const [rows, C] of SHAPES) {
     const eps = 1e-5;
     const x = randn(rows * C, rows * 31 + C, -2, 2), w = randn(C, C + 7, 0.5, 1.5);
     const c = randn(rows * C, rows + C * 3);
-    const ref = rmsNorm64(f64(x), C, f64(w), eps);
-    const vjp = rmsNormVjp64(f64(x), C, f64(w), f64(c), eps);
+    const ref = rmsNormRef(f64(x), C, f64(w), eps);
+    const vjp = rmsNormVjpRef(f64(x), C, f64(w), f64(c), eps);
     await rt.scopeAsync(async () => {
       const X = rt.tensor(x, [rows, C]), W = rt.tensor(w, [C]), Ct = rt.tensor(c, [rows, C]);
       for (const [name, f] of [["fused", rmsNorm], ["composed", rmsNormComposed]] as const) {
@@ -46,8 +47,8 @@ for (const [rows, C] of SHAPES) {
     const c = randn(rows * C, rows + C * 11, 0.2, 1);
     // L(x) = Σ c·y³ (y = rmsNorm(x, w)): ∇L = VJP of 3c·y²; H·v by central differences.
     const gradL = (xs: A) => {
-      const y = rmsNorm64(xs, C, f64(w), eps);
-      return rmsNormVjp64(xs, C, f64(w), y.map((t, i) => 3 * c[i] * t * t), eps).x;
+      const y = rmsNormRef(xs, C, f64(w), eps);
+      return rmsNormVjpRef(xs, C, f64(w), y.map((t, i) => 3 * c[i] * t * t), eps).x;
     };
     const h = 1e-5;
     const gp = gradL(f64(x).map((t, i) => t + h * v[i]));

@@ -9,12 +9,13 @@
  */
 import { checkOp } from "./autodiff_harness.ts";
 import { assertClose, randn, testRuntime } from "./testing.ts";
-import { type A, f64 } from "./ref64.ts";
+import { type A, f64 } from "./f64.ts";
 import { qkvHeads } from "../kernels/autodiff/qkv_heads.ts";
 import { concat, mul, permute, reshape, scale, sumAll } from "../kernels/autodiff/basic.ts";
 import { ropeAt } from "../kernels/autodiff/model_ops.ts";
 import { grad, hvp } from "../kernels/autodiff/transforms.ts";
 import { ropeTables } from "../kernels/ops/nn_kernels.ts";
+import { qkvHeadsRef } from "../kernels/ops/qkv_heads.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
 
 const rt = await testRuntime();
@@ -45,29 +46,12 @@ function setup(c: Case) {
     }
     : undefined;
   const L = { B: c.B, T: c.T, H: c.H, Hkv: c.Hkv, hd: c.hd, qScale: 1 / Math.sqrt(c.hd) };
-  /** float64: one member rows (N, heads·hd) → head-major, scaled and rotated. */
-  const member = (x: A, heads: number, s: number, rot: boolean): A => {
-    const out = new Float64Array(x.length);
-    for (let n = 0; n < N; n++) {
-      const b = Math.floor(n / c.T), t = n % c.T;
-      for (let h = 0; h < heads; h++) {
-        for (let d = 0; d < half; d++) {
-          const i = n * heads * c.hd + h * c.hd + d, o = ((b * heads + h) * c.T + t) * c.hd + d;
-          const x1 = s * x[i], x2 = s * x[i + half];
-          const f = pos[n] * half + d;
-          const co = rot ? tab.cos[f] : 1, sn = rot ? tab.sin[f] : 0;
-          out[o] = x1 * co - x2 * sn;
-          out[o + half] = x2 * co + x1 * sn;
-        }
-      }
-    }
-    return out;
-  };
+  const rot = c.rope ? { pos, cos: tab.cos, sin: tab.sin } : undefined;
   const ref = (q: A, k: A, v: A): A =>
     f64([
-      ...member(q, c.H, L.qScale, c.rope),
-      ...member(k, c.Hkv, 1, c.rope),
-      ...member(v, c.Hkv, 1, false),
+      ...qkvHeadsRef(q, c, c.H, L.qScale, rot),
+      ...qkvHeadsRef(k, c, c.Hkv, 1, rot),
+      ...qkvHeadsRef(v, c, c.Hkv, 1),
     ]);
   const shapes = [[N, c.H * c.hd], [N, c.Hkv * c.hd], [N, c.Hkv * c.hd]];
   /** The composed ops the fused op replaced (gpu_model.ts before). */

@@ -184,6 +184,33 @@ export function ropeAt(
   return apply1(ropeAtRule, [x, cos, sin, pos], { headDim });
 }
 
+/**
+ * float64 reference of ropeAt: rotates x (tokens, heads·D) at positions pos with angles
+ * pos·10000^(−2j/D) computed here (not read from tables), HF half-split pairs; sign −1 is
+ * the inverse rotation (rope_at_t, the VJP).
+ */
+export function ropeAtRef(
+  x: ArrayLike<number>,
+  D: number,
+  heads: number,
+  pos: ArrayLike<number>,
+  sign = 1,
+): Float64Array {
+  const half = D / 2, row = heads * D, y = new Float64Array(x.length);
+  for (let r = 0; r < pos.length; r++) {
+    for (let h = 0; h < heads; h++) {
+      for (let j = 0; j < half; j++) {
+        const a = pos[r] * Math.pow(10000, (-2 * j) / D);
+        const c = Math.cos(a), s = sign * Math.sin(a);
+        const i1 = r * row + h * D + j, i2 = i1 + half;
+        y[i1] = x[i1] * c - x[i2] * s;
+        y[i2] = x[i2] * c + x[i1] * s;
+      }
+    }
+  }
+  return y;
+}
+
 // ------------------------------------------------------------------ hold
 
 const holdRule: Rule<void> = {

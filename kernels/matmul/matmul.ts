@@ -238,3 +238,22 @@ export function matmulRef(
   }
   return c;
 }
+
+/**
+ * matmulRef addressed by shapes, as the autodiff tests state them: C (…, M, N) = op(A)·op(B)
+ * with batch over A's leading dims; B is batched when its leading dims are (else shared).
+ */
+export function matmulShapedRef(
+  a: ArrayLike<number>,
+  aShape: readonly number[],
+  b: ArrayLike<number>,
+  bShape: readonly number[],
+  { transA = false, transB = false } = {},
+): Float64Array {
+  const ar = aShape.length, br = bShape.length;
+  const m = transA ? aShape[ar - 1] : aShape[ar - 2], k = transA ? aShape[ar - 2] : aShape[ar - 1];
+  const n = transB ? bShape[br - 2] : bShape[br - 1];
+  const batch = aShape.slice(0, -2).reduce((x, y) => x * y, 1);
+  const batchB = bShape.slice(0, -2).reduce((x, y) => x * y, 1) > 1;
+  return matmulRef(a, b, { batch, m, n, k, batchB }, { transA, transB });
+}

@@ -107,3 +107,17 @@ export function crossEntropyPDotWg(
 ): void {
   CE_PDOT_WG.run(z.rt, [z, targets, lse, dz, out], { N, V, nllMode: nll ? 1 : 0 }, grid1d(N));
 }
+
+/** float64 reference of both row families: softmax rows p and log-sum-exps lse of z (N, V). */
+export function softmaxLseRef(z: ArrayLike<number>, N: number, V: number) {
+  const p = new Float64Array(N * V), lse = new Float64Array(N);
+  for (let r = 0; r < N; r++) {
+    let m = -Infinity;
+    for (let v = 0; v < V; v++) m = Math.max(m, z[r * V + v]);
+    let s = 0;
+    for (let v = 0; v < V; v++) s += Math.exp(z[r * V + v] - m);
+    lse[r] = m + Math.log(s);
+    for (let v = 0; v < V; v++) p[r * V + v] = Math.exp(z[r * V + v] - lse[r]);
+  }
+  return { p, lse };
+}

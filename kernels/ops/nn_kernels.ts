@@ -426,3 +426,61 @@ export function dropoutMaskRef(n: number, p: number, seed: number): Float64Array
   const hs = h(seed);
   return Float64Array.from({ length: n }, (_, i) => (h((i ^ hs) >>> 0) >= thr ? 1 / (1 - p) : 0));
 }
+
+// ------------------------------------------------------------------ float64 references
+
+/**
+ * Reference of softmaxRows: row-wise softmax over the last dim (length S) of x; visible(row,
+ * s) = false masks an entry (probability 0), as the causal / segment masks do.
+ */
+export function softmaxRef(
+  x: ArrayLike<number>,
+  S: number,
+  visible?: (row: number, s: number) => boolean,
+): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < x.length / S; r++) {
+    let m = -Infinity;
+    for (let s = 0; s < S; s++) if (!visible || visible(r, s)) m = Math.max(m, x[r * S + s]);
+    let z = 0;
+    for (let s = 0; s < S; s++) if (!visible || visible(r, s)) z += Math.exp(x[r * S + s] - m);
+    for (let s = 0; s < S; s++) {
+      out[r * S + s] = !visible || visible(r, s) ? Math.exp(x[r * S + s] - m) / z : 0;
+    }
+  }
+  return out;
+}
+
+/** Reference of rope: HF half-split rotary embedding of x (…, T, D) with tables (T, D/2). */
+export function ropeRef(
+  x: ArrayLike<number>,
+  T: number,
+  D: number,
+  cos: ArrayLike<number>,
+  sin: ArrayLike<number>,
+): Float64Array {
+  const out = new Float64Array(x.length), h = D / 2;
+  for (let i = 0; i < x.length; i++) {
+    const j = i % D, t = Math.floor(i / D) % T, f = t * h + (j % h);
+    out[i] = j < h ? x[i] * cos[f] - x[i + h] * sin[f] : x[i] * cos[f] + x[i - h] * sin[f];
+  }
+  return out;
+}
+
+/** Reference of crossEntropyRows' NLL: per-row −log softmax(z)[target] (target −1 → 0). */
+export function crossEntropyRef(
+  z: ArrayLike<number>,
+  V: number,
+  targets: ArrayLike<number>,
+): Float64Array {
+  const out = new Float64Array(z.length / V);
+  for (let r = 0; r < out.length; r++) {
+    if (targets[r] < 0) continue;
+    let m = -Infinity;
+    for (let v = 0; v < V; v++) m = Math.max(m, z[r * V + v]);
+    let s = 0;
+    for (let v = 0; v < V; v++) s += Math.exp(z[r * V + v] - m);
+    out[r] = m + Math.log(s) - z[r * V + targets[r]];
+  }
+  return out;
+}

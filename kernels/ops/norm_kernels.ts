@@ -216,3 +216,76 @@ export function rmsNormGradTangent(
   const flags = (dx ? HAS_DX : 0) | (dg ? HAS_DG : 0) | (dw ? HAS_DW : 0) | (dacc ? HAS_ACC : 0);
   return launch(GRAD_TANGENT, x, w, eps, flags, [x, g, w, dx, dg, dw, dacc]);
 }
+
+// ------------------------------------------------------------------ float64 references
+
+/** Reference of rmsNormRows: x (rows, C) · rsqrt(mean(x²) + eps) · w. */
+export function rmsNormRef(
+  x: ArrayLike<number>,
+  C: number,
+  w: ArrayLike<number>,
+  eps: number,
+): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < x.length / C; r++) {
+    let ms = 0;
+    for (let c = 0; c < C; c++) ms += x[r * C + c] ** 2 / C;
+    const rs = 1 / Math.sqrt(ms + eps);
+    for (let c = 0; c < C; c++) out[r * C + c] = x[r * C + c] * rs * w[c];
+  }
+  return out;
+}
+
+/**
+ * Reference of rmsNormGrad: cotangents of rmsNormRef for output cotangent g, in closed form:
+ * x̄ = r·a − x·r³·Σ(a·x)/C with a = g·w, and w̄ = Σ_rows g·x·r (the fused kernels' formulas,
+ * derived independently of the composed ops).
+ */
+export function rmsNormVjpRef(
+  x: ArrayLike<number>,
+  C: number,
+  w: ArrayLike<number>,
+  g: ArrayLike<number>,
+  eps: number,
+): { x: Float64Array; w: Float64Array } {
+  const dx = new Float64Array(x.length), dw = new Float64Array(C);
+  for (let r = 0; r < x.length / C; r++) {
+    let ms = 0, s = 0;
+    for (let c = 0; c < C; c++) {
+      ms += x[r * C + c] ** 2 / C;
+      s += g[r * C + c] * w[c] * x[r * C + c];
+    }
+    const rs = 1 / Math.sqrt(ms + eps);
+    for (let c = 0; c < C; c++) {
+      const i = r * C + c;
+      dx[i] = rs * g[i] * w[c] - (x[i] * rs ** 3 * s) / C;
+      dw[c] += g[i] * x[i] * rs;
+    }
+  }
+  return { x: dx, w: dw };
+}
+
+/**
+ * Reference of LayerNorm, which has no fused kernel (autodiff/nn.ts composes it from
+ * differentiable ops): (x − mean) · rsqrt(var + eps) · w + b over rows of length C.
+ */
+export function layerNormRef(
+  x: ArrayLike<number>,
+  C: number,
+  w: ArrayLike<number>,
+  b: ArrayLike<number> | undefined,
+  eps: number,
+): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < x.length / C; r++) {
+    let mu = 0;
+    for (let c = 0; c < C; c++) mu += x[r * C + c] / C;
+    let v = 0;
+    for (let c = 0; c < C; c++) v += (x[r * C + c] - mu) ** 2 / C;
+    const rs = 1 / Math.sqrt(v + eps);
+    for (let c = 0; c < C; c++) {
+      out[r * C + c] = (x[r * C + c] - mu) * rs * w[c] + (b ? b[c] : 0);
+    }
+  }
+  return out;
+}

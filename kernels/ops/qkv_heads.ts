@@ -154,3 +154,37 @@ export function qkvHeads(
   scratch.forEach((t) => t.dispose());
   return out;
 }
+
+/**
+ * float64 reference of one member of qkvHeads: rows x (B·T, heads·hd) → head-major
+ * (B, heads, T, hd), scaled by s and, with `rope`, rotated at per-token positions by the
+ * tables cos/sin (P, hd/2). q is (heads = H, s = qScale, rope), k (Hkv, 1, rope), v (Hkv, 1).
+ */
+export function qkvHeadsRef(
+  x: ArrayLike<number>,
+  { T, hd }: { readonly T: number; readonly hd: number },
+  heads: number,
+  s: number,
+  rope?: {
+    readonly pos: ArrayLike<number>;
+    readonly cos: ArrayLike<number>;
+    readonly sin: ArrayLike<number>;
+  },
+): Float64Array {
+  const half = hd / 2, N = x.length / (heads * hd);
+  const out = new Float64Array(x.length);
+  for (let n = 0; n < N; n++) {
+    const b = Math.floor(n / T), t = n % T;
+    for (let h = 0; h < heads; h++) {
+      for (let d = 0; d < half; d++) {
+        const i = n * heads * hd + h * hd + d, o = ((b * heads + h) * T + t) * hd + d;
+        const x1 = s * x[i], x2 = s * x[i + half];
+        const f = rope ? rope.pos[n] * half + d : 0;
+        const co = rope ? rope.cos[f] : 1, sn = rope ? rope.sin[f] : 0;
+        out[o] = x1 * co - x2 * sn;
+        out[o + half] = x2 * co + x1 * sn;
+      }
+    }
+  }
+  return out;
+}

@@ -122,3 +122,8 @@ export const SWIGLU_MAP = {
   /** s(a)·ḃ with ḃ as the second input (b). */
   tangentB: `${S("a")} * b`,
 } as const;
+
+/** float64 reference of swiglu: silu(a)·b elementwise, silu(x) = x / (1 + e^(−x)). */
+export function swigluRef(a: ArrayLike<number>, b: ArrayLike<number>): Float64Array {
+  return Float64Array.from(a, (x, i) => (x / (1 + Math.exp(-x))) * b[i]);
+}

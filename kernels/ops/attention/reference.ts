@@ -5,6 +5,7 @@
  * L and the other row vectors (B, H, T), all flattened row-major.
  */
 import type { Dims } from "./launch.ts";
+import { softmaxRef } from "../nn_kernels.ts";
 
 /** Float64 inputs of the references: q (B,H,T,D), k/v (B,Hkv,S,D), seg (B,T) or undefined. */
 export interface Ref64 {
@@ -138,4 +139,51 @@ export function attentionBackwardTangent64(
     }
   });
   return [oq, ok, ov];
+}
+
+/**
+ * Attention as the composed ops compute it — scores q·kᵀ/√D, masked row softmax (softmaxRef),
+ * then P·v — for the tests of composed models; attentionForward64 above is the fused kernel's
+ * reference (online log-sum-exp, any scale). q (B,H,T,D), k/v (B,Hkv,S,D); causal / segment
+ * masks as the kernel.
+ */
+export function attentionComposed64(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  [B, H, T, D]: readonly number[],
+  Hkv: number,
+  S: number,
+  causal: boolean,
+  seg?: ArrayLike<number>,
+): F64 {
+  const out = new Float64Array(B * H * T * D), g = H / Hkv;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const kh = Math.floor(h / g);
+      const scores = new Float64Array(T * S);
+      for (let t = 0; t < T; t++) {
+        for (let s = 0; s < S; s++) {
+          let d = 0;
+          for (let i = 0; i < D; i++) {
+            d += q[((b * H + h) * T + t) * D + i] * k[((b * Hkv + kh) * S + s) * D + i];
+          }
+          scores[t * S + s] = d / Math.sqrt(D);
+        }
+      }
+      const p = softmaxRef(scores, S, (t, s) => {
+        if (causal && s > t + (S - T)) return false;
+        if (seg && seg[b * T + t] !== seg[b * S + s]) return false;
+        return true;
+      });
+      for (let t = 0; t < T; t++) {
+        for (let i = 0; i < D; i++) {
+          let acc = 0;
+          for (let s = 0; s < S; s++) acc += p[t * S + s] * v[((b * Hkv + kh) * S + s) * D + i];
+          out[((b * H + h) * T + t) * D + i] = acc;
+        }
+      }
+    }
+  }
+  return out;
 }
