@@ -129,7 +129,8 @@ export function parseCli(argv: readonly string[]): CliArgs {
   const positional: string[] = [];
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
-    const [flag, inline] = arg.startsWith("--") && arg.includes("=") && !arg.startsWith("--sweep=")
+    // "--flag=value" (for --sweep the value is itself "key=v1,v2": split at the first "=").
+    const [flag, inline] = arg.startsWith("--") && arg.includes("=")
       ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
       : [arg, undefined];
     const value = () => {
@@ -143,8 +144,7 @@ export function parseCli(argv: readonly string[]): CliArgs {
     else if (isFlag(SWITCHES, flag)) a[SWITCHES[flag]] = true;
     else if (flag === "--model") a.sets.push(`model=${value()}`);
     else if (flag === "--sweep") {
-      const first = arg.startsWith("--sweep=") ? arg.slice("--sweep=".length) : value();
-      a.sweeps.push(first);
+      a.sweeps.push(value());
       while (i + 1 < rest.length && !rest[i + 1].startsWith("--") && rest[i + 1].includes("=")) {
         a.sweeps.push(rest[++i]);
       }

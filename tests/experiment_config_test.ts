@@ -176,4 +176,9 @@ Deno.test("experiment cli: flags, repeatable --set/--force, and --sweep taking s
   assert.throws(() => parseCli(["run", "x", "--frobnicate"]), /unknown option --frobnicate/);
   assert.throws(() => parseCli(["run", "x", "--set"]), /--set needs a value/);
   assert.equal(parseCli(["results", "x", "--csv"]).csv, true);
+  // "--sweep=key=values" is the inline form of "--sweep key=values", and takes more after it.
+  assert.deepEqual(parseCli(["run", "x", "--sweep=rank=16,256", "steps=2,4"]).sweeps, [
+    "rank=16,256",
+    "steps=2,4",
+  ]);
 });
