@@ -7,10 +7,21 @@ import type { Runtime } from "../kernels/runtime/runtime.ts";
 import { mulberry32 } from "../pipeline/data/rng.ts";
 
 let shared: Promise<Runtime> | undefined;
+let created: Runtime | undefined;
 
-/** The test process's runtime (created once; tests must not destroy it). */
+/**
+ * The test file's runtime (created once per file; tests must not destroy it). `deno test` runs
+ * each file in its own isolate, so module state is per file: without the unload hook every
+ * file's device (its buffers, textures and pipelines) stayed alive until the process exited,
+ * ~36 lavapipe devices torn down at once — the suspected cause of a rare glibc abort ("double
+ * free or corruption") after every test had passed.
+ */
 export function testRuntime(): Promise<Runtime> {
-  return shared ??= createRuntime();
+  if (!shared) {
+    shared = createRuntime().then((rt) => created = rt);
+    globalThis.addEventListener("unload", () => created?.destroy());
+  }
+  return shared;
 }
 
 /** Deterministic PRNG (mulberry32). */
