@@ -105,19 +105,22 @@ def icl_window(p, eos, T, target="target_answer"):
 def cmd_pretrain(a):
     c = CFG
     torch.manual_seed(a.seed)
-    W = init_base(c, a.seed)
+    W = load_base(a.init) if a.init else init_base(c, a.seed)
     for v in W.values():
         v.requires_grad_()
-    data = load_data(a.data)
-    raw = torch.from_file(a.windows, dtype=torch.int32, size=None) if False else None
+    torch.set_num_threads(a.threads)
+    # --data takes several files (comma-separated): in-context windows draw from all their train splits
+    files = [load_data(f) for f in a.data.split(",")]
+    data = {"eos": files[0]["eos"], "train": [p for d in files for p in d["train"]]}
     import numpy as np
     win = torch.from_numpy(np.fromfile(a.windows, dtype=np.int32).reshape(-1, 256)).long()
     train = data["train"]
+    warm = a.warmup
     opt = torch.optim.AdamW(W.values(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.1)
     rng = random.Random(a.seed)
     t0 = time.time()
     for step in range(a.steps):
-        lr = a.lr * min(1, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
+        lr = a.lr * min(1, (step + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
         for g in opt.param_groups:
             g["lr"] = lr
         rows = []
@@ -181,7 +184,15 @@ def token_weights(h, phi):
     return F.softplus(F.gelu(h @ W1 + b1) @ W2 + b2, beta=3).squeeze(-1)
 
 
+ORACLE = False  # --oracle: the inner loss on fact-sentence tokens only (a perfect weighting model)
+
+
 def inner_loss(W, c, ids, tgt, lora, scale):
+    if ORACLE:
+        logits = forward(W, c, ids, lora, scale)
+        keep = tgt.clone()
+        keep[~torch.roll(fact_mask(ids), -1, dims=1)] = -100  # targets inside fact sentences
+        return F.cross_entropy(logits.reshape(-1, c["vocab"]), keep.reshape(-1), ignore_index=-100)
     if PHI is None:
         logits = forward(W, c, ids, lora, scale)
         return F.cross_entropy(logits.reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100)
@@ -284,6 +295,8 @@ def load_base(path):
 
 
 def cmd_probe(a):
+    global ORACLE
+    ORACLE = a.oracle
     c = CFG
     W = load_base(a.base)
     data = load_data(a.data)
@@ -344,18 +357,21 @@ def cmd_meta(a):
             if step % a.pool == 0:
                 order = list(range(a.pool))
                 rng.shuffle(order)
-            p = train[order[step % a.pool]]
-        else:
-            p = rng.choice(train)
+            batch = [train[order[step % a.pool]]]
+        else:  # --batch problems per outer step (mean outer loss)
+            batch = [rng.choice(train) for _ in range(a.batch)]
         if a.schedule == "cosine":  # perk's outer schedule: 3% linear warm-up, cosine to 0
             warm = max(1, math.ceil(0.03 * a.steps))
             f = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * min(1, (step - warm) / max(1, a.steps - warm))))
             for g, base_lr in zip(opt.param_groups, (a.lr_theta, a.lr_rates)):
                 g["lr"] = base_lr * f
-        th = inner_loop(W, c, p, data["eos"], th0, loglr.exp(), a.N, a.T, scale, True)
-        loss = outer_nll(W, c, p, th, scale, a.target)
         opt.zero_grad()
-        loss.backward()
+        loss = 0.0
+        for p in batch:
+            th = inner_loop(W, c, p, data["eos"], th0, loglr.exp(), a.N, a.T, scale, True)
+            lp = outer_nll(W, c, p, th, scale, a.target) / len(batch)
+            lp.backward()
+            loss += lp.detach()
         torch.nn.utils.clip_grad_norm_([x for v in th0.values() for x in v] + [loglr] + (PHI or []), 1.0)
         opt.step()
         hist.append(loss.item())
@@ -374,31 +390,37 @@ def cmd_meta(a):
 FACT_ID = None  # the token " Event" (fact sentences are "X Event k: …")
 
 
+def fact_mask(ids):
+    """True on the tokens of fact sentences (from " X Event" to the sentence's ".")."""
+    global FACT_ID
+    if FACT_ID is None:
+        FACT_ID = TOKENS.index(" Event")
+    fact = torch.zeros(ids.shape, dtype=torch.bool)
+    for r in range(ids.shape[0]):
+        row = ids[r].tolist(); j = 0
+        while j < len(row):
+            if row[j] == FACT_ID and j > 0:
+                k = j - 1
+                while k < len(row) and not TOKENS[row[k]].endswith("."):
+                    fact[r, k] = True; k += 1
+                if k < len(row): fact[r, k] = True
+                j = k
+            j += 1
+    return fact
+
+
 def fact_weights(W, c, data, n=5):
     """' w fact/other': mean token weight on fact sentences vs the rest (base hidden states,
     the first n validation problems); '' without a weighting model."""
     if PHI is None:
         return ""
-    global FACT_ID
-    if FACT_ID is None:
-        FACT_ID = TOKENS.index(" Event")
     fw = ow = fn = on = 0.0
     with torch.no_grad():
         for p in data["validation"][:n]:
             ids, _ = seg_batch(p, data["eos"])
             _, h = forward(W, c, ids, None, 1.0, hidden=True)
             w = token_weights(h, PHI)
-            fact = torch.zeros_like(w, dtype=torch.bool)
-            for r in range(ids.shape[0]):  # from " X Event" to the sentence's "."
-                row = ids[r].tolist(); j = 0
-                while j < len(row):
-                    if row[j] == FACT_ID and j > 0:
-                        k = j - 1
-                        while k < len(row) and not TOKENS[row[k]].endswith("."):
-                            fact[r, k] = True; k += 1
-                        if k < len(row): fact[r, k] = True
-                        j = k
-                    j += 1
+            fact = fact_mask(ids)
             fw += w[fact].sum().item(); fn += fact.sum().item()
             ow += w[~fact].sum().item(); on += (~fact).sum().item()
     return f" w fact/other {fw / max(1, fn):.3f}/{ow / max(1, on):.3f}"
@@ -520,6 +542,8 @@ def main():
     p.add_argument("--steps", type=int, default=2000); p.add_argument("--rows", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3); p.add_argument("--icl", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default="", help="continue from this base (.pt) instead of a fresh init")
+    p.add_argument("--warmup", type=int, default=50); p.add_argument("--threads", type=int, default=1)
     for name in ("probe", "meta"):
         q = sub.add_parser(name)
         q.add_argument("base"); q.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
@@ -529,6 +553,7 @@ def main():
     q = sub.choices["probe"]
     q.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2])
     q.add_argument("--n-mem", type=int, default=10)
+    q.add_argument("--oracle", action="store_true", help="inner loss on fact tokens only (perfect weighting)")
     q = sub.choices["meta"]
     q.add_argument("--T", type=int, default=1); q.add_argument("--steps", type=int, default=300)
     q.add_argument("--inner-lr", type=float, default=3e-3); q.add_argument("--lr-theta", type=float, default=1e-4)
@@ -541,6 +566,7 @@ def main():
     q.add_argument("--lr-phi", type=float, default=1e-4)
     q.add_argument("--test-data", default="", help="test problems from this file (another length)")
     q.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    q.add_argument("--batch", type=int, default=1, help="problems per outer step (draws only)")
     q.add_argument("--pool", type=int, default=0, help="one pass over this many problems (perk's loop); 0: draws from all")
     p = sub.add_parser("icl")
     p.add_argument("base"); p.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
