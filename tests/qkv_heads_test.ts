@@ -29,7 +29,9 @@ interface Case {
   rope: boolean;
 }
 const CASES: Case[] = [
-  { B: 2, T: 3, H: 4, Hkv: 2, hd: 4, rope: true }, // texel family (sizes % 4 = 0)
+  { B: 2, T: 3, H: 4, Hkv: 2, hd: 24, rope: true }, // vec4 texel family (hd/2 % 4 = 0)
+  { B: 1, T: 7, H: 3, Hkv: 1, hd: 8, rope: false },
+  { B: 2, T: 3, H: 4, Hkv: 2, hd: 4, rope: true }, // scalar texel family (sizes % 4 = 0)
   { B: 1, T: 5, H: 3, Hkv: 1, hd: 6, rope: true }, // storage family (odd sizes)
   { B: 2, T: 2, H: 2, Hkv: 2, hd: 2, rope: false },
 ];

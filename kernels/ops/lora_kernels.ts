@@ -8,9 +8,10 @@
  * drop(·) is nn_kernels.ts `dropout` on a (rows, in) tensor: the same mask (seed, element
  * index) on every operand of that shape. The rules using them are kernels/autodiff/lora.ts.
  *
- * Two families: on CPU adapters with in and r multiples of 4, operands are read as staged
- * texels (lavapipe's storage loads are per-lane loops, see runtime/texels.ts) and each lane
- * computes a vec4 of outputs; elsewhere one lane per output reads storage buffers.
+ * Two families: on CPU adapters with 8-lane subgroups and in, r multiples of 4, operands are
+ * read as staged texels (lavapipe's storage loads are per-lane loops, see runtime/texels.ts)
+ * by register-blocked subgroup kernels (sgSpec); elsewhere one lane per output reads storage
+ * buffers.
  * `loraProductsRef` is the float64 reference.
  */
 import type { Tensor } from "../runtime/tensor.ts";
@@ -113,130 +114,179 @@ function plainSpec(kind: Kind): LoraKernel {
   return s;
 }
 
-/** down: the lane's accumulators c0…c3 += x·A[4k4…4k4+3, j0 + c] (c < nj). */
-function downTerms(x: string, q: string): string {
-  return [0, 1, 2, 3].map((c) => {
-    const at = (k: number) => `ld${q}(a + ${c}u${k ? ` + ${k}u * r4` : ""})`;
-    const term = `c${c} += ${x}.x * ${at(0)} + ${x}.y * ${at(1)} + ${x}.z * ${at(2)} + ${x}.w * ${
-      at(3)
-    };`;
-    return c === 0 ? `    ${term}` : `    if (nj > ${c}u) { ${term} }`;
-  }).join("\n");
-}
-
-/** up: the lane's rows y0…y3 += G[row, j4]·(A[4k4 + c, j4])_c (rows < nr). */
-function upTerms(p: string, q: string): string {
-  const a = `    let q0 = ld${q}(a); let q1 = ld${q}(a + r4); let q2 = ld${q}(a + 2u * r4);
-    let q3 = ld${q}(a + 3u * r4);`;
-  const rows = [0, 1, 2, 3].map((i) => {
-    const t =
-      `{ let g = ld${p}((r0 + ${i}u) * r4 + j4); y${i} += vec4f(dot(g, q0), dot(g, q1), dot(g, q2), dot(g, q3)); }`;
-    return i === 0 ? `    ${t}` : `    if (nr > ${i}u) ${t}`;
-  });
-  return [a, ...rows].join("\n");
-}
+const C4 = ["x", "y", "z", "w"];
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /**
- * Texel family (in % 4 = r % 4 = 0; CPU adapters): each lane up to 4×4 outputs, so operand
- * loads and dropout hashes are shared (down: one row, 16 columns of U; up: 4 rows × 4
- * columns; gradA: a 4×4 block of Ā).
+ * Subgroup texel family (CPU adapters with 8-lane subgroups; in % 4 = r % 4 = 0): the design
+ * of matmul_subgroup.ts — no shared memory; the operand every lane of a subgroup needs is
+ * loaded once, a different row per lane, and handed round with `subgroupBroadcast`; in, r and
+ * the flags baked in (one pipeline per layer shape), rows in the uniform block. Each lane
+ * owns a block of outputs, so a loaded texel feeds 4–16 FMAs (the lane-per-vec4 texel kernels
+ * this replaced fed one: 0.5–1 GFLOP/s on lavapipe, 27% of a meta-step's GPU time).
+ *   down   lane: 4 rows (8 apart) × 16 columns of U; A's k-rows broadcast; loop over in
+ *   up     lane: 4 rows (8 apart) × 16 columns of Y; A's rows broadcast; loop over r / 4
+ *   gradA  lane: 4 columns of x × 16 columns of Ā; G's rows broadcast; loop over rows
+ * Columns of r beyond 16 take more workgroups (grid y); edges are clamped loads (branch-free,
+ * the subgroup stays uniform) with zeroed contributions and guarded stores.
  */
-function texSpec(kind: Kind): LoraKernel {
-  const key = `tex:${kind}`;
+function sgSpec(kind: Kind, inDim: number, r: number, flags: number): LoraKernel {
+  const key = `sg:${kind}:${inDim}:${r}:${flags}`;
   let s = specs.get(key);
   if (s) return s;
-  const body = {
-    // lane = (row, up to 4 texel columns j0…j0+3 of U): x and its dropout mask are read
-    // once for all of them. U[row, 4j..4j+3] = Σ_k keep·x[row, k]·A[k, 4j..4j+3]
-    down: `
-  let r4 = u.r / 4u;
-  let in4 = u.inDim / 4u;
-  let jbs = (r4 + 3u) / 4u;
-  if (id >= u.rows * jbs) { return; }
-  let row = id / jbs;
-  let j0 = (id % jbs) * 4u;
-  let nj = min(4u, r4 - j0);
-  var c0 = vec4f(0.0); var c1 = vec4f(0.0); var c2 = vec4f(0.0); var c3 = vec4f(0.0);
-  for (var k4 = 0u; k4 < in4; k4++) {
-    let m = keep4(row * u.inDim + 4u * k4);
-    let a = 4u * k4 * r4 + j0;
-    let x = m * ldP1(row * in4 + k4);
-${downTerms("x", "Q1")}
-    if (has(${HAS2}u)) {
-      let y = m * ldP2(row * in4 + k4);
-${downTerms("y", "Q2")}
-    }
+  const two = (flags & HAS2) !== 0, drop = (flags & DROP) !== 0, acc = (flags & ACC) !== 0;
+  const IN4 = inDim / 4, R4 = r / 4, CN = Math.min(4, R4), J = range(CN), I = range(4);
+  const ps = two ? [["P1", "Q1"], ["P2", "Q2"]] : [["P1", "Q1"]];
+  const block = (b: string) => `    {\n${b}\n    }`; // each product's names in a scope
+  // x texel t with its dropout factors (elements 4t … 4t + 3).
+  const xload = (p: string, t: string) =>
+    drop ? `(keep4(4u * (${t})) * ld${p}(${t}))` : `ld${p}(${t})`;
+  const colBlock = `let jb = wg.y * ${CN}u;  // first texel column of r in this workgroup`;
+  let body: string;
+  if (kind === "down") {
+    // U[row, j] = Σ_k keep·x[row, k]·A[k, j]; K = in rounded up to 8, the rest zeroed.
+    const k8 = Math.ceil(inDim / 8) * 8;
+    const step = ps.map(([p, q]) =>
+      [
+        ...J.map((j) =>
+          `let bv${j} = select(vec4f(0.0), ld${q}(min(k0 + lane, ${
+            inDim - 1
+          }u) * ${R4}u + min(jb + ${j}u, ${R4 - 1}u)), k0 + lane < ${inDim}u);`
+        ),
+        ...I.flatMap((i) =>
+          [0, 1].map((h) =>
+            `let a${i}_${h} = ${xload(p, `xr${i} + min(k0 / 4u + ${h}u, ${IN4 - 1}u)`)};`
+          )
+        ),
+        ...range(8).flatMap((q) =>
+          J.map((j) =>
+            `{ let b = subgroupBroadcast(bv${j}, ${q}u); ${
+              I.map((i) => `c${i}_${j} = fma(vec4f(a${i}_${q >> 2}.${C4[q & 3]}), b, c${i}_${j});`)
+                .join(" ")
+            } }`
+          )
+        ),
+      ].map((l) => `      ${l}`).join("\n")
+    ).map(block).join("\n    // the second product\n");
+    body = `
+  let row0 = (wg.x * 4u + li / 8u) * 32u + lane;  // this lane's rows: row0 + 8i
+  ${colBlock}
+  ${I.map((i) => `let xr${i} = min(row0 + ${8 * i}u, u.rows - 1u) * ${IN4}u;`).join("\n  ")}
+  ${I.flatMap((i) => J.map((j) => `var c${i}_${j} = vec4f(0.0);`)).join(" ")}
+  for (var k0 = 0u; k0 < ${k8}u; k0 += 8u) {
+${step}
   }
-  let o = row * r4 + j0;
-  OUT[o] = c0;
-  if (nj > 1u) { OUT[o + 1u] = c1; }
-  if (nj > 2u) { OUT[o + 2u] = c2; }
-  if (nj > 3u) { OUT[o + 3u] = c3; }`,
-    // lane = (up to 4 rows r0…r0+3, k4): each A texel is read once for the rows.
-    // Y[row, 4k4..4k4+3] = C + keep·Σ_j G[row, j]·A[4k4 + c, j]
-    up: `
-  let r4 = u.r / 4u;
-  let in4 = u.inDim / 4u;
-  if (id >= ((u.rows + 3u) / 4u) * in4) { return; }
-  let k4 = id % in4;
-  let r0 = (id / in4) * 4u;
-  let nr = min(4u, u.rows - r0);
-  var y0 = vec4f(0.0); var y1 = vec4f(0.0); var y2 = vec4f(0.0); var y3 = vec4f(0.0);
-  for (var j4 = 0u; j4 < r4; j4++) {
-    let a = 4u * k4 * r4 + j4;
-${upTerms("P1", "Q1")}
-    if (has(${HAS2}u)) {
-${upTerms("P2", "Q2")}
-    }
+  ${
+      I.map((i) =>
+        `if (row0 + ${8 * i}u < u.rows) {\n${
+          J.map((j) =>
+            `    if (jb + ${j}u < ${R4}u) { OUT[(row0 + ${
+              8 * i
+            }u) * ${R4}u + jb + ${j}u] = c${i}_${j}; }`
+          ).join("\n")
+        }\n  }`
+      ).join("\n  ")
+    }`;
+  } else if (kind === "up") {
+    // Y[row, k] = C + keep·Σ_j G[row, j]·A[k, j]: per r-texel j4, the 16 A texels of the
+    // lane's columns (2 loaded per lane) and one G texel per row; dots into component m % 4.
+    const step = ps.map(([p, q]) =>
+      [
+        ...[0, 1].map((h) =>
+          `let bv${h} = ld${q}(min(kb + lane + ${8 * h}u, ${inDim - 1}u) * ${R4}u + j4);`
+        ),
+        ...I.map((i) => `let g${i} = ld${p}(gr${i} + j4);`),
+        ...range(16).map((m) =>
+          `{ let b = subgroupBroadcast(bv${m >> 3}, ${m & 7}u); ${
+            I.map((i) => `y${i}_${m >> 2}.${C4[m & 3]} += dot(g${i}, b);`).join(" ")
+          } }`
+        ),
+      ].map((l) => `      ${l}`).join("\n")
+    ).map(block).join("\n    // the second product\n");
+    const store = (i: number, t: number) => {
+      const o = `(row0 + ${8 * i}u) * ${IN4}u + k4 + ${t}u`;
+      let v = drop ? `keep4(4u * (${o})) * y${i}_${t}` : `y${i}_${t}`;
+      if (acc) v += ` + C[${o}]`;
+      return `    if (k4 + ${t}u < ${IN4}u) { OUT[${o}] = ${v}; }`;
+    };
+    body = `
+  let k4 = wg.x * 4u;  // first output texel column (16 columns: A rows kb … kb + 15)
+  let kb = 4u * k4;
+  let row0 = (wg.y * 4u + li / 8u) * 32u + lane;
+  ${I.map((i) => `let gr${i} = min(row0 + ${8 * i}u, u.rows - 1u) * ${R4}u;`).join("\n  ")}
+  ${I.flatMap((i) => range(4).map((t) => `var y${i}_${t} = vec4f(0.0);`)).join(" ")}
+  for (var j4 = 0u; j4 < ${R4}u; j4++) {
+${step}
   }
+  ${
+      I.map((i) =>
+        `if (row0 + ${8 * i}u < u.rows) {\n${range(4).map((t) => store(i, t)).join("\n")}\n  }`
+      ).join("\n  ")
+    }`;
+  } else {
+    // Ā[k, j] = Σ_row keep·x[row, k]·G[row, j]: rows in steps of 8 (G row per lane, zero
+    // past the end), the lane's x texel column for each of the 8 rows.
+    const step = ps.map(([p, q]) =>
+      [
+        ...J.map((j) =>
+          `let bv${j} = select(vec4f(0.0), ld${q}(min(k0 + lane, u.rows - 1u) * ${R4}u + min(jb + ${j}u, ${
+            R4 - 1
+          }u)), k0 + lane < u.rows);`
+        ),
+        ...range(8).flatMap((q) => [
+          `{ let x = ${xload(p, `min(k0 + ${q}u, u.rows - 1u) * ${IN4}u + kv`)};`,
+          ...J.map((j) =>
+            `  let b${j} = subgroupBroadcast(bv${j}, ${q}u); ${
+              I.map((c) => `a${c}_${j} = fma(vec4f(x.${C4[c]}), b${j}, a${c}_${j});`).join(" ")
+            }`
+          ),
+          "}",
+        ]),
+      ].map((l) => `      ${l}`).join("\n")
+    ).map(block).join("\n    // the second product\n");
+    body = `
+  let kv0 = wg.x * 8u + lane;  // this lane's x texel column (in-columns 4kv … 4kv + 3)
+  let kv = min(kv0, ${IN4 - 1}u);
+  ${colBlock}
+  ${I.flatMap((c) => J.map((j) => `var a${c}_${j} = vec4f(0.0);`)).join(" ")}
+  for (var k0 = 0u; k0 < u.rows; k0 += 8u) {
+${step}
+  }
+  if (kv0 < ${IN4}u) {
 ${
-      [0, 1, 2, 3].map((i) =>
-        `  if (nr > ${i}u) {
-    let o = (r0 + ${i}u) * in4 + k4;
-    var v = keep4((r0 + ${i}u) * u.inDim + 4u * k4) * y${i};
-    if (has(${ACC}u)) { v += C[o]; }
-    OUT[o] = v;
-  }`
+      I.flatMap((c) =>
+        J.map((j) =>
+          `    if (jb + ${j}u < ${R4}u) { OUT[(4u * kv0 + ${c}u) * ${R4}u + jb + ${j}u] = a${c}_${j}; }`
+        )
       ).join("\n")
-    }`,
-    // lane = 4×4 block (k4, j4) of Ā, summing over every row (no barriers: on a CPU
-    // adapter a workgroup reduction costs more than the rows; blocks fill the cores)
-    gradA: `
-  let r4 = u.r / 4u;
-  let in4 = u.inDim / 4u;
-  if (id >= in4 * r4) { return; }
-  let k4 = id / r4;
-  let j4 = id % r4;
-  var a0 = vec4f(0.0); var a1 = vec4f(0.0); var a2 = vec4f(0.0); var a3 = vec4f(0.0);
-  for (var row = 0u; row < u.rows; row++) {
-    let m = keep4(row * u.inDim + 4u * k4);
-    let x = m * ldP1(row * in4 + k4);
-    let g = ldQ1(row * r4 + j4);
-    a0 += x.x * g; a1 += x.y * g; a2 += x.z * g; a3 += x.w * g;
-    if (has(${HAS2}u)) {
-      let y = m * ldP2(row * in4 + k4);
-      let h = ldQ2(row * r4 + j4);
-      a0 += y.x * h; a1 += y.y * h; a2 += y.z * h; a3 += y.w * h;
     }
+  }`;
   }
-  let o = 4u * k4 * r4 + j4;
-  OUT[o] = a0;
-  OUT[o + r4] = a1;
-  OUT[o + 2u * r4] = a2;
-  OUT[o + 3u * r4] = a3;`,
-  }[kind];
+  const wgSize = kind === "gradA" ? 8 : 32;
   s = kernel({
-    name: `lora_${kind}_tex`,
+    name: `lora_${kind}_sg`,
     inputs: { P1: "texture", Q1: "texture", P2: "texture", Q2: "texture", C: "vec4f" },
     outputs: { OUT: "vec4f" },
     uniforms: LORA_U,
-    wg: WG,
-    decls: [HEAD, ...["P1", "Q1", "P2", "Q2"].map((t) => texelLoadFn(`ld${t}`, t))].join("\n"),
-    unguarded: true,
-    body,
+    decls: [
+      HEAD,
+      ...["P1", "Q1", "P2", "Q2"].map((t) => texelLoadFn(`ld${t}`, t)),
+    ].join("\n"),
+    body: `@compute @workgroup_size(${wgSize})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) lane: u32) {${body}
+}`,
   });
   specs.set(key, s);
   return s;
+}
+
+/** Workgroups of the subgroup family (see sgSpec). */
+function sgGrid(kind: Kind, rows: number, inDim: number, r: number): [number, number, number] {
+  const cb = Math.ceil(r / 16), rb = Math.ceil(rows / 128);
+  if (kind === "down") return [rb, cb, 1];
+  if (kind === "up") return [Math.ceil(inDim / 16), rb, 1];
+  return [Math.ceil(inDim / 32), cb, 1];
 }
 
 interface Pair {
@@ -269,18 +319,18 @@ function launch(
     scale: drop ? 1 / (1 - drop.p) : 1,
   };
   const operands = [p1.p, p1.q, p2.p, p2.q];
-  const tex = rt.isCpuAdapter && inDim % 4 === 0 && r % 4 === 0 &&
-    operands.every((t) => rt.texelsFit(t.size));
-  if (tex) {
-    // Stage all four, then dispatch: the views are bound before any slot is restaged.
+  const sg = rt.isCpuAdapter && rt.hasSubgroups && rt.subgroupSize === 8 && inDim % 4 === 0 &&
+    r % 4 === 0 && operands.every((t) => rt.texelsFit(t.size));
+  if (sg) {
+    // Stage the distinct operands, then dispatch: the views are bound before any restaging.
     const views = stageTexels(rt, operands);
-    const lanes = kind === "down"
-      ? rows * r / 4
-      : kind === "up"
-      ? rows * inDim / 4
-      : inDim * r / 16;
     // Without C the binding still needs a buffer other than the output (no aliasing).
-    texSpec(kind).run(rt, [...views, acc ?? p1.p, out], u, lanes);
+    sgSpec(kind, inDim, r, flags).run(
+      rt,
+      [...views, acc ?? p1.p, out],
+      u,
+      sgGrid(kind, rows, inDim, r),
+    );
   } else {
     const n = kind === "down" ? rows * r : kind === "up" ? rows * inDim : inDim * r;
     plainSpec(kind).run(rt, [...operands, acc ?? p1.p, out], u, n);

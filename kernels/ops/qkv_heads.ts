@@ -8,10 +8,11 @@
  *
  * One lane per rotation pair (d, d + hd/2) of one token and head; v's pairs are moved
  * unrotated. Segments absent from a call (a zero tangent) are skipped. On CPU adapters the
- * sources and tables are read as staged texels (texels.ts) when their sizes allow.
+ * sources and tables are read as staged texels (texels.ts) when their sizes allow, and
+ * where hd/2 % 4 = 0 each lane moves 4 pairs as vec4s.
  */
 import type { Tensor } from "../runtime/tensor.ts";
-import { texelLoadScalarFn } from "../runtime/texels.ts";
+import { texelLoadFn, texelLoadScalarFn } from "../runtime/texels.ts";
 import { type Elem, type Kernel, kernel, stageTexels } from "../runtime/kernel.ts";
 
 const WG = 64;
@@ -48,8 +49,13 @@ const HEADS_U = {
 } as const;
 const specs = new Map<string, Kernel<typeof HEADS_U>>();
 
-function spec(inverse: boolean, tex: boolean): Kernel<typeof HEADS_U> {
-  const key = `${inverse}|${tex}`;
+/**
+ * `vec`: each lane moves 4 consecutive pairs (d … d + 3 with their partners), reading and
+ * writing vec4s (texel sources, hd/2 % 4 = 0): on lavapipe a quarter of the lanes and of the
+ * per-lane storage stores, which dominated the scalar kernel (8 ms for a 1K meta-step's q, k, v).
+ */
+function spec(inverse: boolean, tex: boolean, vec: boolean): Kernel<typeof HEADS_U> {
+  const key = `${inverse}|${tex}|${vec}`;
   let s = specs.get(key);
   if (s) return s;
   const src = ["S0", "S1", "S2", "COS", "SIN"];
@@ -57,24 +63,30 @@ function spec(inverse: boolean, tex: boolean): Kernel<typeof HEADS_U> {
   for (const n of src) inputs[tex ? `${n}_t` : n] = tex ? "texture" : "f32";
   inputs.POS = "i32";
   const loads = src.map((n) =>
-    tex ? texelLoadScalarFn(`ld${n}`, `${n}_t`) : `fn ld${n}(i: u32) -> f32 { return ${n}[i]; }`
+    tex
+      ? (vec ? texelLoadFn : texelLoadScalarFn)(`ld${n}`, `${n}_t`)
+      : `fn ld${n}(i: u32) -> f32 { return ${n}[i]; }`
   ).join("\n");
+  const t = vec ? "vec4f" : "f32";
+  // Element i of a source or destination: scalar index, or the texel i / 4 (i % 4 = 0).
+  const at = vec ? (i: string) => `(${i}) / 4u` : (i: string) => i;
   // Rows index (n, h, d) and head-major index (b, h, t, d) of a pair's first element.
   const [from, to] = inverse ? ["hi", "ri"] : ["ri", "hi"];
   s = kernel({
-    name: tex ? "qkv_heads_tex" : "qkv_heads",
+    name: vec ? "qkv_heads_vec4" : tex ? "qkv_heads_tex" : "qkv_heads",
     inputs,
-    outputs: { D0: "f32", D1: "f32", D2: "f32" },
+    outputs: { D0: t, D1: t, D2: t },
     uniforms: HEADS_U,
     wg: WG,
     decls: loads,
-    lanes: "u.n2",
+    lanes: vec ? "u.n2 / 4u" : "u.n2",
     body: /* wgsl */ `
-  // Segment: 0 = q (H heads), 1 = k, 2 = v (Hkv heads); lanes count pairs.
+  // Segment: 0 = q (H heads), 1 = k, 2 = v (Hkv heads); lanes count pairs (vec: 4 pairs).
+  let w = ${vec ? 4 : 1}u;
   var seg = 2u;
-  var p = id - u.n1;
+  var p = id * w - u.n1;
   var heads = u.Hkv;
-  if (id < u.n0) { seg = 0u; p = id; heads = u.H; } else if (id < u.n1) { seg = 1u; p = id - u.n0; }
+  if (id * w < u.n0) { seg = 0u; p = id * w; heads = u.H; } else if (id * w < u.n1) { seg = 1u; p = id * w - u.n0; }
   if ((u.flags & (1u << seg)) == 0u) { return; }
   let half = u.hd / 2u;
   let d = p % half;
@@ -85,25 +97,25 @@ function spec(inverse: boolean, tex: boolean): Kernel<typeof HEADS_U> {
   let t = n % u.T;
   let ri = n * heads * u.hd + h * u.hd + d;
   let hi = ((b * heads + h) * u.T + t) * u.hd + d;
-  var x1: f32;
-  var x2: f32;
-  if (seg == 0u) { x1 = ldS0(${from}); x2 = ldS0(${from} + half); }
-  else if (seg == 1u) { x1 = ldS1(${from}); x2 = ldS1(${from} + half); }
-  else { x1 = ldS2(${from}); x2 = ldS2(${from} + half); }
+  var x1: ${t};
+  var x2: ${t};
+  if (seg == 0u) { x1 = ldS0(${at(from)}); x2 = ldS0(${at(`${from} + half`)}); }
+  else if (seg == 1u) { x1 = ldS1(${at(from)}); x2 = ldS1(${at(`${from} + half`)}); }
+  else { x1 = ldS2(${at(from)}); x2 = ldS2(${at(`${from} + half`)}); }
   ${inverse ? "" : "if (seg == 0u) { x1 = u.qScale * x1; x2 = u.qScale * x2; }"}
   var y1 = x1;
   var y2 = x2;
   if (seg < 2u && (u.flags & ${ROPE}u) != 0u) {
     let f = u32(POS[n]) * half + d;
-    let co = ldCOS(f);
-    let sn = u.sign * ldSIN(f);
+    let co = ldCOS(${at("f")});
+    let sn = u.sign * ldSIN(${at("f")});
     y1 = x1 * co - x2 * sn;
     y2 = x2 * co + x1 * sn;
   }
   ${inverse ? "if (seg == 0u) { y1 = u.qScale * y1; y2 = u.qScale * y2; }" : ""}
-  if (seg == 0u) { D0[${to}] = y1; D0[${to} + half] = y2; }
-  else if (seg == 1u) { D1[${to}] = y1; D1[${to} + half] = y2; }
-  else { D2[${to}] = y1; D2[${to} + half] = y2; }`,
+  if (seg == 0u) { D0[${at(to)}] = y1; D0[${at(`${to} + half`)}] = y2; }
+  else if (seg == 1u) { D1[${at(to)}] = y1; D1[${at(`${to} + half`)}] = y2; }
+  else { D2[${at(to)}] = y1; D2[${at(`${to} + half`)}] = y2; }`,
   });
   specs.set(key, s);
   return s;
@@ -141,7 +153,7 @@ export function qkvHeads(
   // Absent members read from a present one (never read) and write to scratch (never
   // written): bindings may not alias a written buffer.
   const scratch: Tensor[] = [];
-  const dst = out.map((t) => t ?? (scratch[scratch.length] = rt.empty([1])));
+  const dst = out.map((t) => t ?? (scratch[scratch.length] = rt.empty([4]))); // ≥ one vec4
   const sources = [
     ...src.map((t) => t ?? present[0]),
     rope?.cos ?? present[0],
@@ -150,7 +162,8 @@ export function qkvHeads(
   const tex = rt.isCpuAdapter && sources.every((t) => rt.texelsFit(t.size));
   const read = tex ? stageTexels(rt, sources) : sources;
   const pos = rope?.pos ?? present[0];
-  spec(inverse, tex).run(rt, [...read, pos, ...dst], u, n2);
+  const vec = tex && half % 4 === 0;
+  spec(inverse, tex, vec).run(rt, [...read, pos, ...dst], u, vec ? n2 / 4 : n2);
   scratch.forEach((t) => t.dispose());
   return out;
 }
