@@ -105,6 +105,8 @@ def icl_window(p, eos, T, target="target_answer"):
 def cmd_pretrain(a):
     c = CFG
     torch.manual_seed(a.seed)
+    if not a.init:
+        size_cfg(a.dim, a.layers, a.ffn)
     W = load_base(a.init) if a.init else init_base(c, a.seed)
     for v in W.values():
         v.requires_grad_()
@@ -287,8 +289,15 @@ def wilson(k, n, z=1.96):
     return cen - half, cen + half
 
 
+def size_cfg(dim, layers, ffn):
+    """CFG (in place: every command reads it) for a base of this size; heads of 32."""
+    CFG.update(dim=dim, layers=layers, ffn=ffn, heads=dim // CFG["hd"])
+
+
 def load_base(path):
     W = torch.load(path)
+    # the size is the checkpoint's own (wider bases: pretrain --dim/--layers/--ffn)
+    size_cfg(W["emb"].shape[1], sum(k.endswith(".n1") for k in W), W["0.up"].shape[1])
     for v in W.values():
         v.requires_grad_(False)
     return W
@@ -544,6 +553,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default="", help="continue from this base (.pt) instead of a fresh init")
     p.add_argument("--warmup", type=int, default=50); p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dim", type=int, default=128); p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--ffn", type=int, default=352, help="a fresh base's size (default: the cpu profile's)")
     for name in ("probe", "meta"):
         q = sub.add_parser(name)
         q.add_argument("base"); q.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
