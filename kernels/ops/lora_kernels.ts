@@ -137,7 +137,10 @@ function sgSpec(kind: Kind, inDim: number, r: number, flags: number): LoraKernel
   const two = (flags & HAS2) !== 0, drop = (flags & DROP) !== 0, acc = (flags & ACC) !== 0;
   const IN4 = inDim / 4, R4 = r / 4, CN = Math.min(4, R4), J = range(CN), I = range(4);
   const ps = two ? [["P1", "Q1"], ["P2", "Q2"]] : [["P1", "Q1"]];
-  const block = (b: string) => `    {\n${b}\n    }`; // each product's names in a scope
+  // The loop body's lines for each product, each product's names in a scope of its own.
+  const perProduct = (lines: (p: string, q: string) => string[]) =>
+    ps.map(([p, q]) => `    {\n${lines(p, q).map((l) => `      ${l}`).join("\n")}\n    }`)
+      .join("\n    // the second product\n");
   // x texel t with its dropout factors (elements 4t … 4t + 3).
   const xload = (p: string, t: string) =>
     drop ? `(keep4(4u * (${t})) * ld${p}(${t}))` : `ld${p}(${t})`;
@@ -146,28 +149,26 @@ function sgSpec(kind: Kind, inDim: number, r: number, flags: number): LoraKernel
   if (kind === "down") {
     // U[row, j] = Σ_k keep·x[row, k]·A[k, j]; K = in rounded up to 8, the rest zeroed.
     const k8 = Math.ceil(inDim / 8) * 8;
-    const step = ps.map(([p, q]) =>
-      [
-        ...J.map((j) =>
-          `let bv${j} = select(vec4f(0.0), ld${q}(min(k0 + lane, ${
-            inDim - 1
-          }u) * ${R4}u + min(jb + ${j}u, ${R4 - 1}u)), k0 + lane < ${inDim}u);`
-        ),
-        ...I.flatMap((i) =>
-          [0, 1].map((h) =>
-            `let a${i}_${h} = ${xload(p, `xr${i} + min(k0 / 4u + ${h}u, ${IN4 - 1}u)`)};`
-          )
-        ),
-        ...range(8).flatMap((q) =>
-          J.map((j) =>
-            `{ let b = subgroupBroadcast(bv${j}, ${q}u); ${
-              I.map((i) => `c${i}_${j} = fma(vec4f(a${i}_${q >> 2}.${C4[q & 3]}), b, c${i}_${j});`)
-                .join(" ")
-            } }`
-          )
-        ),
-      ].map((l) => `      ${l}`).join("\n")
-    ).map(block).join("\n    // the second product\n");
+    const step = perProduct((p, q) => [
+      ...J.map((j) =>
+        `let bv${j} = select(vec4f(0.0), ld${q}(min(k0 + lane, ${
+          inDim - 1
+        }u) * ${R4}u + min(jb + ${j}u, ${R4 - 1}u)), k0 + lane < ${inDim}u);`
+      ),
+      ...I.flatMap((i) =>
+        [0, 1].map((h) =>
+          `let a${i}_${h} = ${xload(p, `xr${i} + min(k0 / 4u + ${h}u, ${IN4 - 1}u)`)};`
+        )
+      ),
+      ...range(8).flatMap((q) =>
+        J.map((j) =>
+          `{ let b = subgroupBroadcast(bv${j}, ${q}u); ${
+            I.map((i) => `c${i}_${j} = fma(vec4f(a${i}_${q >> 2}.${C4[q & 3]}), b, c${i}_${j});`)
+              .join(" ")
+          } }`
+        )
+      ),
+    ]);
     body = `
   let row0 = (wg.x * 4u + li / 8u) * 32u + lane;  // this lane's rows: row0 + 8i
   ${colBlock}
@@ -190,19 +191,17 @@ ${step}
   } else if (kind === "up") {
     // Y[row, k] = C + keep·Σ_j G[row, j]·A[k, j]: per r-texel j4, the 16 A texels of the
     // lane's columns (2 loaded per lane) and one G texel per row; dots into component m % 4.
-    const step = ps.map(([p, q]) =>
-      [
-        ...[0, 1].map((h) =>
-          `let bv${h} = ld${q}(min(kb + lane + ${8 * h}u, ${inDim - 1}u) * ${R4}u + j4);`
-        ),
-        ...I.map((i) => `let g${i} = ld${p}(gr${i} + j4);`),
-        ...range(16).map((m) =>
-          `{ let b = subgroupBroadcast(bv${m >> 3}, ${m & 7}u); ${
-            I.map((i) => `y${i}_${m >> 2}.${C4[m & 3]} += dot(g${i}, b);`).join(" ")
-          } }`
-        ),
-      ].map((l) => `      ${l}`).join("\n")
-    ).map(block).join("\n    // the second product\n");
+    const step = perProduct((p, q) => [
+      ...[0, 1].map((h) =>
+        `let bv${h} = ld${q}(min(kb + lane + ${8 * h}u, ${inDim - 1}u) * ${R4}u + j4);`
+      ),
+      ...I.map((i) => `let g${i} = ld${p}(gr${i} + j4);`),
+      ...range(16).map((m) =>
+        `{ let b = subgroupBroadcast(bv${m >> 3}, ${m & 7}u); ${
+          I.map((i) => `y${i}_${m >> 2}.${C4[m & 3]} += dot(g${i}, b);`).join(" ")
+        } }`
+      ),
+    ]);
     const store = (i: number, t: number) => {
       const o = `(row0 + ${8 * i}u) * ${IN4}u + k4 + ${t}u`;
       let v = drop ? `keep4(4u * (${o})) * y${i}_${t}` : `y${i}_${t}`;
@@ -226,24 +225,22 @@ ${step}
   } else {
     // Ā[k, j] = Σ_row keep·x[row, k]·G[row, j]: rows in steps of 8 (G row per lane, zero
     // past the end), the lane's x texel column for each of the 8 rows.
-    const step = ps.map(([p, q]) =>
-      [
+    const step = perProduct((p, q) => [
+      ...J.map((j) =>
+        `let bv${j} = select(vec4f(0.0), ld${q}(min(k0 + lane, u.rows - 1u) * ${R4}u + min(jb + ${j}u, ${
+          R4 - 1
+        }u)), k0 + lane < u.rows);`
+      ),
+      ...range(8).flatMap((q) => [
+        `{ let x = ${xload(p, `min(k0 + ${q}u, u.rows - 1u) * ${IN4}u + kv`)};`,
         ...J.map((j) =>
-          `let bv${j} = select(vec4f(0.0), ld${q}(min(k0 + lane, u.rows - 1u) * ${R4}u + min(jb + ${j}u, ${
-            R4 - 1
-          }u)), k0 + lane < u.rows);`
+          `  let b${j} = subgroupBroadcast(bv${j}, ${q}u); ${
+            I.map((c) => `a${c}_${j} = fma(vec4f(x.${C4[c]}), b${j}, a${c}_${j});`).join(" ")
+          }`
         ),
-        ...range(8).flatMap((q) => [
-          `{ let x = ${xload(p, `min(k0 + ${q}u, u.rows - 1u) * ${IN4}u + kv`)};`,
-          ...J.map((j) =>
-            `  let b${j} = subgroupBroadcast(bv${j}, ${q}u); ${
-              I.map((c) => `a${c}_${j} = fma(vec4f(x.${C4[c]}), b${j}, a${c}_${j});`).join(" ")
-            }`
-          ),
-          "}",
-        ]),
-      ].map((l) => `      ${l}`).join("\n")
-    ).map(block).join("\n    // the second product\n");
+        "}",
+      ]),
+    ]);
     body = `
   let kv0 = wg.x * 8u + lane;  // this lane's x texel column (in-columns 4kv … 4kv + 3)
   let kv = min(kv0, ${IN4 - 1}u);
