@@ -50,6 +50,10 @@ export const cases: PerfCase[] = [
   // The cpu-profile model's shapes (1024 tokens, dim 128, SwiGLU 352, 6144-id head).
   mm("matmul_f32_1024x128x352", 1024, 128, 352),
   mm("matmul_f32_1024x128x6144", 1024, 128, 6144),
+  // …and the 256-token cpu meta-step's (a segment and its prompt: 288 rows): the MLP and the
+  // output head (logits as A·Eᵀ).
+  mm("matmul_f32_288x128x352", 288, 128, 352),
+  mm("matmul_f32_nt_288x128x6144", 288, 128, 6144, { transB: true }),
   // The same kernels reading storage buffers instead of staged texels (the default on
   // lavapipe): the ratio is what texel staging buys on this adapter.
   mm("matmul_storage_f32_4096x512x512", 4096, 512, 512, { family: "subgroup" }),

@@ -3,8 +3,9 @@
  * adapters that are not CPU adapters), forced here through `CeOptions.rows` so lavapipe runs
  * it: forward (NLL, log-sum-exp), backward (the gradient from its log-sum-exp) and the
  * tangents (Σ p·ż in both modes, the gradient's tangent) against a float64 reference, and
- * against the one-lane-per-row kernels. Vocabularies below, at and above the 256 lanes of a
- * workgroup; ignored targets (−1) included.
+ * against the one-lane-per-row kernels, whose tangents are checked against float64 as well
+ * (their texel variants where V % 4 = 0 on CPU adapters). Vocabularies below, at and above the
+ * 256 lanes of a workgroup; ignored targets (−1) included.
  */
 import { assertClose, randn, testRuntime } from "./testing.ts";
 import {
@@ -20,7 +21,7 @@ const rt = await testRuntime();
 const WG: CeOptions = { rows: "workgroup" };
 const LANE: CeOptions = { rows: "lane" };
 
-for (const [N, V] of [[5, 9], [3, 256], [4, 1000], [70, 33]]) {
+for (const [N, V] of [[5, 9], [3, 256], [4, 1000], [70, 33], [7, 1028]]) {
   Deno.test(`cross-entropy, one workgroup per row, (${N}, ${V}): forward, backward, tangents = float64`, async () => {
     await rt.scopeAsync(async () => {
       const zh = randn(N * V, V, -4, 4), zdh = randn(N * V, V + 1);
@@ -73,6 +74,18 @@ for (const [N, V] of [[5, 9], [3, 256], [4, 1000], [70, 33]]) {
       assertClose(await rt.readF32(nll), await rt.readF32(nllL), { label: "nll wg ~ lane" });
       const pdL = crossEntropyPDot(z, targets, lseL, zd, true, LANE);
       assertClose(await rt.readF32(nllDot), await rt.readF32(pdL), { label: "ṅll wg ~ lane" });
+
+      // the lane kernels' tangents against float64 too (on CPU adapters, V % 4 = 0 takes the
+      // texel kernels ce_pdot_tex and ce_grad_tangent_tex; other V the scalar ones)
+      const pdL0 = crossEntropyPDot(z, targets, lseL, zd, false, LANE);
+      assertClose(await rt.readF32(pdL0), pdRef, { label: "Σ p ż (lane)", rtol: 1e-4, atol: 1e-5 });
+      assertClose(await rt.readF32(pdL), nllDotRef, { label: "nll tangent (lane)", atol: 1e-5 });
+      const gtL = crossEntropyGradTangent(z, targets, lseL, g, gd, zd, LANE);
+      assertClose(await rt.readF32(gtL), gtRef, {
+        label: "dz tangent (lane)",
+        rtol: 1e-4,
+        atol: 1e-6,
+      });
     });
   });
 }

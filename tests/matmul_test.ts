@@ -18,6 +18,12 @@ const cases: MatmulCase[] = [
   { batch: 1, m: 8, n: 1, k: 8, transB: true },
   { batch: 3, m: 4, n: 6, k: 17, transB: true },
   { batch: 1, m: 6, n: 5, k: 7, transA: true, transB: true },
+  // Rows that pick 4 and 2 subgroups per workgroup on subgroup adapters (sgConfigFor: 128 and
+  // 64 rows per workgroup; the shapes above take one subgroup).
+  { batch: 1, m: 128, n: 20, k: 12 },
+  { batch: 2, m: 192, n: 9, k: 16, transB: true },
+  { batch: 1, m: 64, n: 8, k: 21, transA: true },
+  { batch: 1, m: 256, n: 12, k: 6, transA: true },
 ];
 
 Deno.test("matmul: every variant and family against the float64 reference on odd shapes", async () => {

@@ -14,7 +14,7 @@
 import type { Tensor } from "../runtime/tensor.ts";
 import { cdiv, grid1d, type KernelSpec } from "../runtime/kernel.ts";
 import {
-  SG_DEFAULT,
+  sgConfigFor,
   sgDispatch,
   sgMatmulSpec,
   sgSupports,
@@ -183,17 +183,18 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
     if (!sgOk || (family === "texture" && !texOk)) {
       throw new RangeError(`${family} matmul cannot run ${variant ?? "tt"} ${JSON.stringify(s)}`);
     }
-    const grid = sgDispatch(variant!, s, SG_DEFAULT);
+    const cfg = sgConfigFor(variant!, s);
+    const grid = sgDispatch(variant!, s, cfg);
     if (family === "texture") {
       // Stage both operands, then dispatch: the views are bound before any restaging.
       const ta = rt.texels(a, 0), tb = rt.texels(b, 1);
       rt.dispatch(
-        sgMatmulSpec(variant!, s, ep, SG_DEFAULT, "texture"),
+        sgMatmulSpec(variant!, s, ep, cfg, "texture"),
         [ta, tb, o.bias ?? a, out],
         grid,
       );
     } else {
-      rt.dispatch(sgMatmulSpec(variant!, s, ep), [a, b, o.bias ?? a, out], grid);
+      rt.dispatch(sgMatmulSpec(variant!, s, ep, cfg), [a, b, o.bias ?? a, out], grid);
     }
     return out;
   }

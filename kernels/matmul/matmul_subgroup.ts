@@ -30,6 +30,22 @@ export interface SgConfig {
 }
 
 export const SG_DEFAULT: SgConfig = { rm: 4, cn: 4, s: 4 };
+const SG_S2: SgConfig = { ...SG_DEFAULT, s: 2 };
+const SG_S1: SgConfig = { ...SG_DEFAULT, s: 1 };
+
+/**
+ * The config for a shape: four subgroups per workgroup (128 rows) unless M leaves a ragged
+ * last row of workgroups, then fewer — no shared memory is used, so smaller workgroups only
+ * refine the grid. At M = 288 (the 256-token meta-step: a segment and its prompt) four
+ * subgroups compute 384 rows, one subgroup exactly 288; on lavapipe (2026-12-07) s = 1 ran
+ * 10–25% faster at 288×128×{128, 352, 6144} (`deno task perf matmul_f32_288x128x352
+ * matmul_f32_nt_288x128x6144`).
+ */
+export function sgConfigFor(v: Variant, s: MatmulShape): SgConfig {
+  const rows = 8 * (v === "tn" ? 4 : SG_DEFAULT.rm); // rows per subgroup
+  if (s.m % (4 * rows) === 0 || s.m > 64 * rows) return SG_DEFAULT;
+  return s.m % (2 * rows) === 0 ? SG_S2 : SG_S1;
+}
 
 export type Variant = "nn" | "tn" | "nt";
 
@@ -90,7 +106,7 @@ function buildSpec(
   if (!sgSupports(v, s)) {
     throw new RangeError(`subgroup matmul ${v} does not support ${JSON.stringify(s)}`);
   }
-  const code = v === "nn" ? nn(s, ep, c, src) : v === "tn" ? tn(s, ep, src) : nt(s, ep, c, src);
+  const code = v === "nn" ? nn(s, ep, c, src) : v === "tn" ? tn(s, ep, c, src) : nt(s, ep, c, src);
   const operand = src === "texture" ? "texture" : "read";
   return {
     name: `matmul_${src === "texture" ? "tex" : "sg"}_${v}`,
@@ -190,8 +206,8 @@ ${body(range(8), "k0 / 4u")}
 }
 
 /** Aᵀ: A stored (K,M). Lane owns 4 consecutive rows (one vec4 of A per k). Any K. */
-function tn(sh: MatmulShape, ep: Epilogue, src: Source): string {
-  const c = { cn: 4, s: 4 };
+function tn(sh: MatmulShape, ep: Epilogue, cfg: SgConfig, src: Source): string {
+  const c = { cn: 4, s: cfg.s }; // rows per lane are fixed at 4 (one vec4 of A per k)
   const { m, n, k } = sh, M4 = m / 4, N4 = n / 4;
   const R = range(4), CN = range(c.cn);
   const k8 = k - (k % 8), rem = k % 8;

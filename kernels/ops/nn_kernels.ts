@@ -335,6 +335,28 @@ const CE_DOT = kernel({
   let t = TGT[id];
   OUT[id] = select(s, select(0.0, s - DZ[base + u32(max(t, 0))], t >= 0), u.nllMode != 0u);`,
 });
+// As CE_DOT over staged texels (V % 4 = 0): a vec4 of Z and of DZ per load, four partial
+// sums (the order differs from CE_DOT's by rounding only). On lavapipe's (288, 6144) logits of
+// the 256-token meta-step: 15 ms per call with storage loads.
+const CE_DOT_TEX = kernel({
+  name: "ce_pdot_tex",
+  inputs: { Z: "texture", TGT: "i32", LSE: "f32", DZ: "texture" },
+  outputs: { OUT: "f32" },
+  uniforms: { N: "u32", V: "u32", nllMode: "u32" },
+  decls: `${texelLoadFn("ldZ", "Z")}\n${texelLoadFn("ldD", "DZ")}`,
+  lanes: "u.N",
+  body: /* wgsl */ `
+  let V4 = u.V / 4u;
+  let base = id * V4;
+  let lse = LSE[id];
+  var s4 = vec4f(0.0);
+  for (var v = 0u; v < V4; v++) { s4 += exp(ldZ(base + v) - lse) * ldD(base + v); }
+  let s = (s4.x + s4.y) + (s4.z + s4.w);
+  let t = TGT[id];
+  let tc = u32(max(t, 0));
+  OUT[id] = select(s, select(0.0, s - ldD(base + tc / 4u)[tc % 4u], t >= 0), u.nllMode != 0u);`,
+});
+
 /**
  * Σ_v softmax(z)_v · ż_v per row: the tangent of log-sum-exp; with `nll`, minus ż at the
  * target: the tangent of the per-row NLL (0 on ignored rows).
@@ -353,7 +375,13 @@ export function crossEntropyPDot(
     crossEntropyPDotWg(z, targets, lse, dz, out, N, V, nll);
     return out;
   }
-  CE_DOT.run(z.rt, [z, targets, lse, dz, out], { N, V, nllMode: nll ? 1 : 0 }, N);
+  const u = { N, V, nllMode: nll ? 1 : 0 };
+  if (ceTexels(z, V)) {
+    const rt = z.rt;
+    CE_DOT_TEX.run(rt, [rt.texels(z, 0), targets, lse, rt.texels(dz, 1), out], u, N);
+    return out;
+  }
+  CE_DOT.run(z.rt, [z, targets, lse, dz, out], u, N);
   return out;
 }
 
@@ -368,6 +396,33 @@ const CE_GRAD_TAN = kernel({
   let oh = select(0.0, 1.0, u32(t) == id % u.V);
   OUT[id] = select(0.0, GD[i] * (p - oh) + G[i] * p * (ZD[id] - PD[i]), t >= 0);`,
 });
+// As CE_GRAD_TAN over staged texels (V % 4 = 0), 4 outputs of one row per lane: seven
+// storage loads per logit made the scalar kernel the slowest per element on lavapipe
+// (50 ms on (288, 6144) logits).
+const CE_GRAD_TAN_TEX = kernel({
+  name: "ce_grad_tangent_tex",
+  inputs: {
+    Z: "texture",
+    TGT: "i32",
+    LSE: "f32",
+    G: "f32",
+    GD: "f32",
+    ZD: "texture",
+    PD: "f32",
+  },
+  outputs: { OUT: "vec4f" },
+  uniforms: CE_U,
+  decls: `${texelLoadFn("ldZ", "Z")}\n${texelLoadFn("ldD", "ZD")}`,
+  lanes: "u.N * u.V / 4u",
+  body: /* wgsl */ `
+  let i = id * 4u / u.V;
+  let t = TGT[i];
+  let p = exp(ldZ(id) - LSE[i]);
+  let c0 = id * 4u % u.V;
+  let oh = select(vec4f(0.0), vec4f(1.0), vec4u(c0, c0 + 1u, c0 + 2u, c0 + 3u) == vec4u(u32(t)));
+  OUT[id] = select(vec4f(0.0), GD[i] * (p - oh) + G[i] * p * (ldD(id) - PD[i]), t >= 0);`,
+});
+
 /** The tangent of crossEntropyGrad, fused (the second-order CE kernel). */
 export function crossEntropyGradTangent(
   z: Tensor,
@@ -379,9 +434,19 @@ export function crossEntropyGradTangent(
   o: CeOptions = {},
 ): Tensor {
   const V = z.shape.at(-1)!, N = z.size / V;
+  const rt = z.rt;
+  const out = rt.empty(z.shape);
+  if (!wgRows(z, o) && ceTexels(z, V)) {
+    // Both passes read the same staged views (staged once: each copy is N·V floats).
+    const zt = rt.texels(z, 0), dt = rt.texels(zDot, 1);
+    const pd = rt.empty([N]);
+    CE_DOT_TEX.run(rt, [zt, targets, lse, dt, pd], { N, V, nllMode: 0 }, N);
+    CE_GRAD_TAN_TEX.run(rt, [zt, targets, lse, g, gDot, dt, pd, out], { N, V }, (N * V) / 4);
+    pd.dispose();
+    return out;
+  }
   const pd = crossEntropyPDot(z, targets, lse, zDot, false, o);
-  const out = z.rt.empty(z.shape);
-  CE_GRAD_TAN.run(z.rt, [z, targets, lse, g, gDot, zDot, pd, out], { N, V }, N * V);
+  CE_GRAD_TAN.run(rt, [z, targets, lse, g, gDot, zDot, pd, out], { N, V }, N * V);
   pd.dispose();
   return out;
 }
