@@ -96,10 +96,14 @@ def load_data(path):
 
 
 # ---------------------------------------------------------------- pretraining
-def icl_window(p, eos, T, target="target_answer"):
-    """Context segments then the PERK prompt and answer, in one window (in-context QA)."""
+def icl_window(p, eos, T, target="target_answer", spans=False):
+    """Context segments then the PERK prompt and answer, in one window (in-context QA).
+    With spans: also (answer start, answer end) in the window, the answer's tokens as targets."""
     ids = [t for s in p["segments"] for t in s] + p["prompt"] + p[target]
-    return ids[-T:] if len(ids) > T else ids + [eos] * (T - len(ids))
+    n = len(ids)
+    win = ids[-T:] if n > T else ids + [eos] * (T - n)
+    end = min(n, T)
+    return (win, end - len(p[target]), end) if spans else win
 
 
 def cmd_pretrain(a):
@@ -116,6 +120,8 @@ def cmd_pretrain(a):
     data = {"eos": files[0]["eos"], "train": [p for d in files for p in d["train"]]}
     import numpy as np
     win = torch.from_numpy(np.fromfile(a.windows, dtype=np.int32).reshape(-1, 256)).long()
+    L, per = a.window, a.window // 256  # longer rows: consecutive pretraining windows side by side
+    assert L % 256 == 0 or a.icl >= 1, "--window must be a multiple of 256 (or --icl 1: QA windows only)"
     train = data["train"]
     warm = a.warmup
     opt = torch.optim.AdamW(W.values(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -125,15 +131,21 @@ def cmd_pretrain(a):
         lr = a.lr * min(1, (step + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
         for g in opt.param_groups:
             g["lr"] = lr
-        rows = []
+        rows, wts = [], torch.ones(a.rows, L - 1)
         for r in range(a.rows):
             if rng.random() < a.icl:
-                rows.append(icl_window(rng.choice(train), data["eos"], 256))
+                row, s0, s1 = icl_window(rng.choice(train), data["eos"], L, spans=True)
+                # position i predicts token i + 1: the answer's targets sit at s0 - 1 … s1 - 2;
+                # the EOS padding after the answer teaches nothing
+                wts[r, s1 - 1:] = 0.0
+                wts[r, s0 - 1:s1 - 1] = a.answer_weight
+                rows.append(row)
             else:
-                rows.append(win[rng.randrange(len(win))].tolist())
+                rows.append([t for _ in range(per) for t in win[rng.randrange(len(win))].tolist()])
         ids = torch.tensor(rows)
         logits = forward(W, c, ids[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, c["vocab"]), ids[:, 1:].reshape(-1))
+        nll = F.cross_entropy(logits.reshape(-1, c["vocab"]), ids[:, 1:].reshape(-1), reduction="none")
+        loss = (nll * wts.reshape(-1)).sum() / wts.sum()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(W.values(), 1.0)
@@ -141,6 +153,12 @@ def cmd_pretrain(a):
         if step % 100 == 0 or step == a.steps - 1:
             print(f"step {step} loss {loss.item():.3f} lr {lr:.2e} {time.time()-t0:.0f}s", flush=True)
             torch.save({k: v.detach() for k, v in W.items()}, a.out)
+        if a.eval_every and (step % a.eval_every == 0 or step == a.steps - 1):
+            # in-context accuracy on each file's first validation problems (never the test split)
+            Wd = {k: v.detach() for k, v in W.items()}
+            accs = [icl_accuracy(Wd, d, a.n_eval)[0] for d in files]
+            print(f"step {step} in-context accuracy " + " ".join(f"{x:.3f}" for x in accs)
+                  + f" (n={a.n_eval} each)", flush=True)
     torch.save({k: v.detach() for k, v in W.items()}, a.out)
 
 
@@ -435,20 +453,26 @@ def fact_weights(W, c, data, n=5):
     return f" w fact/other {fw / max(1, fn):.3f}/{ow / max(1, on):.3f}"
 
 
-def cmd_icl(a):
-    """In-context accuracy of the base alone: the whole context, then the question (no PERK)."""
-    W = load_base(a.base)
-    torch.set_num_threads(a.threads)
-    d = load_data(a.data)
+def icl_accuracy(W, d, n):
+    """The base alone with the whole context, then the question: (accuracy, output counts)."""
     hits, outs = 0, {}
-    for p in d["validation"][: a.n]:
+    for p in d["validation"][:n]:
         q = dict(p)
         q["prompt"] = [t for s in p["segments"] for t in s] + p["prompt"]
         o = greedy(W, CFG, q, None, 1.0, eos=d["eos"])
         hits += correct(p, o)
         outs[str(o)] = outs.get(str(o), 0) + 1
+    return hits / n, outs
+
+
+def cmd_icl(a):
+    """In-context accuracy of the base alone: the whole context, then the question (no PERK)."""
+    W = load_base(a.base)
+    torch.set_num_threads(a.threads)
+    d = load_data(a.data)
+    acc, outs = icl_accuracy(W, d, a.n)
     top = sorted(outs.values(), reverse=True)[:3]
-    print(f"in-context accuracy {hits / a.n:.3f} (n={a.n}); most common outputs {top}")
+    print(f"in-context accuracy {acc:.3f} (n={a.n}); most common outputs {top}")
 
 
 def cmd_export(a):
@@ -555,6 +579,11 @@ def main():
     p.add_argument("--warmup", type=int, default=50); p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dim", type=int, default=128); p.add_argument("--layers", type=int, default=4)
     p.add_argument("--ffn", type=int, default=352, help="a fresh base's size (default: the cpu profile's)")
+    p.add_argument("--window", type=int, default=256, help="tokens per row (a multiple of 256)")
+    p.add_argument("--eval-every", type=int, default=0, help="in-context accuracy every this many steps")
+    p.add_argument("--n-eval", type=int, default=50)
+    p.add_argument("--answer-weight", type=float, default=1.0,
+                   help="loss weight of each in-context window's answer tokens (1: plain language modelling)")
     for name in ("probe", "meta"):
         q = sub.add_parser(name)
         q.add_argument("base"); q.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
