@@ -365,6 +365,10 @@ def cmd_meta(a):
     if a.weighting:  # the token-weighting model, meta-learned at its own outer rate
         PHI = init_phi(c["dim"], a.seed)
         groups.append({"params": PHI, "lr": a.lr_phi, "weight_decay": 0.0})
+    if a.lr_base > 0:  # a diagnostic beyond the method: the base itself meta-trained (truncated like θ₀)
+        for x in W.values():
+            x.requires_grad_()
+        groups.append({"params": list(W.values()), "lr": a.lr_base, "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, betas=(0.9, 0.95))
     rng = random.Random(a.seed)
     train = data["train"]
@@ -399,7 +403,8 @@ def cmd_meta(a):
             lp = outer_nll(W, c, p, th, scale, a.target) / len(batch)
             lp.backward()
             loss += lp.detach()
-        torch.nn.utils.clip_grad_norm_([x for v in th0.values() for x in v] + [loglr] + (PHI or []), 1.0)
+        torch.nn.utils.clip_grad_norm_([x for v in th0.values() for x in v] + [loglr] + (PHI or [])
+                                       + (list(W.values()) if a.lr_base > 0 else []), 1.0)
         opt.step()
         hist.append(loss.item())
     lrs = loglr.detach().exp()
@@ -412,6 +417,8 @@ def cmd_meta(a):
         print(f"TEST {name}: {acc:.3f} [{lo:.3f}, {hi:.3f}] n={n}")
     if a.save:
         torch.save({"theta0": thd, "lrs": lrs, "phi": PHI}, a.save)
+    if a.save_base:
+        torch.save({k: v.detach() for k, v in W.items()}, a.save_base)
 
 
 FACT_ID = None  # the token " Event" (fact sentences are "X Event k: …")
@@ -607,6 +614,9 @@ def main():
     q.add_argument("--test-data", default="", help="test problems from this file (another length)")
     q.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     q.add_argument("--batch", type=int, default=1, help="problems per outer step (draws only)")
+    q.add_argument("--lr-base", type=float, default=0.0,
+                   help="diagnostic: also meta-train the base's weights at this rate (0: frozen, the method)")
+    q.add_argument("--save-base", default="", help="with --lr-base: write the meta-trained base here")
     q.add_argument("--pool", type=int, default=0, help="one pass over this many problems (perk's loop); 0: draws from all")
     p = sub.add_parser("icl")
     p.add_argument("base"); p.add_argument("--data", default=".torch_perk/qa_qa1_256.json")
