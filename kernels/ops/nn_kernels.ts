@@ -290,6 +290,17 @@ const CE_GRAD = kernel({
   body: /* wgsl */ `${CE_ELEM}
   DZ[id] = select(0.0, G[i] * (p - select(0.0, 1.0, u32(t) == id % u.V)), t >= 0);`,
 });
+/**
+ * The texel kernels' element (needs id, a lane per 4 logits of one row, V % 4 = 0; ldZ):
+ * row i, its target t, the 4 softmax probabilities p and their one-hot oh.
+ */
+const CE_ELEM4 = /* wgsl */ `
+  let i = id * 4u / u.V;
+  let t = TGT[i];
+  let p = exp(ldZ(id) - LSE[i]);
+  let c0 = id * 4u % u.V;
+  let oh = select(vec4f(0.0), vec4f(1.0), vec4u(c0, c0 + 1u, c0 + 2u, c0 + 3u) == vec4u(u32(t)));`;
+
 // One lane per 4 outputs of one row (V % 4 = 0).
 const CE_GRAD_TEX = kernel({
   name: "ce_grad_tex",
@@ -298,13 +309,8 @@ const CE_GRAD_TEX = kernel({
   uniforms: CE_U,
   decls: texelLoadFn("ldZ", "Z"),
   lanes: "u.N * u.V / 4u",
-  body: /* wgsl */ `
-  let i = id * 4u / u.V;
-  let t = TGT[i];
-  let p = exp(ldZ(id) - LSE[i]);
-  let c0 = id * 4u % u.V;
-  let hot = vec4f(select(vec4f(0.0), vec4f(1.0), vec4u(c0, c0 + 1u, c0 + 2u, c0 + 3u) == vec4u(u32(t))));
-  DZ[id] = select(vec4f(0.0), G[i] * (p - hot), t >= 0);`,
+  body: /* wgsl */ `${CE_ELEM4}
+  DZ[id] = select(vec4f(0.0), G[i] * (p - oh), t >= 0);`,
 });
 
 /** dz = g_i · (softmax(z)_i − onehot(t_i)) (0 on ignored rows). */
@@ -414,12 +420,7 @@ const CE_GRAD_TAN_TEX = kernel({
   uniforms: CE_U,
   decls: `${texelLoadFn("ldZ", "Z")}\n${texelLoadFn("ldD", "ZD")}`,
   lanes: "u.N * u.V / 4u",
-  body: /* wgsl */ `
-  let i = id * 4u / u.V;
-  let t = TGT[i];
-  let p = exp(ldZ(id) - LSE[i]);
-  let c0 = id * 4u % u.V;
-  let oh = select(vec4f(0.0), vec4f(1.0), vec4u(c0, c0 + 1u, c0 + 2u, c0 + 3u) == vec4u(u32(t)));
+  body: /* wgsl */ `${CE_ELEM4}
   OUT[id] = select(vec4f(0.0), GD[i] * (p - oh) + G[i] * p * (ldD(id) - PD[i]), t >= 0);`,
 });
 
