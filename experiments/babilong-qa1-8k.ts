@@ -9,7 +9,7 @@ export default defineExperiment({
   title: "BabiLong QA1, 8K test contexts: PERK vs FT-ICR",
   description: "Needles in a haystack, QA1, long test contexts (paper Table 5).",
   overrides: {
-    all: { tasks: ["qa1"], methods: ["perk", "ft-icr", "perk-no-encode"] },
+    all: { tasks: ["qa1"], methods: ["perk", "ft-icr", "perk-no-encode", "context-mode"] },
     // FT-ICR reads the whole context: 8K prompts (~9.9K tiny-vocabulary tokens) exceed the tiny
     // base's 4096 positions and 32K ones Qwen2.5's 32768, so RoPE is scaled (YaRN) for them.
     // The cpu defaults' training (300 steps on 256 tokens); 40 tests at 8K (24 s each here).

@@ -10,7 +10,7 @@ export default defineExperiment({
   title: "BabiLong QA2, 8K test contexts: PERK vs FT-ICR",
   description: "Needles in a haystack, QA2, long test contexts (paper Table 5).",
   overrides: {
-    all: { tasks: ["qa2"], methods: ["perk", "ft-icr", "perk-no-encode"] },
+    all: { tasks: ["qa2"], methods: ["perk", "ft-icr", "perk-no-encode", "context-mode"] },
     // The learning regime (pipeline/perk/README.md): the shipped base, short training contexts
     // (QA2's stories need 512 tokens), one outer step per problem; n_test 40 is the smallest
     // sample whose interval can separate PERK from the constant answer. Measured 2026-12-07 on

@@ -10,7 +10,7 @@ export default defineExperiment({
   title: "BabiLong QA3, 8K test contexts: PERK vs FT-ICR",
   description: "Needles in a haystack, QA3, long test contexts (paper Table 5).",
   overrides: {
-    all: { tasks: ["qa3"], methods: ["perk", "ft-icr", "perk-no-encode"] },
+    all: { tasks: ["qa3"], methods: ["perk", "ft-icr", "perk-no-encode", "context-mode"] },
     // FT-ICR reads the whole context: 8K prompts (~9.9K tiny-vocabulary tokens) exceed the tiny
     // base's 4096 positions and 32K ones Qwen2.5's 32768, so RoPE is scaled (YaRN) for them.
     // As the main job (babilong-qa2-8k): 150 steps on 512 tokens, 40 tests at 8K.

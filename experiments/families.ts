@@ -16,7 +16,11 @@ export function babilong1k(task: "qa1" | "qa2" | "qa3"): ExperimentDef {
     title: `BabiLong QA${n}, 1K contexts: PERK vs FT-ICR`,
     description: `Needles in a haystack, QA${n} (paper Table 2, Qwen2.5-0.5B row).`,
     overrides: {
-      all: { tasks: [task], methods: ["perk", "ft-icr", "perk-no-encode"], test_lengths: ["1k"] },
+      all: {
+        tasks: [task],
+        methods: ["perk", "ft-icr", "perk-no-encode", "context-mode"],
+        test_lengths: ["1k"],
+      },
       // QA1: the cpu defaults, 300 outer steps on 256-token contexts, 200 tests at 1K (~25 min).
       // QA2, QA3: as the main job (babilong-qa2-8k), 150 outer steps on 512-token contexts at
       // the larger outer rates, 200 tests at 1K (~35 min on the reference host).

@@ -10,8 +10,16 @@ import { method as perkNoEncode } from "../pipeline/perk/method_no_encode.ts";
 import { method as perkTtt } from "../pipeline/perk/method_ttt.ts";
 import { method as ftIcr } from "../pipeline/baselines/ft_icr/method.ts";
 import { method as promptOnly } from "../pipeline/baselines/prompt_only/method.ts";
+import { method as contextMode } from "../pipeline/baselines/context_mode.ts";
 
-export const METHODS: readonly AnyMethod<Gpu>[] = [perk, perkNoEncode, perkTtt, ftIcr, promptOnly];
+export const METHODS: readonly AnyMethod<Gpu>[] = [
+  perk,
+  perkNoEncode,
+  perkTtt,
+  ftIcr,
+  promptOnly,
+  contextMode,
+];
 
 export const METHOD_NAMES: readonly string[] = METHODS.map((m) => m.name);
 

@@ -102,3 +102,44 @@ export function methodOutputs(
     };
   });
 }
+
+/** The answer a prediction gives: the text inside `<output>…</output>` if any, trimmed. */
+const answerText = (s: string) => (/<output>(.*?)(<\/output>|$)/s.exec(s)?.[1] ?? s).trim();
+
+/** How often a method gave the same answer as a reference method on the same problems. */
+export interface Agreement {
+  readonly method: string;
+  readonly reference: string;
+  /** Problems both answered (same cell, sweep point and id). */
+  readonly n: number;
+  /** Of those, the ones where the two answers are equal. */
+  readonly same: number;
+}
+
+/**
+ * Per method, its agreement with `reference` (by default the question-blind control
+ * `context-mode`): a method that mostly gives the context's most frequent location reads the
+ * context but not the question, whatever its accuracy. Empty when the reference did not run.
+ */
+export function agreements(
+  records: readonly PredictionRecord[],
+  reference = "context-mode",
+): Agreement[] {
+  const key = (r: PredictionRecord) =>
+    [r.task, r.train_length, r.test_length, JSON.stringify(r.sweep ?? {}), r.id].join("\u0000");
+  const ref = new Map(
+    records.filter((r) => r.method === reference).map((r) => [key(r), answerText(r.prediction)]),
+  );
+  if (ref.size === 0) return [];
+  return uniq(records.map((r) => r.method)).filter((m) => m !== reference).map((method) => {
+    let n = 0, same = 0;
+    for (const r of records) {
+      if (r.method !== method) continue;
+      const a = ref.get(key(r));
+      if (a === undefined) continue;
+      n++;
+      if (answerText(r.prediction) === a) same++;
+    }
+    return { method, reference, n, same };
+  });
+}

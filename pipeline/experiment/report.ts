@@ -2,9 +2,11 @@
  * Results tables: one row per method × task × train length × test length (× sweep point),
  * accuracy as a fraction with n and a 95% Wilson interval, encode time and peak GPU bytes;
  * in results.md also the best constant answer per task × test length, each method's share
- * of empty predictions, and its first predictions beside their targets.
+ * of empty predictions, its first predictions beside their targets, and (when the control
+ * `context-mode` ran) how often each method gave its question-blind answer.
  */
 import {
+  agreements,
   type ConstantAnswer,
   constantAnswers,
   methodOutputs,
@@ -242,6 +244,21 @@ export function resultsMarkdown(
       constantTable(constantAnswers(records)),
       "",
     );
+    const agree = agreements(records);
+    if (agree.length) {
+      parts.push(
+        "## Agreement with context-mode",
+        "",
+        "context-mode answers the location the context names most often, without reading the " +
+          "question. A method that mostly agrees with it reads the context, not the question.",
+        "",
+        table(
+          ["method", "same answer as context-mode"],
+          agree.map((a) => [a.method, `${pct(a.n ? a.same / a.n : 0)}% (${a.same} of ${a.n})`]),
+        ),
+        "",
+      );
+    }
   }
   for (const key of sweptKeys) parts.push(`## Sweep: ${key}`, "", sweepTable(rows, key), "");
   if (records.length) parts.push(...predictionSections(records));

@@ -36,7 +36,7 @@ import { canonicalJson, sha256Hex } from "./hash.ts";
 import type { LockOptions } from "./lock.ts";
 import { type AnyMethod, configKeys, type MethodRegistry } from "./methods.ts";
 import { Progress } from "./progress.ts";
-import { constantAnswers, predictionsJsonl } from "./predictions.ts";
+import { agreements, constantAnswers, predictionsJsonl } from "./predictions.ts";
 import {
   constantLabel,
   resultsCsv,
@@ -376,6 +376,9 @@ export const runSession = <R>(o: SessionOptions<R>) =>
     out(resultsTable(rows, swept));
     for (const c of constants) {
       out(`best constant answer, ${c.task} @ ${c.test_length}: ${constantLabel(c)}`);
+    }
+    for (const a of agreements(records)) {
+      out(`${a.method}: same answer as ${a.reference} on ${a.same} of ${a.n}`);
     }
     if (o.experiment.note) out(o.experiment.note);
     out(`\nresults: ${dir.path}/results.md (csv: ${dir.path}/results.csv)`);

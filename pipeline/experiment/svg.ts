@@ -144,7 +144,14 @@ const PALETTE = [
 ];
 
 /** Methods with fixed colours (the palette's first ones, in this order). */
-export const METHOD_ORDER = ["perk", "ft-icr", "prompt-only", "perk-no-encode", "perk-ttt"];
+export const METHOD_ORDER = [
+  "perk",
+  "ft-icr",
+  "prompt-only",
+  "perk-no-encode",
+  "perk-ttt",
+  "context-mode",
+];
 
 /**
  * A method's colour, the same in every figure of every run: its place in METHOD_ORDER, else
