@@ -13,6 +13,7 @@ unrolled) with log-parameterised rates. Subcommands:
   import DIR BASE.pt  the reverse: the shipped base as this prototype's BASE.pt (f16 values)
   icl BASE.pt       in-context accuracy of the base alone (context + question, no PERK)
   gradcheck JSON    compare one perk meta-gradient (bench/torch_perk_gradcheck.ts) with this one
+What the inner loop reads (error kinds, linear probes for the actor): bench/torch_perk_diag.py.
 """
 import argparse, json, math, random, re, sys, time
 import torch
@@ -57,13 +58,16 @@ def rope(x, T, hd):
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
-def forward(W, c, ids, lora=None, scale=1.0, hidden=False):
+def forward(W, c, ids, lora=None, scale=1.0, hidden=False, collect=None):
     """ids (B, T) → logits (B, T, V) (and the final-norm hidden state (B, T, C) if `hidden`).
-    lora: {f"{i}.{k}": (A, B)}."""
+    lora: {f"{i}.{k}": (A, B)}; collect: a list that receives the residual stream (B, T, C)
+    after the embedding and after each block (bench/torch_perk_diag.py's probes)."""
     B, T = ids.shape
     H, hd = c["heads"], c["hd"]
     x = W["emb"][ids]
     mask = torch.full((T, T), float("-inf")).triu(1)
+    if collect is not None:
+        collect.append(x)
 
     def lin(h, i, k):
         y = h @ W[f"{i}.{k}"]
@@ -81,6 +85,8 @@ def forward(W, c, ids, lora=None, scale=1.0, hidden=False):
         x = x + lin((a @ v).transpose(1, 2).reshape(B, T, -1), i, "o")
         h = rms(x, W[f"{i}.n2"])
         x = x + lin(F.silu(lin(h, i, "gate")) * lin(h, i, "up"), i, "down")
+        if collect is not None:
+            collect.append(x)
     h = rms(x, W["norm"])
     return (h @ W["emb"].t(), h) if hidden else h @ W["emb"].t()
 

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""What PERK's inner loop reads, on the PyTorch prototype (bench/torch_perk.py): two diagnostics
+for bAbI QA files exported by bench/torch_perk_export.ts (facts-only contexts are clearest).
+
+  errors FILE [--meta M.pt]  answer each validation problem after the inner loop (test-time
+      training alone, or a meta-training saved with `torch_perk.py meta --save`) and sort the
+      answers: right, another room of the asked actor (QA2: of an actor who took the object),
+      another room of the story, no room of the story; and how often the answer is the story's
+      most frequent room (what the control `context-mode` answers), with that rule's own rate.
+  binding FILE [--meta M.pt]  linear probes for the actor on the residual stream after each
+      block, at the positions that predict a fact's room (" the" before it) and at the question's
+      last prompt token: within each kind, across kinds, and one probe trained on both. A LoRA
+      update written at fact positions moves the answer only if the question position carries
+      the actor in the same code ("fact→prompt" well above the 25% chance).
+
+  /usr/bin/python3 bench/torch_perk_diag.py errors .torch_perk/qa_qa1_256_facts.json
+"""
+import argparse, collections, math, re, sys
+import torch
+import torch.nn.functional as F
+import torch_perk as tp
+
+ACTORS = ["John", "Mary", "Sandra", "Daniel"]
+ROOMS = ["bedroom", "kitchen", "garden", "hallway", "bathroom", "office"]
+FACT = re.compile(r"(\w+) Event (\d+): ([^.]*)\.")
+MOVE = re.compile(r"to the (\w+)$")
+TAKE = r"(picked up|got|grabbed|took) the "
+
+
+def adapter(a, c):
+    """θ₀ and rates: a saved meta-training, or the fresh LoRA at one constant inner rate."""
+    if a.meta:
+        m = torch.load(a.meta)
+        return m["theta0"], m["lrs"]
+    th0 = tp.lora_init(c, a.rank, 0)
+    return th0, torch.full((a.N, 2 * len(th0)), a.inner_lr)
+
+
+def cmd_errors(a, W, c, data):
+    dec = lambda ids: "".join(data["tokens"][i] for i in ids)
+    th0, lrs = adapter(a, c)
+    N, scale = lrs.shape[0], a.alpha / math.sqrt(a.rank)
+    cats = collections.Counter()
+    probs = data["validation"][: a.n]
+    for p in probs:
+        text, q = " ".join(dec(s) for s in p["segments"]), dec(p["prompt"])
+        facts = FACT.findall(text)
+        m = re.search(r"Where is (the )?(\w+)\?", q)
+        who = {f[0] for f in facts if re.search(TAKE + m.group(2), f[2])} if m.group(1) else {m.group(2)}
+        moves = [(f[0], MOVE.search(f[2]).group(1)) for f in facts if MOVE.search(f[2])]
+        mode = collections.Counter(r for _, r in moves).most_common(1)[0][0]
+        with torch.enable_grad():
+            th = tp.inner_loop(W, c, p, data["eos"], th0, lrs, N, 0, scale, False)
+        th = {k: (x.detach(), y.detach()) for k, (x, y) in th.items()}
+        out = dec(tp.greedy(W, c, p, th, scale, eos=data["eos"])).strip()
+        cats["right" if out == p["answer"] else "asked actor's other room" if out in {r for w, r in moves if w in who}
+             else "other room of the story" if out in {r for _, r in moves} else "no room of the story"] += 1
+        cats["answer = the story's most frequent room"] += out == mode
+        cats["(the most frequent room is right)"] += mode == p["answer"]
+    print(f"{a.file} {'meta ' + a.meta if a.meta else f'test-time training at {a.inner_lr:g}'}, n = {len(probs)}:")
+    for k, v in cats.items():
+        print(f"  {k}: {v}")
+
+
+@torch.no_grad()
+def residuals(W, c, ids, lora, scale):
+    """The residual stream after the embedding and after each block, for one row: [(T, C)]."""
+    out = []
+    tp.forward(W, c, ids[None], lora, scale, collect=out)
+    return [x[0] for x in out]
+
+
+def cmd_binding(a, W, c, data):
+    idx = {t: i for i, t in enumerate(data["tokens"])}
+    act = [idx[" " + x] for x in ACTORS]
+    the, rooms = idx[" the"], {idx[" " + r] for r in ROOMS}
+    lora = torch.load(a.meta)["theta0"] if a.meta else None
+    scale = a.alpha / math.sqrt(a.rank)
+
+    def collect(split, n):
+        fx, fy, qx, qy = [], [], [], []
+        for p in data[split][:n]:
+            for seg in p["segments"]:
+                S = residuals(W, c, torch.tensor(seg), lora, scale)
+                for t in range(1, len(seg) - 1):
+                    if seg[t] == the and seg[t + 1] in rooms:
+                        who = next(seg[u] for u in range(t, -1, -1) if seg[u] in act)
+                        fx.append(torch.stack([s[t] for s in S]))
+                        fy.append(act.index(who))
+            S = residuals(W, c, torch.tensor(p["prompt"]), lora, scale)
+            qx.append(torch.stack([s[-1] for s in S]))
+            qy.append(act.index(next(x for x in p["prompt"] if x in act)))
+        return torch.stack(fx), torch.tensor(fy), torch.stack(qx), torch.tensor(qy)
+
+    def fit(X, y):
+        Wp, b = torch.zeros(X.shape[1], len(act), requires_grad=True), torch.zeros(len(act), requires_grad=True)
+        mu, sd = X.mean(0), X.std(0) + 1e-5
+        opt = torch.optim.Adam([Wp, b], lr=1e-2)
+        for _ in range(300):
+            opt.zero_grad()
+            F.cross_entropy(((X - mu) / sd) @ Wp + b, y).backward()
+            opt.step()
+        return lambda Z, y: ((((Z - mu) / sd) @ Wp + b).argmax(-1) == y).float().mean().item()
+
+    Ft, Fy, Qt, Qy = collect("train", a.n_train)
+    Fv, Fvy, Qv, Qvy = collect("validation", a.n)
+    print(f"{a.file}{' meta ' + a.meta if a.meta else ''}: {len(Fy)} fact positions, {len(Qy)} prompts "
+          f"(validation {len(Fvy)}, {len(Qvy)}); probe accuracy on validation, chance {1 / len(act):.2f}")
+    print("| after block | fact→fact | prompt→prompt | fact→prompt | prompt→fact | both→fact | both→prompt |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for l in range(Ft.shape[1]):
+        pf, pq = fit(Ft[:, l], Fy), fit(Qt[:, l], Qy)
+        pb = fit(torch.cat([Ft[:, l], Qt[:, l]]), torch.cat([Fy, Qy]))
+        cells = [pf(Fv[:, l], Fvy), pq(Qv[:, l], Qvy), pf(Qv[:, l], Qvy), pq(Fv[:, l], Fvy),
+                 pb(Fv[:, l], Fvy), pb(Qv[:, l], Qvy)]
+        print(f"| {'embedding' if l == 0 else l} | " + " | ".join(f"{x:.2f}" for x in cells) + " |", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cmd", choices=["errors", "binding"]); ap.add_argument("file")
+    ap.add_argument("--base", default=".torch_perk/base.pt"); ap.add_argument("--meta", default="")
+    ap.add_argument("--rank", type=int, default=16); ap.add_argument("--alpha", type=float, default=16)
+    ap.add_argument("--N", type=int, default=4); ap.add_argument("--inner-lr", type=float, default=3e-3)
+    ap.add_argument("--n", type=int, default=100, help="validation problems")
+    ap.add_argument("--n-train", type=int, default=300, help="training problems for the probes")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    data, W = tp.load_data(a.file), tp.load_base(a.base)
+    (cmd_errors if a.cmd == "errors" else cmd_binding)(a, W, tp.CFG, data)
+
+
+if __name__ == "__main__":
+    main()
