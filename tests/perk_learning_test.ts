@@ -9,9 +9,11 @@
  *
  * It also runs the question-blind control `context-mode` (the location the context names most
  * often) and prints its rate and how often PERK gave its answer — reported, not asserted (the
- * issue's bar is the two controls). On 2026-12-07: perk 81/200, perk-no-encode 42/200,
- * context-mode 86/200, and PERK gave context-mode's answer on 143 of 200: what PERK reads at this
- * size is which location the story names most, not where the asked person is.
+ * issue's bar is the two controls). On 2026-12-07 with the 2026-12-06 base: perk 81/200,
+ * perk-no-encode 42/200, context-mode 86/200, PERK giving its answer on 143 of 200 — it read which
+ * location the story names most, not where the asked person is; with the base trained for
+ * test-time training (fixtures/models/tiny-base/README.md): perk 98/200, perk-no-encode 35/200,
+ * context-mode 86/200, PERK giving its answer on 115 of 200 (274 s beside one prototype job).
  *
  * The default (in the suite, a few minutes): 128-token contexts, 60 outer steps (one pass over
  * 60 training problems) at outer rates 3e-4 (θ₀) and 3e-2 (log-rates) — a short meta-training

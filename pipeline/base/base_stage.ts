@@ -118,7 +118,7 @@ const pathStage = defineStage({
  */
 export const TINY_BASE = {
   dir: new URL("../../fixtures/models/tiny-base", import.meta.url).pathname,
-  sha256: "4ab2d2da624aa4cb1c33d1b5020db75be0ad33cdd19056ad7de74585de38f28a",
+  sha256: "afc14d51ee4e31163d68f4c8bce017ce8bac673f1020a9fb2866d9639b0b1e99",
 } as const;
 
 /** Hex SHA-256 of a file. */
