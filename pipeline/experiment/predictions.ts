@@ -6,6 +6,8 @@
  * 0 for a reason no accuracy shows), and the first predictions beside their targets.
  */
 
+import { extractOutput, normalizeAnswer } from "../data/scorers.ts";
+
 /** One method's answer to one test problem, as the score stage scored it. */
 export interface PredictionRecord {
   readonly method: string;
@@ -103,8 +105,8 @@ export function methodOutputs(
   });
 }
 
-/** The answer a prediction gives: the text inside `<output>…</output>` if any, trimmed. */
-const answerText = (s: string) => (/<output>(.*?)(<\/output>|$)/s.exec(s)?.[1] ?? s).trim();
+/** The answer a prediction gives, as PERK's metric reads it (`<output>` text, normalised). */
+const answerText = (s: string) => normalizeAnswer(extractOutput(s));
 
 /** How often a method gave the same answer as a reference method on the same problems. */
 export interface Agreement {
