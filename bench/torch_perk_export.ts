@@ -5,11 +5,13 @@
  * windows (pipeline/base/pretrain_data.ts: task text, tracking stories, prose).
  *
  *   deno run -A bench/torch_perk_export.ts [OUT=.torch_perk] [LENGTH=256] [TASK=qa1]
- *     [N_TRAIN=2000] [PRETRAIN_STEPS=3000] [CONTEXT=full|facts|support]
+ *     [N_TRAIN=2000] [PRETRAIN_STEPS=3000] [CONTEXT=full|facts|support|last]
  * writes OUT/qa_{TASK}_{LENGTH}.json (with CONTEXT ≠ full: qa_{TASK}_{LENGTH}_{CONTEXT}.json) and
  * OUT/pretrain.i32 (PRETRAIN_STEPS × 8 windows × 256). CONTEXT is a diagnostic: `facts` keeps
- * only the story's "X Event k: …" sentences (no prose), `support` only the supporting facts, as
- * one "Document 0:" segment — what the inner loop could read if it ignored the prose.
+ * only the story's "X Event k: …" sentences (no prose), `support` only the supporting facts, `last`
+ * each actor's last fact only (its highest k: recency removed, so only the person–fact link is
+ * tested; bench/torch_perk_diag.py), as one "Document 0:" segment — what the inner loop could read
+ * if it ignored the prose.
  */
 import { generateProblems, type Problem } from "../pipeline/data/problems.ts";
 import type { BabiTask } from "../pipeline/data/babi_world.ts";
@@ -25,15 +27,30 @@ const [
   steps = "3000",
   context = "full",
 ] = Deno.args;
-if (!["full", "facts", "support"].includes(context)) {
-  throw new Error(`CONTEXT must be full, facts or support, got "${context}"`);
+if (!["full", "facts", "support", "last"].includes(context)) {
+  throw new Error(`CONTEXT must be full, facts, support or last, got "${context}"`);
 }
 const FACT = /\S+ Event \d+: [^.!?]*[.!?]/g;
+/** Each actor's fact with the highest event number, in the order the story gives them. */
+function lastPerActor(facts: readonly string[]): string[] {
+  const best = new Map<string, { k: number; i: number }>();
+  facts.forEach((f, i) => {
+    const [, actor, k] = /^(\S+) Event (\d+):/.exec(f)!;
+    if ((best.get(actor)?.k ?? -1) < Number(k)) best.set(actor, { k: Number(k), i });
+  });
+  const keep = new Set([...best.values()].map((b) => b.i));
+  return facts.filter((_, i) => keep.has(i));
+}
+
 /** The problem as the diagnostic context shows it (see the header). */
 function reduced(p: Problem): Problem {
   if (context === "full") return p;
   const facts = p.context.join(" ").match(FACT) ?? [];
-  const kept = context === "facts" ? facts : facts.filter((f) => p.support.includes(f)); // perk-format support carries the prefix
+  const kept = context === "facts"
+    ? facts
+    : context === "last"
+    ? lastPerActor(facts)
+    : facts.filter((f) => p.support.includes(f)); // perk-format support carries the prefix
   return { ...p, context: [`Document 0: ${kept.join(" ")}`] };
 }
 const tok = new CompactTokenizer(tinyVocab());
