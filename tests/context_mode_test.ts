@@ -5,21 +5,13 @@
  * problems — and refuse Student Records with a message naming the fix.
  */
 import assert from "node:assert/strict";
-import { Effect, Exit } from "effect";
 import { modeLocation } from "../pipeline/baselines/context_mode.ts";
 import { agreements, type PredictionRecord } from "../pipeline/experiment/predictions.ts";
 import { resultsMarkdown } from "../pipeline/experiment/report.ts";
 import { generateProblems } from "../pipeline/data/problems.ts";
 import { DEFAULTS } from "../experiments/defaults.ts";
-import { readJsonl, runConfig } from "./session_harness.ts";
-import { runSession } from "../pipeline/experiment/session.ts";
-import { defineExperiment } from "../pipeline/experiment/experiment.ts";
-import { FIELDS } from "../experiments/defaults.ts";
-import { methodRegistry } from "../experiments/methods.ts";
-import { StageCache } from "../pipeline/experiment/cache.ts";
-import { memoryProgress, Progress } from "../pipeline/experiment/progress.ts";
-import { Gpu } from "../kernels/runtime/gpu.ts";
-import { testRuntime } from "./testing.ts";
+import { Exit } from "effect";
+import { readJsonl, runConfig, runConfigExit } from "./session_harness.ts";
 
 Deno.test("context-mode: the location named most often, ties to the one named last", () => {
   assert.equal(
@@ -135,22 +127,7 @@ Deno.test({
       n_validation: 2,
       n_test: 2,
     };
-    const rt = await testRuntime();
-    const lines: string[] = [];
-    const exit = await Effect.runPromiseExit(
-      runSession({
-        experiment: defineExperiment({ name: "cm", title: "t", description: "t" }),
-        fields: FIELDS,
-        defaults: { cpu: config, paper: config },
-        registry: methodRegistry(),
-        request: { profile: "cpu" },
-        cache: new StageCache(`${dir}/cache`),
-        runsRoot: `${dir}/runs`,
-        adapter: { line: "adapter: test", record: null, isCpu: true },
-        out: (l) => lines.push(l),
-        warn: () => {},
-      }).pipe(Effect.provideService(Progress, memoryProgress()), Effect.provideService(Gpu, rt)),
-    );
+    const { exit } = await runConfigExit(dir, "cm", config);
     assert.ok(Exit.isFailure(exit));
     assert.match(String(exit.cause), /context-mode answers bAbI tasks only.*remove context-mode/s);
     await Deno.remove(dir, { recursive: true });

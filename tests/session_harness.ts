@@ -37,8 +37,8 @@ export function microModel(dir: string): string {
   return `${dir}/model`;
 }
 
-/** Run `config` (a whole cpu-profile config) in `dir`; asserts success, returns the run. */
-export async function runConfig(dir: string, name: string, config: Config) {
+/** Run `config` (a whole cpu-profile config) in `dir`: the session's exit and its output lines. */
+export async function runConfigExit(dir: string, name: string, config: Config) {
   const lines: string[] = [];
   const rt = await testRuntime();
   const exit = await Effect.runPromiseExit(
@@ -55,6 +55,12 @@ export async function runConfig(dir: string, name: string, config: Config) {
       warn: () => {},
     }).pipe(Effect.provideService(Progress, memoryProgress()), Effect.provideService(Gpu, rt)),
   );
+  return { exit, lines };
+}
+
+/** Run `config` in `dir`; asserts success, returns the run. */
+export async function runConfig(dir: string, name: string, config: Config) {
+  const { exit, lines } = await runConfigExit(dir, name, config);
   assert.ok(Exit.isSuccess(exit), `${exit}\n${lines.join("\n")}`);
   const result = exit.value;
   if (result.kind !== "done") throw new Error(`run did not finish: ${result.kind}`);
