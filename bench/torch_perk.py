@@ -430,23 +430,26 @@ def cmd_meta(a):
 FACT_ID = None  # the token " Event" (fact sentences are "X Event k: …")
 
 
-def fact_mask(ids):
-    """True on the tokens of fact sentences (from " X Event" to the sentence's ".")."""
+def fact_mask(ids, events=False):
+    """True on the tokens of fact sentences (from " X Event" to the sentence's ".").
+    events: also each fact token's Event number k (the actor's k-th fact; -1 outside facts)."""
     global FACT_ID
     if FACT_ID is None:
         FACT_ID = TOKENS.index(" Event")
     fact = torch.zeros(ids.shape, dtype=torch.bool)
+    ev = torch.full(ids.shape, -1, dtype=torch.long)
     for r in range(ids.shape[0]):
         row = ids[r].tolist(); j = 0
         while j < len(row):
             if row[j] == FACT_ID and j > 0:
+                m = re.match(r"\s*(\d+)", TOKENS[row[j + 1]]) if j + 1 < len(row) else None
                 k = j - 1
                 while k < len(row) and not TOKENS[row[k]].endswith("."):
-                    fact[r, k] = True; k += 1
-                if k < len(row): fact[r, k] = True
+                    fact[r, k] = True; ev[r, k] = int(m.group(1)) if m else 0; k += 1
+                if k < len(row): fact[r, k] = True; ev[r, k] = int(m.group(1)) if m else 0
                 j = k
             j += 1
-    return fact
+    return (fact, ev) if events else fact
 
 
 def fact_weights(W, c, data, n=5):
@@ -455,15 +458,20 @@ def fact_weights(W, c, data, n=5):
     if PHI is None:
         return ""
     fw = ow = fn = on = 0.0
+    kw, kn = [0.0] * 4, [0] * 4
     with torch.no_grad():
         for p in data["validation"][:n]:
             ids, _ = seg_batch(p, data["eos"])
             _, h = forward(W, c, ids, None, 1.0, hidden=True)
             w = token_weights(h, PHI)
-            fact = fact_mask(ids)
+            fact, k = fact_mask(ids, events=True)
             fw += w[fact].sum().item(); fn += fact.sum().item()
             ow += w[~fact].sum().item(); on += (~fact).sum().item()
-    return f" w fact/other {fw / max(1, fn):.3f}/{ow / max(1, on):.3f}"
+            for e in range(4):  # recency: weight by the fact's Event number (3: 3 and later)
+                sel = fact & ((k == e) if e < 3 else (k >= 3))
+                kw[e] += w[sel].sum().item(); kn[e] += sel.sum().item()
+    by_k = "/".join(f"{kw[e] / kn[e]:.3f}" if kn[e] else "-" for e in range(4))
+    return f" w fact/other {fw / max(1, fn):.3f}/{ow / max(1, on):.3f} by Event 0/1/2/3+ {by_k}"
 
 
 def icl_accuracy(W, d, n):

@@ -7,6 +7,10 @@ for bAbI QA files exported by bench/torch_perk_export.ts (facts-only contexts ar
       answers: right, another room of the asked actor (QA2: of an actor who took the object),
       another room of the story, no room of the story; and how often the answer is the story's
       most frequent room (what the control `context-mode` answers), with that rule's own rate.
+  recency FILE [--pow P …]  test-time training with each fact's inner-loss tokens weighted by
+      (k + 1)^P, k the fact's "Event k" (the actor's k-th fact; other tokens weight 1): what a
+      weighting model that reads the order of events could gain. A hand-made weighting — a
+      diagnostic, not the method: PERK's weighting model has to learn it from hidden states.
   binding FILE [--meta M.pt]  linear probes for the actor on the residual stream after each
       block, at the positions that predict a fact's room (" the" before it) and at the question's
       last prompt token: within each kind, across kinds, and one probe trained on both. A LoRA
@@ -116,19 +120,43 @@ def cmd_binding(a, W, c, data):
         print(f"| {'embedding' if l == 0 else l} | " + " | ".join(f"{x:.2f}" for x in cells) + " |", flush=True)
 
 
+def cmd_recency(a, W, c, data):
+    pw = [0.0]
+
+    def inner_loss(W_, c_, ids, tgt, lora, scale):
+        logits = tp.forward(W_, c_, ids, lora, scale)
+        nll = F.cross_entropy(logits.reshape(-1, c_["vocab"]), tgt.reshape(-1), ignore_index=-100,
+                              reduction="none").view(tgt.shape)
+        _, k = tp.fact_mask(ids, events=True)
+        # the target at t is token t + 1: weight it by the Event number of the fact it belongs to
+        k_next = torch.roll(k, -1, dims=1)
+        w = torch.where(k_next >= 0, (k_next.clamp(min=0) + 1.0) ** pw[0], torch.ones_like(nll))
+        return (w * nll).sum() / (tgt != -100).sum()
+
+    tp.inner_loss = inner_loss
+    th0, lrs = adapter(a, c)
+    N, scale = lrs.shape[0], a.alpha / math.sqrt(a.rank)
+    for p in a.pow:
+        pw[0] = p
+        acc = tp.evaluate(W, c, data, "validation", th0, lrs, N, scale, a.n)
+        print(f"{a.file}: facts weighted (k+1)^{p:g}, test-time training at {a.inner_lr:g}, "
+              f"validation {acc:.3f} (n = {a.n})", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["errors", "binding"]); ap.add_argument("file")
+    ap.add_argument("cmd", choices=["errors", "binding", "recency"]); ap.add_argument("file")
     ap.add_argument("--base", default=".torch_perk/base.pt"); ap.add_argument("--meta", default="")
     ap.add_argument("--rank", type=int, default=16); ap.add_argument("--alpha", type=float, default=16)
     ap.add_argument("--N", type=int, default=4); ap.add_argument("--inner-lr", type=float, default=3e-3)
     ap.add_argument("--n", type=int, default=100, help="validation problems")
     ap.add_argument("--n-train", type=int, default=300, help="training problems for the probes")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pow", type=float, nargs="+", default=[0, 1, 2, 4], help="recency: exponents")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     data, W = tp.load_data(a.file), tp.load_base(a.base)
-    (cmd_errors if a.cmd == "errors" else cmd_binding)(a, W, tp.CFG, data)
+    {"errors": cmd_errors, "binding": cmd_binding, "recency": cmd_recency}[a.cmd](a, W, tp.CFG, data)
 
 
 if __name__ == "__main__":

@@ -101,10 +101,17 @@ Deno.test({
       const p = byId.get(r.id);
       assert.ok(p, `problem ${r.id} is not the data layer's`);
       assert.equal(r.prediction, modeLocation(p.context.join("\n")));
+      // its answers are rooms of the story: right exactly when scored right, never outside it
+      assert.equal(r.answer_kind === "right", r.correct === 1, r.id);
+      assert.ok(["right", "asked-other", "story-other"].includes(r.answer_kind), r.answer_kind);
       hits += r.correct;
     }
     // On QA1 the context's most frequent location beats the best constant (~21%).
     console.log(`  context-mode on QA1 @ 256: ${hits}/${n}`);
+    assert.match(
+      await Deno.readTextFile(`${result.runDir}/results.md`),
+      /## Answers by kind \(bAbI\)/,
+    );
     assert.ok(hits / n > 0.25, `context-mode ${hits}/${n}`);
     await Deno.remove(dir, { recursive: true });
   },

@@ -1,7 +1,7 @@
 /** What the experiment tests share: the documented column order of predictions.jsonl. */
 
-/** predictions.jsonl's fields in order; `sweep` only in swept runs. */
-export function predictionColumns(swept: boolean): string[] {
+/** predictions.jsonl's fields in order; `sweep` only in swept runs, `answer_kind` on bAbI. */
+export function predictionColumns(swept: boolean, babi = false): string[] {
   return [
     "method",
     "task",
@@ -14,5 +14,6 @@ export function predictionColumns(swept: boolean): string[] {
     "prediction",
     "correct",
     "ms",
+    ...(babi ? ["answer_kind"] : []),
   ];
 }

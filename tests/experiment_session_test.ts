@@ -127,7 +127,7 @@ Deno.test("experiment session: a swept run writes the run folder; shared stages 
     .map((l) => JSON.parse(l));
   assert.equal(preds.length, 8);
   for (const [i, p] of preds.entries()) {
-    assert.deepEqual(Object.keys(p), predictionColumns(true));
+    assert.deepEqual(Object.keys(p), predictionColumns(true, true));
     const rank = i < 4 ? 1 : 2;
     assert.deepEqual(
       [p.method, p.task, p.train_length, p.test_length, p.sweep, p.ms],
@@ -138,10 +138,11 @@ Deno.test("experiment session: a swept run writes the run folder; shared stages 
     // The reference as scored: the answer alone, not the tagged training target.
     assert.match(p.target, /^(bathroom|bedroom|garden|hallway|kitchen|office)$/);
     // The toy answers the tagged target three times and a blank once: that is what counts.
-    if (i % 4 === 3) assert.deepEqual([p.prediction, p.correct], [" \n ", 0]);
-    else {
+    if (i % 4 === 3) {
+      assert.deepEqual([p.prediction, p.correct, p.answer_kind], [" \n ", 0, "empty"]);
+    } else {
       assert.ok(p.prediction.endsWith(`<output>${p.target}</output>`), p.prediction);
-      assert.equal(p.correct, 1);
+      assert.deepEqual([p.correct, p.answer_kind], [1, "right"]);
     }
   }
   assert.deepEqual(preds.slice(0, 4).map((p) => p.target), preds.slice(4).map((p) => p.target));

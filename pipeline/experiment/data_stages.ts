@@ -6,6 +6,7 @@
  */
 import { Effect, Schema } from "effect";
 import type { Problem } from "../data/problems.ts";
+import { type AnswerKind, answerKind } from "../data/babi_answers.ts";
 import { extractOutput, METRICS } from "../data/scorers.ts";
 import { buildProblems, ProblemSpecSchema, score } from "../data/stages.ts";
 import type { Prediction } from "./methods.ts";
@@ -73,6 +74,8 @@ export interface ScoredProblem {
   /** The metric's score: 1/0 for the exact-match metrics, the F1 for token-f1. */
   readonly score: number;
   readonly ms: number;
+  /** bAbI problems: what kind of answer it is (pipeline/data/babi_answers.ts). */
+  readonly kind?: AnswerKind;
 }
 
 /** Score of one cell. `correct` is the sum of per-problem scores (1/0 for exact match). */
@@ -90,9 +93,10 @@ export interface ScoreSummary {
 export const scoreStage = defineStage({
   name: "score",
   // 2: perProblem carries question, reference, prediction and time (for predictions.jsonl).
-  version: 2,
+  // 3: and, for bAbI problems, the answer's kind.
+  version: 3,
   params: Schema.Struct({ metric: Schema.Literals(METRICS) }),
-  kernels: ["pipeline/data/scorers.ts"],
+  kernels: ["pipeline/data/scorers.ts", "pipeline/data/babi_answers.ts"],
   estimate: () => 0,
   run: (params, inputs: { problems: Problem[]; predictions: Prediction[] }) =>
     Effect.gen(function* () {
@@ -131,14 +135,20 @@ export const scoreStage = defineStage({
         accuracy: n ? correct / n : 0,
         ms_per_problem: n ? preds.reduce((a, p) => a + p.ms, 0) / n : 0,
         peak_bytes: preds.reduce((a, p) => Math.max(a, p.peakBytes), 0),
-        perProblem: inputs.problems.map((p, i) => ({
-          id: p.id,
-          question: p.question,
-          target: extractOutput(p.target),
-          prediction: preds[i].prediction,
-          score: scores[i],
-          ms: preds[i].ms,
-        })),
+        perProblem: inputs.problems.map((p, i) => {
+          const kind = p.dataset === "babilong"
+            ? answerKind(p.context.join("\n"), p.question, p.answer, preds[i].prediction)
+            : undefined;
+          return {
+            id: p.id,
+            question: p.question,
+            target: extractOutput(p.target),
+            prediction: preds[i].prediction,
+            score: scores[i],
+            ms: preds[i].ms,
+            ...(kind ? { kind } : {}),
+          };
+        }),
       } satisfies ScoreSummary;
     }),
 });

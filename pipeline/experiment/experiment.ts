@@ -261,6 +261,7 @@ export function predictionRecords(
       prediction: p.prediction,
       correct: p.score,
       ms: p.ms,
+      ...(p.kind ? { answer_kind: p.kind } : {}),
       ...(swept ? { sweep: c.point } : {}),
     }));
   });

@@ -6,6 +6,7 @@
  * 0 for a reason no accuracy shows), and the first predictions beside their targets.
  */
 
+import { ANSWER_KINDS, type AnswerKind } from "../data/babi_answers.ts";
 import { extractOutput, normalizeAnswer } from "../data/scorers.ts";
 
 /** One method's answer to one test problem, as the score stage scored it. */
@@ -22,6 +23,8 @@ export interface PredictionRecord {
   /** The metric's per-problem score, what the table sums: 1/0 for the exact-match metrics. */
   readonly correct: number;
   readonly ms: number;
+  /** bAbI problems: what kind of answer it is (pipeline/data/babi_answers.ts). */
+  readonly answer_kind?: AnswerKind;
   /** The sweep point, present only in swept runs. */
   readonly sweep?: Readonly<Record<string, unknown>>;
 }
@@ -41,6 +44,7 @@ export function predictionsJsonl(records: readonly PredictionRecord[]): string {
       prediction: r.prediction,
       correct: r.correct,
       ms: r.ms,
+      ...(r.answer_kind ? { answer_kind: r.answer_kind } : {}),
     }) + "\n"
   ).join("");
 }
@@ -143,5 +147,29 @@ export function agreements(
       if (answerText(r.prediction) === a) same++;
     }
     return { method, reference, n, same };
+  });
+}
+
+/** One method's answers counted by kind, over its records that have one (bAbI problems). */
+export interface KindCounts {
+  readonly method: string;
+  readonly n: number;
+  readonly counts: Readonly<Record<AnswerKind, number>>;
+}
+
+/** Per method with bAbI records, in order of first appearance; empty when none has a kind. */
+export function answerKinds(records: readonly PredictionRecord[]): KindCounts[] {
+  return uniq(records.filter((r) => r.answer_kind).map((r) => r.method)).map((method) => {
+    const counts = Object.fromEntries(ANSWER_KINDS.map((k) => [k, 0])) as Record<
+      AnswerKind,
+      number
+    >;
+    let n = 0;
+    for (const r of records) {
+      if (r.method !== method || !r.answer_kind) continue;
+      counts[r.answer_kind]++;
+      n++;
+    }
+    return { method, n, counts };
   });
 }

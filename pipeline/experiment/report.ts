@@ -2,11 +2,14 @@
  * Results tables: one row per method × task × train length × test length (× sweep point),
  * accuracy as a fraction with n and a 95% Wilson interval, encode time and peak GPU bytes;
  * in results.md also the best constant answer per task × test length, each method's share
- * of empty predictions, its first predictions beside their targets, and (when the control
- * `context-mode` ran) how often each method gave its question-blind answer.
+ * of empty predictions, its first predictions beside their targets, on bAbI its answers by
+ * kind (right, another room of the one asked, another room of the story, …), and (when the
+ * control `context-mode` ran) how often each method gave its question-blind answer.
  */
+import { ANSWER_KIND_LABELS, ANSWER_KINDS } from "../data/babi_answers.ts";
 import {
   agreements,
+  answerKinds,
   type ConstantAnswer,
   constantAnswers,
   methodOutputs,
@@ -244,6 +247,29 @@ export function resultsMarkdown(
       constantTable(constantAnswers(records)),
       "",
     );
+    const kinds = answerKinds(records);
+    if (kinds.length) {
+      parts.push(
+        "## Answers by kind (bAbI)",
+        "",
+        "Each answer read against its story's facts: another room of the one asked (QA1: the " +
+          "person's other move — which of them is the last was missed; QA2/QA3: a room of someone " +
+          "who took or dropped the object) or another room of the story (the link to the one " +
+          "asked is missing). pipeline/data/babi_answers.ts.",
+        "",
+        table(
+          ["method", "n", ...ANSWER_KINDS.map((k) => ANSWER_KIND_LABELS[k])],
+          kinds.map((k) => [
+            k.method,
+            String(k.n),
+            ...ANSWER_KINDS.map((kind) =>
+              `${k.counts[kind]} (${pct(k.n ? k.counts[kind] / k.n : 0)}%)`
+            ),
+          ]),
+        ),
+        "",
+      );
+    }
     const agree = agreements(records);
     if (agree.length) {
       parts.push(

@@ -36,7 +36,8 @@ import { canonicalJson, sha256Hex } from "./hash.ts";
 import type { LockOptions } from "./lock.ts";
 import { type AnyMethod, configKeys, type MethodRegistry } from "./methods.ts";
 import { Progress } from "./progress.ts";
-import { agreements, constantAnswers, predictionsJsonl } from "./predictions.ts";
+import { ANSWER_KIND_LABELS, ANSWER_KINDS } from "../data/babi_answers.ts";
+import { agreements, answerKinds, constantAnswers, predictionsJsonl } from "./predictions.ts";
 import {
   constantLabel,
   resultsCsv,
@@ -376,6 +377,11 @@ export const runSession = <R>(o: SessionOptions<R>) =>
     out(resultsTable(rows, swept));
     for (const c of constants) {
       out(`best constant answer, ${c.task} @ ${c.test_length}: ${constantLabel(c)}`);
+    }
+    for (const k of answerKinds(records)) {
+      const parts = ANSWER_KINDS.filter((kind) => k.counts[kind] > 0)
+        .map((kind) => `${ANSWER_KIND_LABELS[kind]} ${k.counts[kind]}`);
+      out(`${k.method} answers (n = ${k.n}): ${parts.join(", ")}`);
     }
     for (const a of agreements(records)) {
       out(`${a.method}: same answer as ${a.reference} on ${a.same} of ${a.n}`);
