@@ -35,7 +35,8 @@
 import assert from "node:assert/strict";
 import { DEFAULTS } from "../experiments/defaults.ts";
 import { wilson } from "../pipeline/experiment/report.ts";
-import { agreements } from "../pipeline/experiment/predictions.ts";
+import { ANSWER_KIND_LABELS, ANSWER_KINDS } from "../pipeline/data/babi_answers.ts";
+import { agreements, answerKinds } from "../pipeline/experiment/predictions.ts";
 import { readJsonl, runConfig } from "./session_harness.ts";
 
 const num = (k: string, d: number) => Number(Deno.env.get(k) ?? d);
@@ -125,6 +126,11 @@ Deno.test({
       }; perk gave its answer ` +
         `on ${same?.same} of ${same?.n}`,
     );
+    // Why the wrong ones are wrong: the asked person's other room (recency) or another room.
+    for (const k of answerKinds(preds)) {
+      const parts = ANSWER_KINDS.map((kind) => `${ANSWER_KIND_LABELS[kind]} ${k.counts[kind]}`);
+      console.log(`  ${k.method} answers: ${parts.join(", ")}`);
+    }
     assert.equal(perk.n, N_TEST);
     assert.ok(
       perk.k / perk.n >= ctl.k / ctl.n + 0.15,
