@@ -10,7 +10,9 @@ for bAbI QA files exported by bench/torch_perk_export.ts (facts-only contexts ar
   recency FILE [--pow P …]  test-time training with each fact's inner-loss tokens weighted by
       (k + 1)^P, k the fact's "Event k" (the actor's k-th fact; other tokens weight 1): what a
       weighting model that reads the order of events could gain. A hand-made weighting — a
-      diagnostic, not the method: PERK's weighting model has to learn it from hidden states.
+      diagnostic, not the method: PERK's weighting model has to learn it from hidden states —
+      so first a linear probe: is k readable from the final-norm hidden state (what the
+      weighting model reads) at the positions that predict a fact's room?
   binding FILE [--meta M.pt]  linear probes for the actor on the residual stream after each
       block, at the positions that predict a fact's room (" the" before it) and at the question's
       last prompt token: within each kind, across kinds, and one probe trained on both. A LoRA
@@ -132,6 +134,36 @@ def cmd_recency(a, W, c, data):
         k_next = torch.roll(k, -1, dims=1)
         w = torch.where(k_next >= 0, (k_next.clamp(min=0) + 1.0) ** pw[0], torch.ones_like(nll))
         return (w * nll).sum() / (tgt != -100).sum()
+
+    idx = {t: i for i, t in enumerate(data["tokens"])}
+    the, rooms = idx[" the"], {idx[" " + r] for r in ROOMS}
+
+    def events(split, n):  # (hidden state, min(k, 3)) at each " the" before a fact's room
+        X, y = [], []
+        for p in data[split][:n]:
+            ids, _ = tp.seg_batch(p, data["eos"])
+            with torch.no_grad():
+                _, h = tp.forward(W, c, ids, None, 1.0, hidden=True)
+            _, k = tp.fact_mask(ids, events=True)
+            for r, t in ((ids[:, :-1] == the) & (k[:, :-1] >= 0)).nonzero().tolist():
+                if int(ids[r, t + 1]) in rooms:
+                    X.append(h[r, t]); y.append(min(3, int(k[r, t])))
+        return torch.stack(X), torch.tensor(y)
+
+    Xt, yt = events("train", a.n_train)
+    Xv, yv = events("validation", a.n)
+    mu, sd = Xt.mean(0), Xt.std(0) + 1e-5
+    Wp, b = torch.zeros(Xt.shape[1], 4, requires_grad=True), torch.zeros(4, requires_grad=True)
+    opt = torch.optim.Adam([Wp, b], lr=1e-2)
+    for _ in range(400):
+        opt.zero_grad()
+        F.cross_entropy(((Xt - mu) / sd) @ Wp + b, yt).backward()
+        opt.step()
+    acc = ((((Xv - mu) / sd) @ Wp + b).argmax(-1) == yv).float().mean().item()
+    print(f"{a.file}: linear probe for the fact's Event k (0, 1, 2, 3+) from the final hidden state "
+          f"at the room-predicting ' the': validation {acc:.3f} (majority class "
+          f"{torch.bincount(yv).max().item() / len(yv):.3f}; {len(yv)} positions, {len(yt)} to train)",
+          flush=True)
 
     tp.inner_loss = inner_loss
     th0, lrs = adapter(a, c)

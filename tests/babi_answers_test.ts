@@ -5,8 +5,9 @@
 import assert from "node:assert/strict";
 import { answerKind } from "../pipeline/data/babi_answers.ts";
 import { generateProblems } from "../pipeline/data/problems.ts";
-import { answerKinds, type PredictionRecord } from "../pipeline/experiment/predictions.ts";
+import { answerKinds } from "../pipeline/experiment/predictions.ts";
 import { resultsMarkdown } from "../pipeline/experiment/report.ts";
+import { qa1Record } from "./experiment_fixtures.ts";
 
 const QA1 = [
   "Document 0: It rained. Mary Event 1: Mary went back to the kitchen. Nothing else happened.",
@@ -70,19 +71,7 @@ Deno.test("answer kinds: every simulator problem's answer is right, and a room o
   }
 });
 
-const rec = (over: Partial<PredictionRecord>): PredictionRecord => ({
-  method: "perk",
-  task: "qa1",
-  train_length: "256",
-  test_length: "256",
-  id: "p0",
-  question: "Where is Mary?",
-  target: "kitchen",
-  prediction: "kitchen",
-  correct: 1,
-  ms: 1,
-  ...over,
-});
+const rec = qa1Record;
 
 Deno.test("answer kinds: counted per method, and a results.md section only on bAbI records", () => {
   const records = [

@@ -6,11 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { modeLocation } from "../pipeline/baselines/context_mode.ts";
-import { agreements, type PredictionRecord } from "../pipeline/experiment/predictions.ts";
+import { agreements } from "../pipeline/experiment/predictions.ts";
 import { resultsMarkdown } from "../pipeline/experiment/report.ts";
 import { generateProblems } from "../pipeline/data/problems.ts";
 import { DEFAULTS } from "../experiments/defaults.ts";
 import { Exit } from "effect";
+import { qa1Record } from "./experiment_fixtures.ts";
 import { readJsonl, runConfig, runConfigExit } from "./session_harness.ts";
 
 Deno.test("context-mode: the location named most often, ties to the one named last", () => {
@@ -26,19 +27,7 @@ Deno.test("context-mode: the location named most often, ties to the one named la
   assert.equal(modeLocation(""), "");
 });
 
-const rec = (over: Partial<PredictionRecord>): PredictionRecord => ({
-  method: "perk",
-  task: "qa1",
-  train_length: "256",
-  test_length: "256",
-  id: "p0",
-  question: "Where is Mary?",
-  target: "kitchen",
-  prediction: "kitchen",
-  correct: 1,
-  ms: 1,
-  ...over,
-});
+const rec = qa1Record;
 
 Deno.test("context-mode: agreement counts equal answers on the same problems, <output> read", () => {
   const mode = ["kitchen", "office", "garden", "hallway"];

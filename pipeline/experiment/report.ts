@@ -238,25 +238,22 @@ export function resultsMarkdown(
     "",
   );
   if (records.length) {
-    parts.push(
-      "## Best constant answer",
-      "",
+    const section = (title: string, intro: string, body: string) =>
+      parts.push(`## ${title}`, "", intro, "", body, "");
+    section(
+      "Best constant answer",
       "Always giving the most common answer among a task × test length's test problems " +
         "scores this share; an accuracy means something only above it.",
-      "",
       constantTable(constantAnswers(records)),
-      "",
     );
     const kinds = answerKinds(records);
     if (kinds.length) {
-      parts.push(
-        "## Answers by kind (bAbI)",
-        "",
+      section(
+        "Answers by kind (bAbI)",
         "Each answer read against its story's facts: another room of the one asked (QA1: the " +
           "person's other move — which of them is the last was missed; QA2/QA3: a room of someone " +
           "who took or dropped the object) or another room of the story (the link to the one " +
           "asked is missing). pipeline/data/babi_answers.ts.",
-        "",
         table(
           ["method", "n", ...ANSWER_KINDS.map((k) => ANSWER_KIND_LABELS[k])],
           kinds.map((k) => [
@@ -267,22 +264,18 @@ export function resultsMarkdown(
             ),
           ]),
         ),
-        "",
       );
     }
     const agree = agreements(records);
     if (agree.length) {
-      parts.push(
-        "## Agreement with context-mode",
-        "",
+      section(
+        "Agreement with context-mode",
         "context-mode answers the location the context names most often, without reading the " +
           "question. A method that mostly agrees with it reads the context, not the question.",
-        "",
         table(
           ["method", "same answer as context-mode"],
           agree.map((a) => [a.method, `${pct(a.n ? a.same / a.n : 0)}% (${a.same} of ${a.n})`]),
         ),
-        "",
       );
     }
   }
