@@ -211,6 +211,16 @@ def token_weights(h, phi):
 
 
 ORACLE = False  # --oracle: the inner loss on fact-sentence tokens only (a perfect weighting model)
+# --recency P: each fact's tokens weighted (k + 1)^P, k its "Event k" (the actor's k-th fact), other
+# tokens 1 — a hand-made weighting by the order of events, what a weighting model could learn.
+RECENCY = None
+
+
+def recency_weights(ids, P):
+    """(rows, len) weights of the targets at each position (the target at t is token t + 1)."""
+    _, k = fact_mask(ids, events=True)
+    k_next = torch.roll(k, -1, dims=1)
+    return torch.where(k_next >= 0, (k_next.clamp(min=0) + 1.0) ** P, torch.ones(ids.shape))
 
 
 def inner_loss(W, c, ids, tgt, lora, scale):
@@ -219,6 +229,11 @@ def inner_loss(W, c, ids, tgt, lora, scale):
         keep = tgt.clone()
         keep[~torch.roll(fact_mask(ids), -1, dims=1)] = -100  # targets inside fact sentences
         return F.cross_entropy(logits.reshape(-1, c["vocab"]), keep.reshape(-1), ignore_index=-100)
+    if RECENCY is not None:
+        logits = forward(W, c, ids, lora, scale)
+        nll = F.cross_entropy(logits.reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100,
+                              reduction="none").view(tgt.shape)
+        return (recency_weights(ids, RECENCY) * nll).sum() / (tgt != -100).sum()
     if PHI is None:
         logits = forward(W, c, ids, lora, scale)
         return F.cross_entropy(logits.reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100)
@@ -356,8 +371,9 @@ def cmd_probe(a):
 
 
 def cmd_meta(a):
-    global MAX_NEW, PHI
+    global MAX_NEW, PHI, RECENCY
     MAX_NEW = a.max_new
+    RECENCY = a.recency
     c = CFG
     W = load_base(a.base)
     data = load_data(a.data)
@@ -625,6 +641,8 @@ def main():
     q.add_argument("--max-new", type=int, default=6)
     q.add_argument("--weighting", action="store_true", help="meta-learn perk's token-weighting model")
     q.add_argument("--lr-phi", type=float, default=1e-4)
+    q.add_argument("--recency", type=float, default=None,
+                   help="inner loss: facts weighted (k+1)^P by their Event k (hand-made; a diagnostic)")
     q.add_argument("--test-data", default="", help="test problems from this file (another length)")
     q.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     q.add_argument("--batch", type=int, default=1, help="problems per outer step (draws only)")

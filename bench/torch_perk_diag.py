@@ -123,18 +123,6 @@ def cmd_binding(a, W, c, data):
 
 
 def cmd_recency(a, W, c, data):
-    pw = [0.0]
-
-    def inner_loss(W_, c_, ids, tgt, lora, scale):
-        logits = tp.forward(W_, c_, ids, lora, scale)
-        nll = F.cross_entropy(logits.reshape(-1, c_["vocab"]), tgt.reshape(-1), ignore_index=-100,
-                              reduction="none").view(tgt.shape)
-        _, k = tp.fact_mask(ids, events=True)
-        # the target at t is token t + 1: weight it by the Event number of the fact it belongs to
-        k_next = torch.roll(k, -1, dims=1)
-        w = torch.where(k_next >= 0, (k_next.clamp(min=0) + 1.0) ** pw[0], torch.ones_like(nll))
-        return (w * nll).sum() / (tgt != -100).sum()
-
     idx = {t: i for i, t in enumerate(data["tokens"])}
     the, rooms = idx[" the"], {idx[" " + r] for r in ROOMS}
 
@@ -165,11 +153,10 @@ def cmd_recency(a, W, c, data):
           f"{torch.bincount(yv).max().item() / len(yv):.3f}; {len(yv)} positions, {len(yt)} to train)",
           flush=True)
 
-    tp.inner_loss = inner_loss
     th0, lrs = adapter(a, c)
     N, scale = lrs.shape[0], a.alpha / math.sqrt(a.rank)
     for p in a.pow:
-        pw[0] = p
+        tp.RECENCY = p  # torch_perk.py's inner loss with facts weighted (k+1)^p (meta --recency)
         acc = tp.evaluate(W, c, data, "validation", th0, lrs, N, scale, a.n)
         print(f"{a.file}: facts weighted (k+1)^{p:g}, test-time training at {a.inner_lr:g}, "
               f"validation {acc:.3f} (n = {a.n})", flush=True)
