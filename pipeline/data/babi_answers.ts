@@ -8,7 +8,7 @@
  * (pipeline/perk/README.md: PERK's errors moved from the third kind to the second when the
  * base was trained for test-time training).
  */
-import { ACTORS, LOCATIONS, MOVE_VERBS, OBJECTS } from "./babi_world.ts";
+import { ACTORS, DROP_VERBS, GET_VERBS, LOCATIONS, MOVE_VERBS, OBJECTS } from "./babi_world.ts";
 import { extractOutput, normalizeAnswer } from "./scorers.ts";
 
 export const ANSWER_KINDS = [
@@ -19,6 +19,11 @@ export const ANSWER_KINDS = [
   "empty",
 ] as const;
 export type AnswerKind = typeof ANSWER_KINDS[number];
+
+/** Zero of every kind (the Record type checks that none is missing). */
+export function noKinds(): Record<AnswerKind, number> {
+  return { "right": 0, "asked-other": 0, "story-other": 0, "outside-story": 0, "empty": 0 };
+}
 
 /** Column headings for reports, in ANSWER_KINDS order. */
 export const ANSWER_KIND_LABELS: Readonly<Record<AnswerKind, string>> = {
@@ -38,7 +43,7 @@ const MOVE = new RegExp(
   "g",
 );
 const HANDLE = new RegExp(
-  `\\b(${alt(ACTORS)}) (?:picked up|got|grabbed|took|dropped|discarded|left|put down) ` +
+  `\\b(${alt(ACTORS)}) (?:${alt([...GET_VERBS, ...DROP_VERBS])}) ` +
     `the (${alt(OBJECTS)})\\b`,
   "g",
 );

@@ -14,8 +14,8 @@ export const LOCATIONS = ["bedroom", "kitchen", "garden", "hallway", "bathroom",
 export const OBJECTS = ["apple", "football", "milk"] as const;
 
 export const MOVE_VERBS = ["went to", "journeyed to", "travelled to", "moved to", "went back to"];
-const GET_VERBS = ["picked up", "got", "grabbed", "took"];
-const DROP_VERBS = ["dropped", "discarded", "left", "put down"];
+export const GET_VERBS = ["picked up", "got", "grabbed", "took"];
+export const DROP_VERBS = ["dropped", "discarded", "left", "put down"];
 
 /** One question over a story prefix. `support` indexes `facts` (ascending). */
 export interface BabiSample {

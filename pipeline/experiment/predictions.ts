@@ -6,7 +6,7 @@
  * 0 for a reason no accuracy shows), and the first predictions beside their targets.
  */
 
-import { ANSWER_KINDS, type AnswerKind } from "../data/babi_answers.ts";
+import { type AnswerKind, noKinds } from "../data/babi_answers.ts";
 import { extractOutput, normalizeAnswer } from "../data/scorers.ts";
 
 /** One method's answer to one test problem, as the score stage scored it. */
@@ -160,10 +160,7 @@ export interface KindCounts {
 /** Per method with bAbI records, in order of first appearance; empty when none has a kind. */
 export function answerKinds(records: readonly PredictionRecord[]): KindCounts[] {
   return uniq(records.filter((r) => r.answer_kind).map((r) => r.method)).map((method) => {
-    const counts = Object.fromEntries(ANSWER_KINDS.map((k) => [k, 0])) as Record<
-      AnswerKind,
-      number
-    >;
+    const counts = noKinds();
     let n = 0;
     for (const r of records) {
       if (r.method !== method || !r.answer_kind) continue;
