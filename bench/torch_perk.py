@@ -382,10 +382,14 @@ def cmd_meta(a):
     th0 = {k: (A.clone().requires_grad_(), B.clone().requires_grad_()) for k, (A, B) in lora_init(c, a.rank, 0).items()}
     J = 2 * len(th0)
     loglr = torch.full((a.N, J), math.log(a.inner_lr), requires_grad=True)
+    init = torch.load(a.init) if a.init else None  # continue a saved meta-training (--save)
+    if init:
+        th0 = {k: (A.clone().requires_grad_(), B.clone().requires_grad_()) for k, (A, B) in init["theta0"].items()}
+        loglr = init["lrs"].log().clone().requires_grad_()
     groups = [{"params": [x for v in th0.values() for x in v], "lr": a.lr_theta, "weight_decay": 0.01},
               {"params": [loglr], "lr": a.lr_rates, "weight_decay": 0.0}]
     if a.weighting:  # the token-weighting model, meta-learned at its own outer rate
-        PHI = init_phi(c["dim"], a.seed)
+        PHI = [x.clone().requires_grad_() for x in init["phi"]] if init and init["phi"] else init_phi(c["dim"], a.seed)
         groups.append({"params": PHI, "lr": a.lr_phi, "weight_decay": 0.0})
     if a.lr_base > 0:  # a diagnostic beyond the method: the base itself meta-trained (truncated like θ₀)
         for x in W.values():
@@ -438,7 +442,7 @@ def cmd_meta(a):
         lo, hi = wilson(round(acc * n), n)
         print(f"TEST {name}: {acc:.3f} [{lo:.3f}, {hi:.3f}] n={n}")
     if a.save:
-        torch.save({"theta0": thd, "lrs": lrs, "phi": PHI}, a.save)
+        torch.save({"theta0": thd, "lrs": lrs, "phi": [x.detach() for x in PHI] if PHI else None}, a.save)
     if a.save_base:
         torch.save({k: v.detach() for k, v in W.items()}, a.save_base)
 
@@ -468,13 +472,14 @@ def fact_mask(ids, events=False):
     return (fact, ev) if events else fact
 
 
-def fact_weights(W, c, data, n=5):
+def fact_weights(W, c, data, n=20):
     """' w fact/other': mean token weight on fact sentences vs the rest (base hidden states,
     the first n validation problems); '' without a weighting model."""
     if PHI is None:
         return ""
     fw = ow = fn = on = 0.0
     kw, kn = [0.0] * 4, [0] * 4
+    lw, ln = [0.0, 0.0], [0, 0]
     with torch.no_grad():
         for p in data["validation"][:n]:
             ids, _ = seg_batch(p, data["eos"])
@@ -486,8 +491,23 @@ def fact_weights(W, c, data, n=5):
             for e in range(4):  # recency: weight by the fact's Event number (3: 3 and later)
                 sel = fact & ((k == e) if e < 3 else (k >= 3))
                 kw[e] += w[sel].sum().item(); kn[e] += sel.sum().item()
+            # the weight that predicts each fact's room, on the actor's last fact vs earlier ones
+            for r in range(ids.shape[0]):
+                facts = []  # (actor id, k, weight at the position before the fact's last word)
+                for t in range(ids.shape[1] - 1):
+                    if fact[r, t + 1] and t + 2 < ids.shape[1] and TOKENS[int(ids[r, t + 2])].startswith("."):
+                        u = t
+                        while u > 0 and fact[r, u - 1]:
+                            u -= 1
+                        facts.append((int(ids[r, u]), int(k[r, t]), w[r, t].item()))
+                last = {}
+                for who, e, _ in facts:
+                    last[who] = max(last.get(who, -1), e)
+                for who, e, x in facts:
+                    lw[e == last[who]] += x; ln[e == last[who]] += 1
     by_k = "/".join(f"{kw[e] / kn[e]:.3f}" if kn[e] else "-" for e in range(4))
-    return f" w fact/other {fw / max(1, fn):.3f}/{ow / max(1, on):.3f} by Event 0/1/2/3+ {by_k}"
+    return (f" w fact/other {fw / max(1, fn):.3f}/{ow / max(1, on):.3f} by Event 0/1/2/3+ {by_k}"
+            f" room target last/earlier {lw[1] / max(1, ln[1]):.3f}/{lw[0] / max(1, ln[0]):.3f}")
 
 
 def icl_accuracy(W, d, n):
@@ -638,6 +658,7 @@ def main():
     q.add_argument("--eval-every", type=int, default=50); q.add_argument("--n-val", type=int, default=50)
     q.add_argument("--n-test", type=int, default=200); q.add_argument("--seed", type=int, default=0)
     q.add_argument("--save", default="")
+    q.add_argument("--init", default="", help="start from a meta-training saved with --save (θ₀, rates, weighting)")
     q.add_argument("--max-new", type=int, default=6)
     q.add_argument("--weighting", action="store_true", help="meta-learn perk's token-weighting model")
     q.add_argument("--lr-phi", type=float, default=1e-4)

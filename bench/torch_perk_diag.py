@@ -162,20 +162,127 @@ def cmd_recency(a, W, c, data):
               f"validation {acc:.3f} (n = {a.n})", flush=True)
 
 
+def cmd_wgrad(a, W, c, data):
+    """The meta-gradient of the answer's loss with respect to each context token's inner-loss
+    weight (the last T inner steps unrolled), at the target that ends each fact (its room, or the
+    object taken or dropped), by whose fact it is — the one the question asks about (QA1: the
+    actor; QA2: an actor who handled the object) or another — and whether it is that actor's last
+    fact of its kind: does the meta-objective itself ask for recency?"""
+    idx = {t: i for i, t in enumerate(data["tokens"])}
+    act = {idx[" " + x]: x for x in ACTORS}
+    rooms = {idx[" " + r] for r in ROOMS}
+    th0, lrs = adapter(a, c)
+    N, scale = lrs.shape[0], a.alpha / math.sqrt(a.rank)
+    cell = {}  # inner-loss weights of one problem (a leaf), read by the patched inner loss
+    plain = tp.inner_loss
+
+    def weighted(W_, c_, ids, tgt, lora, sc):
+        logits = tp.forward(W_, c_, ids, lora, sc)
+        nll = F.cross_entropy(logits.reshape(-1, c_["vocab"]), tgt.reshape(-1), ignore_index=-100,
+                              reduction="none").view(tgt.shape)
+        return (cell["w"] * nll).sum() / (tgt != -100).sum()
+
+    tp.inner_loss = weighted
+    groups = collections.defaultdict(list)
+    for p in data["validation"][: a.n]:
+        ids, _ = tp.seg_batch(p, data["eos"])
+        fact, k = tp.fact_mask(ids, events=True)
+        facts = []  # (actor, kind, k, last word, gradient at the position predicting the last word)
+        for r in range(ids.shape[0]):
+            for t in range(ids.shape[1] - 2):
+                if fact[r, t + 1] and data["tokens"][int(ids[r, t + 2])].startswith("."):
+                    u = t
+                    while u > 0 and fact[r, u - 1]:
+                        u -= 1
+                    word = int(ids[r, t + 1])
+                    facts.append([act.get(int(ids[r, u]), "?"), "move" if word in rooms else "object",
+                                  int(k[r, t]), word, (r, t)])
+        asked_actor = [act[x] for x in p["prompt"] if x in act]
+        if asked_actor:  # QA1: "Where is Mary?"
+            asked = set(asked_actor)
+        else:  # QA2: "Where is the football?" — whoever took or dropped it
+            obj = p["prompt"][[data["tokens"][x] for x in p["prompt"]].index("?") - 1]
+            asked = {f[0] for f in facts if f[1] == "object" and f[3] == obj}
+        cell["w"] = torch.ones(ids.shape, requires_grad=True)
+        th = tp.inner_loop(W, c, p, data["eos"], th0, lrs, N, a.T or N, scale, True)
+        loss = tp.outer_nll(W, c, p, th, scale, "target_answer")
+        (g,) = torch.autograd.grad(loss, [cell["w"]])
+        last = {}
+        for who, kind, kk, _, _ in facts:
+            last[who, kind] = max(last.get((who, kind), -1), kk)
+        for who, kind, kk, _, (r, t) in facts:
+            groups[f"{'asked' if who in asked else 'other'} {kind}, "
+                   f"{'last' if kk == last[who, kind] else 'earlier'}"].append(g[r, t].item())
+        groups["prose token"].extend(g[(k < 0) & (ids != data["eos"])].tolist())
+    tp.inner_loss = plain
+    print(f"{a.file}: d(answer loss)/d(token weight), {'meta ' + a.meta if a.meta else f'TTT at {a.inner_lr:g}'}, "
+          f"N = {N}, last {a.T or N} unrolled, n = {a.n} (negative: more weight lowers the loss)")
+    print("| target that ends the fact of | count | mean gradient | median | share negative |")
+    print("|---|---:|---:|---:|---:|")
+    for kind in sorted(groups):
+        v = torch.tensor(groups[kind])
+        print(f"| {kind} | {len(v)} | {v.mean().item():.2e} | {v.median().item():.2e} | "
+              f"{(v < 0).float().mean().item():.2f} |", flush=True)
+
+
+def cmd_phifit(a, W, c, data):
+    """Can perk's weighting model represent recency at all? Fit it (its architecture and
+    initialisation, on the base's final hidden states) by regression to the hand-made weighting
+    (k + 1)^P of the `recency` command, then run test-time training with it: if the fitted model
+    recovers the hand-made weighting's gain, what meta-training lacks is the search, not the form."""
+    def rows(split, n):
+        X, y = [], []
+        for p in data[split][:n]:
+            ids, tgt = tp.seg_batch(p, data["eos"])
+            with torch.no_grad():
+                _, h = tp.forward(W, c, ids, None, 1.0, hidden=True)
+            keep = tgt != -100
+            X.append(h[keep]); y.append(tp.recency_weights(ids, a.pow[0])[keep])
+        return torch.cat(X), torch.cat(y)
+
+    Xt, yt = rows("train", a.n_train)
+    Xv, yv = rows("validation", a.n)
+    goal = lambda y: (y * math.log(2) / 3).log()  # prose at the initial weight ln2/3, facts (k+1)^P times it
+    phi = tp.init_phi(c["dim"], 0)
+    opt = torch.optim.Adam(phi, lr=a.fit_lr)
+    for it in range(a.fit_steps + 1):
+        if it % 100 == 0:
+            with torch.no_grad():
+                lw = tp.token_weights(Xv, phi).clamp(min=1e-9).log()
+                r = torch.corrcoef(torch.stack([lw, goal(yv)]))[0, 1].item()
+                by = [tp.token_weights(Xv[yv == v], phi).mean().item() for v in sorted(set(yv.tolist()))[:5]]
+            print(f"fit step {it}: validation corr(log w, log target) {r:.3f}; mean w by target weight "
+                  + " ".join(f"{x:.3f}" for x in by), flush=True)
+        if it == a.fit_steps:
+            break
+        opt.zero_grad()
+        F.mse_loss(tp.token_weights(Xt, phi).clamp(min=1e-9).log(), goal(yt)).backward()
+        opt.step()
+    th0, lrs = adapter(a, c)
+    N, scale = lrs.shape[0], a.alpha / math.sqrt(a.rank)
+    tp.PHI = [x.detach() for x in phi]
+    acc = tp.evaluate(W, c, data, "validation", th0, lrs, N, scale, a.n)
+    print(f"{a.file}: the weighting model fitted to (k+1)^{a.pow[0]:g}, test-time training at "
+          f"{a.inner_lr:g}: validation {acc:.3f} (n = {a.n})", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["errors", "binding", "recency"]); ap.add_argument("file")
+    ap.add_argument("cmd", choices=["errors", "binding", "recency", "wgrad", "phifit"]); ap.add_argument("file")
     ap.add_argument("--base", default=".torch_perk/base.pt"); ap.add_argument("--meta", default="")
     ap.add_argument("--rank", type=int, default=16); ap.add_argument("--alpha", type=float, default=16)
     ap.add_argument("--N", type=int, default=4); ap.add_argument("--inner-lr", type=float, default=3e-3)
     ap.add_argument("--n", type=int, default=100, help="validation problems")
     ap.add_argument("--n-train", type=int, default=300, help="training problems for the probes")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--fit-steps", type=int, default=1000, help="phifit: regression steps")
+    ap.add_argument("--fit-lr", type=float, default=3e-3, help="phifit: Adam's rate")
+    ap.add_argument("--T", type=int, default=0, help="wgrad: inner steps unrolled (0: all N)")
     ap.add_argument("--pow", type=float, nargs="+", default=[0, 1, 2, 4], help="recency: exponents")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     data, W = tp.load_data(a.file), tp.load_base(a.base)
-    {"errors": cmd_errors, "binding": cmd_binding, "recency": cmd_recency}[a.cmd](a, W, tp.CFG, data)
+    {"errors": cmd_errors, "binding": cmd_binding, "recency": cmd_recency, "wgrad": cmd_wgrad, "phifit": cmd_phifit}[a.cmd](a, W, tp.CFG, data)
 
 
 if __name__ == "__main__":
