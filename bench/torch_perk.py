@@ -210,6 +210,7 @@ def token_weights(h, phi):
     return F.softplus(F.gelu(h @ W1 + b1) @ W2 + b2, beta=3).squeeze(-1)
 
 
+WEIGHT_FROM_BASE = False  # --weight-from-base: the weighting model reads the base's hidden states
 ORACLE = False  # --oracle: the inner loss on fact-sentence tokens only (a perfect weighting model)
 # --recency P: each fact's tokens weighted (k + 1)^P, k its "Event k" (the actor's k-th fact), other
 # tokens 1 — a hand-made weighting by the order of events, what a weighting model could learn.
@@ -238,6 +239,9 @@ def inner_loss(W, c, ids, tgt, lora, scale):
         logits = forward(W, c, ids, lora, scale)
         return F.cross_entropy(logits.reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100)
     logits, h = forward(W, c, ids, lora, scale, hidden=True)
+    if WEIGHT_FROM_BASE:  # CaMeLS-style: the weights read the frozen base, not the adapted model
+        with torch.no_grad():
+            _, h = forward(W, c, ids, None, scale, hidden=True)
     nll = F.cross_entropy(logits.reshape(-1, c["vocab"]), tgt.reshape(-1), ignore_index=-100,
                           reduction="none").view(tgt.shape)
     # perk's normalisation: Σ w·NLL over the batch / (rows·(len−1)); masked tokens give 0.
@@ -371,8 +375,9 @@ def cmd_probe(a):
 
 
 def cmd_meta(a):
-    global MAX_NEW, PHI, RECENCY
+    global MAX_NEW, PHI, RECENCY, WEIGHT_FROM_BASE
     MAX_NEW = a.max_new
+    WEIGHT_FROM_BASE = a.weight_from_base
     RECENCY = a.recency
     c = CFG
     W = load_base(a.base)
@@ -662,6 +667,8 @@ def main():
     q.add_argument("--max-new", type=int, default=6)
     q.add_argument("--weighting", action="store_true", help="meta-learn perk's token-weighting model")
     q.add_argument("--lr-phi", type=float, default=1e-4)
+    q.add_argument("--weight-from-base", action="store_true",
+                   help="the weighting model reads the frozen base's hidden states (CaMeLS-style), not the adapted model's")
     q.add_argument("--recency", type=float, default=None,
                    help="inner loss: facts weighted (k+1)^P by their Event k (hand-made; a diagnostic)")
     q.add_argument("--test-data", default="", help="test problems from this file (another length)")

@@ -261,9 +261,11 @@ def cmd_phifit(a, W, c, data):
     th0, lrs = adapter(a, c)
     N, scale = lrs.shape[0], a.alpha / math.sqrt(a.rank)
     tp.PHI = [x.detach() for x in phi]
+    tp.WEIGHT_FROM_BASE = a.from_base
     acc = tp.evaluate(W, c, data, "validation", th0, lrs, N, scale, a.n)
     print(f"{a.file}: the weighting model fitted to (k+1)^{a.pow[0]:g}, test-time training at "
-          f"{a.inner_lr:g}: validation {acc:.3f} (n = {a.n})", flush=True)
+          f"{a.inner_lr:g}, weights from the {'base' if a.from_base else 'adapted model'}: validation "
+          f"{acc:.3f} (n = {a.n})", flush=True)
 
 
 def main():
@@ -276,6 +278,8 @@ def main():
     ap.add_argument("--n-train", type=int, default=300, help="training problems for the probes")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fit-steps", type=int, default=1000, help="phifit: regression steps")
+    ap.add_argument("--from-base", action="store_true",
+                    help="phifit: the weights read the frozen base's hidden states in the inner loop")
     ap.add_argument("--fit-lr", type=float, default=3e-3, help="phifit: Adam's rate")
     ap.add_argument("--T", type=int, default=0, help="wgrad: inner steps unrolled (0: all N)")
     ap.add_argument("--pow", type=float, nargs="+", default=[0, 1, 2, 4], help="recency: exponents")

@@ -20,6 +20,7 @@ import { LR_PARAMS } from "../pipeline/perk/train.ts";
 import { TARGET_KEYS } from "../pipeline/perk/encode_problem.ts";
 import { OUTER_SCHEDULES } from "../pipeline/perk/outer_optim.ts";
 import { BASE_SOURCES } from "../pipeline/base/base_stage.ts";
+import { WEIGHTS_FROM } from "../pipeline/perk/weighting.ts";
 
 const int = (min: number, doc: string) =>
   field(Schema.Int.check(Schema.isGreaterThanOrEqualTo(min)), `an integer ≥ ${min}`, doc);
@@ -60,6 +61,12 @@ export const FIELDS = {
     Schema.Number.check(Schema.isGreaterThanOrEqualTo(0)),
     "a number ≥ 0 (0 keeps the weighting model at its initial, uniform weights)",
     "meta-training peak learning rate of the token-weighting model",
+  ),
+  weighting_input: field(
+    Schema.Literals(WEIGHTS_FROM),
+    '"adapted" or "base"',
+    "the hidden states the token-weighting model reads: the adapted model's (paper) or the " +
+      "frozen base's (CaMeLS-style, computed once per context)",
   ),
   target: field(
     Schema.Literals(TARGET_KEYS),
@@ -129,6 +136,7 @@ const shared: Config = {
   ft_batch: 1,
   rope_scaling: "none",
   accumulation: 1,
+  weighting_input: "adapted",
 };
 
 export const DEFAULTS: Readonly<Record<Profile, Config>> = {

@@ -35,10 +35,14 @@ Deno.test("ask: a run's PERK reads a context and answers as its perk-answer stag
     steps: 2,
     rank: 2,
     max_new_tokens: 4,
+    // The weighting model learned, on the base's hidden states: ask and export must carry both.
+    outer_lr_weighting: 1e-2,
+    weighting_input: "base",
   });
   const cache = new StageCache(`${dir}/cache`);
   const meta = await loadMeta(result.runDir, cache);
   assert.equal(meta.params.steps, 2);
+  assert.equal(meta.state.weightsFrom, "base");
   assert.equal(meta.segmentTokens, 256);
   assert.match(meta.origin, /qa1 @ 256 \(rank 2, N 2/);
 
@@ -79,6 +83,7 @@ Deno.test("ask: a run's PERK reads a context and answers as its perk-answer stag
   assert.deepEqual(back.params, meta.params);
   assert.deepEqual(back.state.lr, meta.state.lr);
   assert.deepEqual(back.state.phi, meta.state.phi);
+  assert.equal(back.state.weightsFrom, "base");
   assert.deepEqual(back.state.theta0, meta.state.theta0);
   const peft = importPeft(`${dir}/export`, reader.base.config);
   const lora = loraFor(reader.base, { ...meta.params, dropout: 0 });

@@ -13,7 +13,7 @@ import { innerLoop, type InnerObjective } from "../pipeline/perk/metagrad.ts";
 import { gpuBackend } from "../pipeline/perk/metagrad_gpu.ts";
 import { innerBatch, outerBatch } from "../pipeline/perk/batch.ts";
 import { innerObjective, outerObjective, uploadTargets } from "../pipeline/perk/objectives.ts";
-import { weightingShapes } from "../pipeline/perk/weighting.ts";
+import { weightingShapes, type WeightsFrom } from "../pipeline/perk/weighting.ts";
 import { accumulateInto } from "../kernels/optim/accumulate.ts";
 
 const rt = await testRuntime();
@@ -72,7 +72,9 @@ async function outerAfterInner(
 ): Promise<number> {
   const inB = innerBatch(problem), outB = outerBatch(problem);
   const inT = uploadTargets(rt, inB), outT = uploadTargets(rt, outB);
-  const base = innerObjective(lm, inB, inT, mp.phi);
+  // The weighting model's input: the base's hidden states (a constant), or the adapted model's.
+  const h = mp.weightsFrom === "base" ? rt.keep(rt.scope(() => lm.baseHidden(inB))) : undefined;
+  const base = innerObjective(lm, inB, inT, mp.phi, undefined, h);
   const inner: InnerObjective<Tensor, Tensor[]> = {
     grad: async (th, n) => {
       if (frozen && n < frozenBelow) {
@@ -100,6 +102,7 @@ async function outerAfterInner(
   grad.forEach((g) => g.dispose());
   inT.dispose();
   outT.dispose();
+  h?.dispose();
   return loss;
 }
 
@@ -125,9 +128,14 @@ async function perturbed(
   return { ...mp, phi: await shift(mp.phi, dir as Float32Array[]) };
 }
 
-for (const T of [N, 2, 1]) {
-  Deno.test(`PERK meta-gradient (N=${N}, T=${T}) matches finite differences of the outer loss`, async () => {
-    await onToy(11, undefined, 2e-2, async ({ lm, problem, mp }) => {
+const CASES: { T: number; weightsFrom: WeightsFrom }[] = [
+  ...[N, 2, 1].map((T) => ({ T, weightsFrom: "adapted" as const })),
+  ...[N, 1].map((T) => ({ T, weightsFrom: "base" as const })),
+];
+for (const { T, weightsFrom } of CASES) {
+  Deno.test(`PERK meta-gradient (N=${N}, T=${T}, weights read the ${weightsFrom} model) matches finite differences of the outer loss`, async () => {
+    await onToy(11, undefined, 2e-2, async ({ lm, problem, mp: mp0 }) => {
+      const mp: MetaParams = { ...mp0, weightsFrom };
       const mg = await perkMetaGradient(lm, problem, mp, { steps: N, retained: T, adam: ADAM });
       // Recorded gradients of the unperturbed run (for the truncated steps).
       const rec: Tensor[][] = [];
@@ -183,24 +191,27 @@ Deno.test("encoding with K-way gradient accumulation equals the full batch", asy
   });
 });
 
-Deno.test("meta-gradient with K-way accumulation equals the full batch (θ₀, rates, φ)", async () => {
-  await onToy(13, 5, 1e-2, async ({ lm, problem, mp }) => {
-    const o = { steps: N, retained: 2, adam: ADAM };
-    const full = await perkMetaGradient(lm, problem, mp, { ...o, groups: 1 });
-    const acc = await perkMetaGradient(lm, problem, mp, { ...o, groups: 3 });
-    assertClose([acc.loss], [full.loss], { rtol: 1e-6, label: "outer loss" });
-    const pairs: [Tensor, Tensor, string][] = [
-      ...full.theta0.map((t, i): [Tensor, Tensor, string] => [acc.theta0[i], t, `θ₀ ${i}`]),
-      ...full.phi.map((t, i): [Tensor, Tensor, string] => [acc.phi[i], t, `φ ${i}`]),
-      [acc.lr, full.lr, "rates"],
-    ];
-    for (const [a, b, label] of pairs) {
-      const want = await rt.readF32(b);
-      const scale = Math.max(...want.map(Math.abs));
-      assertClose(await rt.readF32(a), want, { rtol: 1e-3, atol: 1e-5 * scale, label });
-    }
+for (const weightsFrom of ["adapted", "base"] as const) {
+  Deno.test(`meta-gradient with K-way accumulation equals the full batch (θ₀, rates, φ; weights read the ${weightsFrom} model)`, async () => {
+    await onToy(13, 5, 1e-2, async ({ lm, problem, mp: mp0 }) => {
+      const mp: MetaParams = { ...mp0, weightsFrom };
+      const o = { steps: N, retained: 2, adam: ADAM };
+      const full = await perkMetaGradient(lm, problem, mp, { ...o, groups: 1 });
+      const acc = await perkMetaGradient(lm, problem, mp, { ...o, groups: 3 });
+      assertClose([acc.loss], [full.loss], { rtol: 1e-6, label: "outer loss" });
+      const pairs: [Tensor, Tensor, string][] = [
+        ...full.theta0.map((t, i): [Tensor, Tensor, string] => [acc.theta0[i], t, `θ₀ ${i}`]),
+        ...full.phi.map((t, i): [Tensor, Tensor, string] => [acc.phi[i], t, `φ ${i}`]),
+        [acc.lr, full.lr, "rates"],
+      ];
+      for (const [a, b, label] of pairs) {
+        const want = await rt.readF32(b);
+        const scale = Math.max(...want.map(Math.abs));
+        assertClose(await rt.readF32(a), want, { rtol: 1e-3, atol: 1e-5 * scale, label });
+      }
+    });
   });
-});
+}
 
 Deno.test("meta-gradient memory does not grow with retained steps (T=N ≤ 1.2 × T=1)", async () => {
   // The pool's peak only grows, so reading it before the LM is released reads the same.

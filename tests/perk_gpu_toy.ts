@@ -49,20 +49,24 @@ export function toyLM(rt: Runtime, seed = 5): PerkLM & { lora: Tensor[]; dispose
     }
     return t;
   };
+  // The base alone: the decoder with every LoRA B at zero (its update vanishes).
+  const noAdapter = r.lora.map((t) => rt.keep(rt.zeros(t.shape)));
+  const forward = (b: TokenBatch, lora: readonly Tensor[]) => {
+    const idx = new RowIndex(rt, b.ids, TOY.vocab);
+    const x = gather(r.embed, idx);
+    const { cos, sin } = table(b.len);
+    const out = blockForward({ ...TOY, batch: b.rows, T: b.len }, r.base, lora, x, cos, sin);
+    idx.ids.dispose(); // gather keeps no reference once the kernel is recorded
+    return out;
+  };
   return {
     rt,
     dim: TOY.dim,
     lora: r.lora,
-    forward(b: TokenBatch, lora: readonly Tensor[]) {
-      const idx = new RowIndex(rt, b.ids, TOY.vocab);
-      const x = gather(r.embed, idx);
-      const { cos, sin } = table(b.len);
-      const out = blockForward({ ...TOY, batch: b.rows, T: b.len }, r.base, lora, x, cos, sin);
-      idx.ids.dispose(); // gather keeps no reference once the kernel is recorded
-      return out;
-    },
+    forward,
+    baseHidden: (b: TokenBatch) => forward(b, noAdapter).hidden,
     dispose() {
-      [...r.base, ...r.lora, r.embed].forEach((t) => t.dispose());
+      [...r.base, ...r.lora, r.embed, ...noAdapter].forEach((t) => t.dispose());
       tables.forEach((t) => [t.cos, t.sin].forEach((x) => x.dispose()));
     },
   };

@@ -48,6 +48,7 @@ export async function answerProblem(
     theta0: state.theta0.map((x, k) => rt.keep(rt.tensor(x, s.shapes.theta0[k]))),
     lr: rt.keep(rt.tensor(state.lr, [state.lr.length])),
     phi: state.phi.map((x, k) => rt.keep(rt.tensor(x, s.shapes.phi[k]))),
+    weightsFrom: state.weightsFrom,
   };
   let adapted: Tensor[] = [];
   try {

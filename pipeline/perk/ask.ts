@@ -114,6 +114,7 @@ export class Reader {
       theta0: st.theta0.map((x, k) => rt.keep(rt.tensor(x, [...lora.specs[k].shape]))),
       lr: rt.keep(rt.tensor(st.lr, [st.lr.length])),
       phi: st.phi.map((x, k) => rt.keep(rt.tensor(x, this.#phiShapes[k]))),
+      weightsFrom: st.weightsFrom,
     };
     try {
       const lm = perkLM(this.#model, lora.specs, lora.scale, 0);

@@ -23,5 +23,8 @@ export function perkLM(
       });
       return { hidden: r.hidden, logits: r.logits! };
     },
+    baseHidden(batch) {
+      return model.forward(batch.ids, { batch: batch.rows, logits: "none" }).hidden;
+    },
   };
 }

@@ -100,7 +100,7 @@ export async function metaFromRun(
     );
   }
   const { state } = metaCodec.decode(lookup.encoded);
-  const params = Schema.decodeUnknownSync(PerkParams)(node.params);
+  const params = decodeParams(node.params);
   const train = byKey.get(node.upstream.train)?.params as { segmentTokens?: number } | undefined;
   return {
     state,
@@ -144,6 +144,15 @@ async function baseOf(
   }
 }
 
+/**
+ * A meta-training's parameters from a run's stages.json or an export; those written before the
+ * weighting model's input was a choice read the adapted model (the paper's form).
+ */
+function decodeParams(raw: unknown): PerkParams {
+  const withDefault = raw && typeof raw === "object" ? { weighting_input: "adapted", ...raw } : raw;
+  return Schema.decodeUnknownSync(PerkParams)(withDefault);
+}
+
 /** Read a folder written by `writeExport`. */
 export function metaFromExport(dir: string): MetaTrainedPerk {
   const j = JSON.parse(Deno.readTextFileSync(`${dir}/${EXPORT_JSON}`)) as {
@@ -158,13 +167,14 @@ export function metaFromExport(dir: string): MetaTrainedPerk {
     throw new Error(`${dir}/${EXPORT_JSON}: format ${j.format} is not perk-meta/1`);
   }
   const bytes = Deno.readFileSync(`${dir}/${EXPORT_TENSORS}`);
+  const params = decodeParams(j.params);
   const { state } = metaCodec.decode({
-    json: { bestValLoss: null, history: [], n: j.n },
+    json: { bestValLoss: null, history: [], n: j.n, weightsFrom: params.weighting_input },
     blobs: { "meta.safetensors": bytes },
   });
   return {
     state,
-    params: Schema.decodeUnknownSync(PerkParams)(j.params),
+    params,
     base: { path: j.base },
     segmentTokens: j.segment_tokens,
     origin: `${dir} (exported from ${j.origin})`,

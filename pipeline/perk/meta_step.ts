@@ -14,6 +14,7 @@ import { gpuBackend } from "./metagrad_gpu.ts";
 import type { AdamWHyper } from "../../kernels/optim/adamw_math.ts";
 import { type EncodedProblem, innerBatch, outerBatch } from "./batch.ts";
 import { innerObjective, outerObjective, type PerkLM, uploadTargets } from "./objectives.ts";
+import type { WeightsFrom } from "./weighting.ts";
 
 /** Largest logits tensor one accumulation group may produce (bytes). */
 export const LOGITS_BUDGET = 96 * 1024 * 1024;
@@ -23,6 +24,8 @@ export interface MetaParams {
   /** (steps · tensors) learning rates, row-major by step. */
   readonly lr: Tensor;
   readonly phi: readonly Tensor[];
+  /** The hidden states the weighting model reads (weighting.ts); default "adapted". */
+  readonly weightsFrom?: WeightsFrom;
 }
 
 export interface PerkOptions {
@@ -66,7 +69,7 @@ export async function perkMetaGradient(
   const be = gpuBackend(mp.lr, lrBar, mp.theta0.length, o.adam);
   const theta0 = packed(mp.theta0);
   const seedOf = (n: number) => (o.dropoutSeed === undefined ? undefined : o.dropoutSeed + n);
-  const inner = groupedInner(lm, problem, mp.phi, seedOf, o.groups, o.order);
+  const inner = groupedInner(lm, problem, mp.phi, seedOf, o.groups, o.order, mp.weightsFrom);
   const outer = outerObjective(
     lm,
     outB,
@@ -95,7 +98,8 @@ export async function perkMetaGradient(
  * The inner objective over K groups of a problem's segments (in `order`), summed: each group's
  * loss is normalised by the full batch's rows·(len−1), so the sum of the groups' gradients and
  * Hessian-vector products is exactly the full batch's. K is raised until a group's logits
- * (rows·len, vocab) fit one storage binding (128 MiB on lavapipe).
+ * (rows·len, vocab) fit one storage binding (128 MiB on lavapipe). With `weightsFrom` "base"
+ * each group's base hidden states are computed once here and read by every inner step.
  */
 export function groupedInner(
   lm: PerkLM,
@@ -104,6 +108,7 @@ export function groupedInner(
   seedOf: (n: number) => number | undefined,
   groups = 1,
   order?: readonly number[],
+  weightsFrom: WeightsFrom = "adapted",
 ): InnerObjective<Tensor, Tensor[]> & {
   readonly groups: number;
   dispose(): void;
@@ -119,9 +124,11 @@ export function groupedInner(
   const parts = Array.from({ length: K }, (_, g) => {
     const b = innerBatch(problem, idx.filter((_, i) => i % K === g));
     const t = uploadTargets(rt, b);
+    const h = weightsFrom === "base" ? rt.keep(rt.scope(() => lm.baseHidden(b))) : undefined;
     return {
       t,
-      obj: innerObjective(lm, b, t, phi, seedOf),
+      h,
+      obj: innerObjective(lm, b, t, phi, seedOf, h),
       norm: (b.rows * (b.len - 1)) / (full.rows * (full.len - 1)),
     };
   });
@@ -158,7 +165,7 @@ export function groupedInner(
       }
       return { theta: sum(th), phi: sum(ph) };
     },
-    dispose: () => parts.forEach((p) => p.t.dispose()),
+    dispose: () => parts.forEach((p) => [p.t, p.h].forEach((x) => x?.dispose())),
   };
   return self;
 }
@@ -201,6 +208,8 @@ export async function encodeContext(
     mp.phi,
     (s) => (o.dropoutSeed === undefined ? undefined : o.dropoutSeed + s),
     o.groups,
+    undefined,
+    mp.weightsFrom,
   );
   const K = inner.groups;
   inner.onGroup = (step, g) => o.onProgress?.(step * K + g + 1, o.steps * K);

@@ -17,6 +17,7 @@ import { answerStage, initStage, type MetaTrained, metaTrainStage } from "./stag
 import { LR_PARAMS } from "./train.ts";
 import { TARGET_KEYS } from "./encode_problem.ts";
 import { OUTER_SCHEDULES } from "./outer_optim.ts";
+import { WEIGHTS_FROM } from "./weighting.ts";
 
 /** The config keys PERK and its controls read (one field each: declared here only). */
 export const PerkMethodParams = Schema.Struct({
@@ -32,6 +33,7 @@ export const PerkMethodParams = Schema.Struct({
   outer_lr: Schema.Number,
   outer_lr_rates: Schema.Number,
   outer_lr_weighting: Schema.Number,
+  weighting_input: Schema.Literals(WEIGHTS_FROM),
   target: Schema.Literals(TARGET_KEYS),
   epochs: Schema.Int,
   patience: Schema.Int,
@@ -71,6 +73,7 @@ export function metaNode(cell: Cell, p: PerkMethodParams): Node<MetaTrained, Gpu
     outer_lr: p.outer_lr,
     outer_lr_rates: p.outer_lr_rates,
     outer_lr_weighting: p.outer_lr_weighting,
+    weighting_input: p.weighting_input,
     lr_param: p.lr_param,
     outer_schedule: p.outer_schedule,
     target: p.target,

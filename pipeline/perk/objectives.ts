@@ -1,7 +1,8 @@
 /**
  * PERK's losses on the GPU, as the meta-gradient sweep's objectives (metagrad.ts):
  *  - inner: Σ_t w_t(θ, φ)·NLL_t(θ) / (rows·(len−1)) over the segment batch (weights from the
- *    weighting model on the adapted model's hidden states; masked tokens contribute 0);
+ *    weighting model on the adapted model's hidden states, or on fixed ones — the base's —
+ *    when given; masked tokens contribute 0);
  *  - outer: mean NLL of the target tokens after the question prompt (no context).
  * Gradients and Hessian-vector products come from the differentiable core (hvp = forward-
  * over-reverse), so H_θθ·v and the mixed H_φθ·v come out of one pass. Results are owned by
@@ -30,13 +31,18 @@ export interface PerkLM {
     lora: readonly Tensor[],
     o?: { dropoutSeed?: number },
   ): { hidden: Tensor; logits: Tensor };
+  /** The frozen base's final-norm hidden states (rows·len, C), no adapter, no logits. */
+  baseHidden(batch: TokenBatch): Tensor;
 }
 
 /** A batch's targets on the GPU (owned by the caller). */
 export const uploadTargets = (rt: Runtime, b: TokenBatch): Tensor =>
   rt.keep(rt.tensor(b.targets, [b.targets.length], "i32"));
 
-/** The weighted inner loss (scalar [1]). */
+/**
+ * The weighted inner loss (scalar [1]). `weightsHidden`: the hidden states the weighting model
+ * reads (a constant: the base's); default the adapted model's own.
+ */
 export function innerLoss(
   lm: PerkLM,
   batch: TokenBatch,
@@ -44,9 +50,10 @@ export function innerLoss(
   lora: readonly Tensor[],
   phi: readonly Tensor[],
   dropoutSeed?: number,
+  weightsHidden?: Tensor,
 ): Tensor {
   const { hidden, logits } = lm.forward(batch, lora, { dropoutSeed });
-  const w = tokenWeights(hidden, phi);
+  const w = tokenWeights(weightsHidden ?? hidden, phi);
   const nll = crossEntropyRows(logits, targets);
   return scale(sumAll(mul(nll, w)), 1 / (batch.rows * (batch.len - 1)));
 }
@@ -81,6 +88,7 @@ function packedLike(rt: Runtime, theta: readonly Tensor[]): Tensor[] | undefined
 /**
  * Inner objective for one problem. `seedOf(n)` gives inner step n's dropout seed (undefined:
  * no dropout), so the HVP at step n differentiates exactly the function the step used.
+ * `weightsHidden`: fixed hidden states for the weighting model (innerLoss), owned by the caller.
  */
 export function innerObjective(
   lm: PerkLM,
@@ -88,6 +96,7 @@ export function innerObjective(
   targets: Tensor,
   phi: readonly Tensor[],
   seedOf: (n: number) => number | undefined = () => undefined,
+  weightsHidden?: Tensor,
 ): InnerObjective<Tensor, Tensor[]> {
   const rt = lm.rt;
   const k = (n: number) => (...x: Tensor[]) =>
@@ -98,6 +107,7 @@ export function innerObjective(
       x.slice(0, x.length - phi.length),
       x.slice(x.length - phi.length),
       seedOf(n),
+      weightsHidden,
     );
   return {
     grad: (theta, n) =>

@@ -24,7 +24,7 @@ import { LR_PARAMS, type MetaState, metaTrain, type Shapes, type TrainRecord } f
 import { answerProblem, type AnswerSetup } from "./answer.ts";
 import { perkExactMatch } from "../data/scorers.ts";
 import { OUTER_SCHEDULES } from "./outer_optim.ts";
-import { initWeighting, weightingShapes } from "./weighting.ts";
+import { initWeighting, weightingShapes, WEIGHTS_FROM, type WeightsFrom } from "./weighting.ts";
 import { type BaseModel, baseTokenizer, resolveBase } from "../base/base_stage.ts";
 
 /**
@@ -49,6 +49,8 @@ export const PerkParams = Schema.Struct({
   /** Peak outer rates of the learned inner rates and of the weighting model. */
   outer_lr_rates: Schema.Number,
   outer_lr_weighting: Schema.Number,
+  /** The hidden states the weighting model reads (weighting.ts). */
+  weighting_input: Schema.Literals(WEIGHTS_FROM),
   lr_param: Schema.Literals(LR_PARAMS),
   outer_schedule: Schema.Literals(OUTER_SCHEDULES),
   target: Schema.Literals(TARGET_KEYS),
@@ -83,13 +85,19 @@ export const metaCodec: OutputCodec<MetaTrained> = {
       bestValLoss: Number.isFinite(m.bestValLoss) ? m.bestValLoss : null,
       history: m.history,
       n: m.state.theta0.length,
+      weightsFrom: m.state.weightsFrom ?? "adapted",
     },
     blobs: {
       "meta.safetensors": encodeSafetensors(metaEntries(m.state)),
     },
   }),
   decode: (e) => {
-    const j = e.json as { bestValLoss: number | null; history: TrainRecord[]; n: number };
+    const j = e.json as {
+      bestValLoss: number | null;
+      history: TrainRecord[];
+      n: number;
+      weightsFrom?: WeightsFrom;
+    };
     const bytes = e.blobs!["meta.safetensors"];
     const tmp = Deno.makeTempFileSync({ suffix: ".safetensors" });
     try {
@@ -100,6 +108,8 @@ export const metaCodec: OutputCodec<MetaTrained> = {
         theta0: Array.from({ length: j.n }, (_, i) => get(`theta0.${i}`)),
         lr: get("lr"),
         phi: Array.from({ length: 4 }, (_, i) => get(`phi.${i}`)),
+        // Entries written before the choice existed read the adapted model (the paper's).
+        weightsFrom: j.weightsFrom ?? "adapted",
       };
       r.close();
       return { state, bestValLoss: j.bestValLoss ?? Infinity, history: j.history };
@@ -136,11 +146,13 @@ function initialState(
   steps: number,
   lr: number,
   seed: number,
+  weightsFrom: WeightsFrom = "adapted",
 ) {
   const init: MetaState = {
     theta0: lora.specs.map((s) => lora.data.slice(s.offset, s.offset + s.size)),
     lr: new Float32Array(steps * lora.specs.length).fill(lr),
     phi: initWeighting(base.config.dim, seed + 17),
+    weightsFrom,
   };
   const shapes: Shapes = {
     theta0: lora.specs.map((s) => [...s.shape]),
@@ -152,8 +164,8 @@ function initialState(
 export const metaTrainStage = defineStage({
   name: "perk-meta-train",
   // 2: log-parameterised rates, per-group outer rates, documents renumbered every step,
-  // the target key, validation accuracy in the history.
-  version: 2,
+  // the target key, validation accuracy in the history. 3: the weighting model's input.
+  version: 3,
   params: PerkParams,
   kernels: KERNELS,
   codec: metaCodec,
@@ -179,7 +191,14 @@ export const metaTrainStage = defineStage({
         const lora = loraFor(base, p);
         const scale = lora.scale ?? loraScale(lora.config);
         const lm = perkLM(model, lora.specs, scale, p.dropout);
-        const { init, shapes } = initialState(base, lora, p.steps, p.inner_lr, p.seed);
+        const { init, shapes } = initialState(
+          base,
+          lora,
+          p.steps,
+          p.inner_lr,
+          p.seed,
+          p.weighting_input,
+        );
         const enc = (q: Problem) => encodeProblem(tok, q, tok.eosId, p.target);
         const train = inputs.train.map(enc);
         const val = inputs.validation.map(enc);

@@ -15,6 +15,7 @@ import { trainLoop } from "../train/loop.ts";
 import { shuffled } from "../train/shuffle.ts";
 import { type EncodedProblem, outerBatch } from "./batch.ts";
 import { encodeContext, type MetaParams, perkMetaGradient } from "./meta_step.ts";
+import type { WeightsFrom } from "./weighting.ts";
 import { outerLoss, type PerkLM, uploadTargets } from "./objectives.ts";
 import {
   initOuterState,
@@ -81,6 +82,8 @@ export interface MetaState {
   readonly theta0: Float32Array[];
   readonly lr: Float32Array; // (N · tensors)
   readonly phi: Float32Array[];
+  /** The hidden states φ reads (weighting.ts); absent: "adapted", the paper's. */
+  readonly weightsFrom?: WeightsFrom;
 }
 
 export interface TrainRecord {
@@ -110,6 +113,7 @@ const clone = (s: MetaState): MetaState => ({
   theta0: s.theta0.map((x) => x.slice()),
   lr: s.lr.slice(),
   phi: s.phi.map((x) => x.slice()),
+  weightsFrom: s.weightsFrom,
 });
 
 const flat = (s: MetaState) => [...s.theta0, s.lr, ...s.phi];
@@ -127,6 +131,7 @@ function upload(rt: Runtime, s: MetaState, shapes: Shapes): MetaParams {
     theta0: s.theta0.map((x, i) => rt.keep(rt.tensor(x, shapes.theta0[i]))),
     lr: rt.keep(rt.tensor(s.lr, [s.lr.length])),
     phi: s.phi.map((x, i) => rt.keep(rt.tensor(x, shapes.phi[i]))),
+    weightsFrom: s.weightsFrom,
   };
 }
 function disposeParams(p: MetaParams): void {
@@ -202,6 +207,7 @@ export async function metaTrain(
     theta0: params.slice(0, J).map((p) => p.value),
     lr: logRates ? params[J].value.map(Math.exp) : params[J].value,
     phi: params.slice(J + 1).map((p) => p.value),
+    weightsFrom: init.weightsFrom,
   });
   let opt = initOuterState(params);
   const valSet = val.slice(0, o.valLimit ?? val.length);
@@ -289,7 +295,12 @@ export async function metaTrain(
       tensors: (b) => Promise.resolve(flat(b).map((x, i) => vec(`${i}`, x))),
       restore: (t) => {
         const b = params.map((p, i) => tensorOf(t, `${i}`, p.value.length, where).slice());
-        return { theta0: b.slice(0, J), lr: b[J], phi: b.slice(J + 1) };
+        return {
+          theta0: b.slice(0, J),
+          lr: b[J],
+          phi: b.slice(J + 1),
+          weightsFrom: init.weightsFrom,
+        };
       },
     },
     save: () =>

@@ -1,12 +1,19 @@
 /**
  * The token-weighting model (CaMeLS-style, perk-method §2): w = softplus_β3(W2·gelu(W1·h + b1)
- * + b2) on the adapted model's final-norm hidden state h (not detached: the weights depend on
- * the LoRA too). W2 starts at zero, so every weight starts at ln2/3 ≈ 0.231.
+ * + b2) on a final-norm hidden state h. W2 starts at zero, so every weight starts at ln2/3 ≈
+ * 0.231. Which hidden state (`WeightsFrom`): the paper's — the adapted model's, not detached, so
+ * the weights depend on the LoRA too — or the frozen base's, computed once per context, as
+ * CaMeLS reads its tokens with a model of its own (pipeline/perk/README.md: on the tiny base the
+ * adapted form collapses within a few hundred outer steps; the base form learns stably).
  */
 import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import { gelu, matmul, reshape, softplus } from "../../kernels/autodiff/basic.ts";
 
 export const WEIGHTING_HIDDEN = 128;
+
+/** The hidden state the weighting model reads: the adapted model's (paper) or the base's. */
+export type WeightsFrom = "adapted" | "base";
+export const WEIGHTS_FROM: readonly WeightsFrom[] = ["adapted", "base"];
 export const WEIGHTING_BETA = 3;
 
 /** φ = [W1 (C, 128), b1 (128), W2 (128, 1), b2 (1)], as host arrays (the meta-parameters). */
