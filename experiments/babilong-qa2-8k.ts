@@ -14,9 +14,11 @@ export default defineExperiment({
     // The learning regime (pipeline/perk/README.md): the shipped base, short training contexts
     // (QA2's stories need 512 tokens), one outer step per problem; n_test 40 is the smallest
     // sample whose interval can separate PERK from the constant answer. Measured 2026-12-07 on
-    // the 2-core host: 32 min (meta-training 574 s, PERK's 8K answers 954 s, FT-ICR 7 min);
-    // PERK 15.0%, FT-ICR 20.0%, no-encode 12.5%, constant 22.5%: PERK does not learn QA2 here;
-    // rerun with the weighting model frozen: PERK = FT-ICR = no-encode = 20.0% (all "bedroom").
+    // the 2-core host, alone: 28 min (meta-training 454 s, PERK's 8K answers ~15 min, FT-ICR
+    // ~7 min); PERK = FT-ICR = no-encode = context-mode = 20.0%, constant 22.5% — PERK does not
+    // learn QA2 here. With the weighting model learned on the base's hidden states (the cpu
+    // profile's default since then) PERK answers "bedroom" to all 40; with it frozen PERK spread
+    // its answers over the story's rooms and scored 22.5% (pipeline/perk/README.md).
     cpu: {
       train_lengths: ["512"],
       test_lengths: ["8k"],

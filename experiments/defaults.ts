@@ -161,11 +161,13 @@ export const DEFAULTS: Readonly<Record<Profile, Config>> = {
     // PyTorch prototype); 1e-4 holds. Log-rates move on their own, much larger, scale.
     outer_lr: 1e-4,
     outer_lr_rates: 1e-2,
-    // The weighting model stays at its initial, uniform weights: learned on 256-token
-    // contexts it stops PERK reading longer ones — the same θ₀ and rates answered 21/100 at 1K
-    // with the learned weighting (all "hallway", as perk-no-encode) and 32/100 with the initial
-    // one (pipeline/perk/README.md). The paper profile learns it.
-    outer_lr_weighting: 0,
+    // The weighting model reads the frozen base's hidden states and is learned at 3e-3. Reading
+    // the adapted model (the paper's form) it collapsed within 100–250 outer steps at every rate
+    // tried and, learned on 256-token contexts, stopped PERK reading 1K ones; reading the base
+    // it learns stably to weight the facts' rooms — the PyTorch prototype's QA1 at 256 tokens,
+    // validation 41 → 73% in 300 steps (pipeline/perk/README.md, "The weighting model").
+    outer_lr_weighting: 3e-3,
+    weighting_input: "base",
     // A decaying schedule stalls the learned rates and PERK collapses onto one answer
     // (pipeline/perk/README.md: the prototype at 150 steps, constant 38%, cosine 20%).
     outer_schedule: "constant",

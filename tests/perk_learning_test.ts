@@ -13,7 +13,10 @@
  * perk-no-encode 42/200, context-mode 86/200, PERK giving its answer on 143 of 200 — it read which
  * location the story names most, not where the asked person is; with the base trained for
  * test-time training (fixtures/models/tiny-base/README.md): perk 98/200, perk-no-encode 35/200,
- * context-mode 86/200, PERK giving its answer on 115 of 200 (274 s beside one prototype job).
+ * context-mode 86/200, PERK giving its answer on 115 of 200 (274 s beside one prototype job);
+ * with the weighting model learned on the base's hidden states (`weighting_input: base`, the cpu
+ * profile's default since): perk 109/200, perk-no-encode 36/200, context-mode 86/200, PERK giving
+ * its answer on 98 of 200 (273 s in the suite, beside one experiment).
  *
  * The default (in the suite, a few minutes): 128-token contexts, 60 outer steps (one pass over
  * 60 training problems) at outer rates 3e-4 (θ₀) and 3e-2 (log-rates) — a short meta-training
