@@ -69,7 +69,11 @@ export async function perkMetaGradient(
   const be = gpuBackend(mp.lr, lrBar, mp.theta0.length, o.adam);
   const theta0 = packed(mp.theta0);
   const seedOf = (n: number) => (o.dropoutSeed === undefined ? undefined : o.dropoutSeed + n);
-  const inner = groupedInner(lm, problem, mp.phi, seedOf, o.groups, o.order, mp.weightsFrom);
+  const inner = groupedInner(lm, problem, mp.phi, seedOf, {
+    groups: o.groups,
+    order: o.order,
+    weightsFrom: mp.weightsFrom,
+  });
   const outer = outerObjective(
     lm,
     outB,
@@ -106,9 +110,11 @@ export function groupedInner(
   problem: EncodedProblem,
   phi: readonly Tensor[],
   seedOf: (n: number) => number | undefined,
-  groups = 1,
-  order?: readonly number[],
-  weightsFrom: WeightsFrom = "adapted",
+  { groups = 1, order, weightsFrom = "adapted" }: {
+    readonly groups?: number;
+    readonly order?: readonly number[];
+    readonly weightsFrom?: WeightsFrom;
+  } = {},
 ): InnerObjective<Tensor, Tensor[]> & {
   readonly groups: number;
   dispose(): void;
@@ -207,9 +213,7 @@ export async function encodeContext(
     problem,
     mp.phi,
     (s) => (o.dropoutSeed === undefined ? undefined : o.dropoutSeed + s),
-    o.groups,
-    undefined,
-    mp.weightsFrom,
+    { groups: o.groups, weightsFrom: mp.weightsFrom },
   );
   const K = inner.groups;
   inner.onGroup = (step, g) => o.onProgress?.(step * K + g + 1, o.steps * K);
