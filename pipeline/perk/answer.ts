@@ -12,7 +12,7 @@ import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import type { EncodedProblem } from "./batch.ts";
 import { encodeContext } from "./meta_step.ts";
 import type { PerkLM } from "./objectives.ts";
-import type { MetaState, Shapes } from "./train.ts";
+import { disposeParams, type MetaState, type Shapes, uploadMeta } from "./train.ts";
 
 export interface AnswerSetup {
   readonly lm: PerkLM;
@@ -44,12 +44,7 @@ export async function answerProblem(
   o: AnswerOptions,
 ): Promise<Answer> {
   const rt = s.lm.rt;
-  const mp = {
-    theta0: state.theta0.map((x, k) => rt.keep(rt.tensor(x, s.shapes.theta0[k]))),
-    lr: rt.keep(rt.tensor(state.lr, [state.lr.length])),
-    phi: state.phi.map((x, k) => rt.keep(rt.tensor(x, s.shapes.phi[k]))),
-    weightsFrom: state.weightsFrom,
-  };
+  const mp = uploadMeta(rt, state, s.shapes);
   let adapted: Tensor[] = [];
   try {
     adapted = o.steps > 0
@@ -61,6 +56,7 @@ export async function answerProblem(
     });
     return { text: s.tok.decode(gen.tokens), tokens: gen.tokens };
   } finally {
-    [...adapted, ...mp.theta0, mp.lr, ...mp.phi].forEach((t) => t.dispose());
+    adapted.forEach((t) => t.dispose());
+    disposeParams(mp);
   }
 }

@@ -21,6 +21,7 @@ import { perkLM } from "./lm_adapter.ts";
 import { encodeContext } from "./meta_step.ts";
 import type { MetaTrainedPerk } from "./meta_source.ts";
 import { loraFor } from "./stages.ts";
+import { disposeParams, uploadMeta } from "./train.ts";
 import { weightingShapes } from "./weighting.ts";
 
 /**
@@ -110,12 +111,10 @@ export class Reader {
     const rt = this.rt, st = this.meta.state, lora = this.#lora;
     const { segments, prefixLengths } = encodeSegments(this.tok, context);
     const t0 = performance.now();
-    const mp = {
-      theta0: st.theta0.map((x, k) => rt.keep(rt.tensor(x, [...lora.specs[k].shape]))),
-      lr: rt.keep(rt.tensor(st.lr, [st.lr.length])),
-      phi: st.phi.map((x, k) => rt.keep(rt.tensor(x, this.#phiShapes[k]))),
-      weightsFrom: st.weightsFrom,
-    };
+    const mp = uploadMeta(rt, st, {
+      theta0: lora.specs.map((s) => [...s.shape]),
+      phi: this.#phiShapes,
+    });
     try {
       const lm = perkLM(this.#model, lora.specs, lora.scale, 0);
       const adapted = await encodeContext(
@@ -130,7 +129,7 @@ export class Reader {
       this.#documents = context.length;
       await rt.sync();
     } finally {
-      [...mp.theta0, mp.lr, ...mp.phi].forEach((t) => t.dispose());
+      disposeParams(mp);
     }
     return {
       documents: context.length,

@@ -126,7 +126,8 @@ const vec = (name: string, data: Float32Array): [string, Tensor] => [
 
 export type Shapes = { theta0: number[][]; phi: number[][] };
 
-function upload(rt: Runtime, s: MetaState, shapes: Shapes): MetaParams {
+/** A meta-state on the GPU (the caller owns the tensors: disposeParams). */
+export function uploadMeta(rt: Runtime, s: MetaState, shapes: Shapes): MetaParams {
   return {
     theta0: s.theta0.map((x, i) => rt.keep(rt.tensor(x, shapes.theta0[i]))),
     lr: rt.keep(rt.tensor(s.lr, [s.lr.length])),
@@ -134,7 +135,7 @@ function upload(rt: Runtime, s: MetaState, shapes: Shapes): MetaParams {
     weightsFrom: s.weightsFrom,
   };
 }
-function disposeParams(p: MetaParams): void {
+export function disposeParams(p: MetaParams): void {
   [...p.theta0, p.lr, ...p.phi].forEach((t) => t.dispose());
 }
 
@@ -149,7 +150,7 @@ export async function validationLoss(
   const rt = lm.rt;
   let total = 0;
   for (const p of problems) {
-    const mp = upload(rt, s, shapes);
+    const mp = uploadMeta(rt, s, shapes);
     const adapted = await encodeContext(lm, p, mp, { steps });
     const b = outerBatch(p), t = uploadTargets(rt, b);
     const l = rt.keep(rt.scope(() => outerLoss(lm, b, t, adapted)));
@@ -243,7 +244,7 @@ export async function metaTrain(
         : drawn;
       const segOrder = shuffled(problem.segments.length, o.seed + 1, step);
       const state = view();
-      const mp = upload(rt, state, shapes);
+      const mp = uploadMeta(rt, state, shapes);
       const mg = await perkMetaGradient(lm, problem, mp, {
         steps: o.steps,
         retained: o.retained,
