@@ -201,6 +201,16 @@ const cases: OpCase[] = [
     },
   },
   {
+    name: "gather (embedding), rows of 8 (a vec4 per lane)",
+    shapes: [[6, 8]],
+    gpu: (w) => nn.gather(w, idx),
+    ref: (w) => {
+      const o = new Float64Array(idxHost.length * 8);
+      idxHost.forEach((r, i) => o.set(w.subarray(r * 8, r * 8 + 8), i * 8));
+      return o;
+    },
+  },
+  {
     name: "scatter-add",
     shapes: [[idxHost.length, 5]],
     gpu: (s) => nn.scatterAdd(s, idx),
@@ -256,6 +266,12 @@ const cases: OpCase[] = [
     shapes: [[2, 3, 9], [9]],
     gpu: (x, w) => nn.rmsNorm(x, w, 1e-6),
     ref: (x, w) => rmsNormRef(x, 9, w, 1e-6),
+  },
+  {
+    name: "rmsNorm fused (3, 12), rows of vec4s",
+    shapes: [[3, 12], [12]],
+    gpu: (x, w) => nn.rmsNorm(x, w, 1e-5),
+    ref: (x, w) => rmsNormRef(x, 12, w, 1e-5),
   },
   {
     name: "rmsNorm fused (3, 1)",

@@ -13,7 +13,15 @@ import {
 } from "../kernels/ops/elementwise.ts";
 import { UNARY, type UnaryName } from "../kernels/ops/unary_table.ts";
 import { reduce, type ReduceOp, reduceRef } from "../kernels/ops/reduce.ts";
-import { concat, expand, permute, permuteRef, slice, transpose } from "../kernels/ops/strided.ts";
+import {
+  concat,
+  expand,
+  permute,
+  permuteRef,
+  slice,
+  sliceInto,
+  transpose,
+} from "../kernels/ops/strided.ts";
 
 const rt = await testRuntime();
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
@@ -167,6 +175,35 @@ Deno.test("permute, transpose, slice, concat and expand match references", async
     const e = await rt.readF32(expand(rt.tensor([1, 2, 3], [3, 1]), [2, 3, 4]));
     assertClose(e, Array.from({ length: 24 }, (_, i) => Math.floor(i / 4) % 3 + 1), {
       label: "expand",
+    });
+  });
+});
+
+Deno.test("strided copies whose last axis is contiguous and a multiple of 4 (the vec4 path) match references", async () => {
+  await rt.scopeAsync(async () => {
+    // (B, H, T, hd) → (B, T, H, hd), as attention's merged heads; hd = 8 moves as 2 vec4s.
+    const shape = [2, 3, 5, 8];
+    const x = randn(numel(shape), 41);
+    const xt = rt.tensor(x, shape);
+    for (const perm of [[0, 2, 1, 3], [2, 1, 0, 3], [1, 0, 2, 3]]) {
+      assertClose(await rt.readF32(permute(xt, perm)), permuteRef(x, shape, perm), {
+        label: `permute ${perm}`,
+      });
+    }
+    // A slice at a vec4 offset of the last axis, another at an offset that is not (scalar path).
+    const want = (lo: number, len: number) => x.filter((_, i) => i % 8 >= lo && i % 8 < lo + len);
+    assertClose(await rt.readF32(slice(xt, 3, 4, 4)), want(4, 4), { label: "slice [4, 8)" });
+    assertClose(await rt.readF32(slice(xt, 3, 2, 4)), want(2, 4), { label: "slice [2, 6)" });
+    // sliceInto with accumulation at a vec4 offset, and concat along the last axis.
+    const dst = rt.tensor(new Float32Array(numel(shape)).fill(1), shape);
+    const part = slice(xt, 3, 0, 4);
+    sliceInto(dst, part, 3, 4, true);
+    const got = await rt.readF32(dst);
+    assertClose(got, Array.from(x, (_, i) => (i % 8 >= 4 ? 1 + x[i - 4] : 1)), {
+      label: "sliceInto add",
+    });
+    assertClose(await rt.readF32(concat([slice(xt, 3, 0, 4), slice(xt, 3, 4, 4)], 3)), x, {
+      label: "concat last axis",
     });
   });
 });

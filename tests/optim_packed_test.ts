@@ -65,7 +65,7 @@ Deno.test("packed layout: aligned offsets, zero gaps, block tables, views round 
   });
 });
 
-Deno.test("packed AdamW step and adjoint = float64 reference and = per-tensor kernels, bit for bit", async () => {
+Deno.test("packed AdamW step and adjoint = float64 reference and = per-tensor kernels (element-wise outputs bit for bit)", async () => {
   const J = SHAPES.length, n = 2, lrBase = n * J;
   const sizes = SHAPES.map((s) => s.reduce((a, b) => a * b, 1));
   const lrs = Float32Array.from({ length: 3 * J }, (_, i) => 0.01 + 0.003 * i);
@@ -161,7 +161,13 @@ Deno.test("packed AdamW step and adjoint = float64 reference and = per-tensor ke
         });
       }
       assertClose(lrb, lrbWant, { rtol: 1e-4, atol: 1e-4, label: "lr̄" });
-      assertClose(lrb, await rt.readF32(lrBarOne), { rtol: 0, atol: 0, label: "lr̄ ≡ per tensor" });
+      // The packed kernel sums a vec4 per lane first, the per-tensor one a scalar per lane: the
+      // rate sums agree to rounding, not bit for bit.
+      assertClose(lrb, await rt.readF32(lrBarOne), {
+        rtol: 1e-5,
+        atol: 1e-6,
+        label: "lr̄ ≈ per tensor",
+      });
       // The gaps stay zero through a step and an adjoint.
       for (const f of [s.p, s.m, s.v, a.p, a.m, a.v, a.g]) {
         const h = await rt.readF32(f);

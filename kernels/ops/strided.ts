@@ -6,7 +6,7 @@
  */
 import type { Tensor } from "../runtime/tensor.ts";
 import { type Kernel, kernel } from "../runtime/kernel.ts";
-import { texelLoadScalarFn } from "../runtime/texels.ts";
+import { texelLoadFn, texelLoadScalarFn } from "../runtime/texels.ts";
 import { broadcastStrides, checkRank, normAxis, stridesOf } from "./shape.ts";
 
 const WG = 256;
@@ -26,8 +26,18 @@ const COPY_U = {
   ds: "array<vec4u, 2>",
 } as const;
 
-function copySpec(accumulate: boolean, rank: number, texels: boolean): Kernel<typeof COPY_U> {
-  const key = `${accumulate}|${rank}|${texels}`;
+/**
+ * `vec4`: each lane moves 4 consecutive floats (the index space's last axis, contiguous on
+ * both sides; sizes, strides and offsets in vec4 units) — a quarter of the lanes, and one texel
+ * or vec4 load per lane instead of four scalar ones.
+ */
+function copySpec(
+  accumulate: boolean,
+  rank: number,
+  texels: boolean,
+  vec4 = false,
+): Kernel<typeof COPY_U> {
+  const key = `${accumulate}|${rank}|${texels}|${vec4}`;
   const hit = specCache.get(key);
   if (hit) return hit;
   let dims = "";
@@ -37,12 +47,16 @@ function copySpec(accumulate: boolean, rank: number, texels: boolean): Kernel<ty
       `  { let s = u.shape${at}; let c = r % s; r = r / s; so += c * u.ss${at}; dof += c * u.ds${at}; }\n`;
   }
   const spec = kernel({
-    name: accumulate ? "strided_add" : "strided_copy",
-    inputs: texels ? { S_tex: "texture" } : { S: "f32" },
-    outputs: { D: "f32" },
+    name: (accumulate ? "strided_add" : "strided_copy") + (vec4 ? "_vec4" : ""),
+    inputs: texels ? { S_tex: "texture" } : { S: vec4 ? "vec4f" : "f32" },
+    outputs: { D: vec4 ? "vec4f" : "f32" },
     uniforms: COPY_U,
     wg: WG,
-    decls: texels ? texelLoadScalarFn("ldS", "S_tex") : "fn ldS(i: u32) -> f32 { return S[i]; }",
+    decls: vec4
+      ? (texels ? texelLoadFn("ldS", "S_tex") : "fn ldS(i: u32) -> vec4f { return S[i]; }")
+      : texels
+      ? texelLoadScalarFn("ldS", "S_tex")
+      : "fn ldS(i: u32) -> f32 { return S[i]; }",
     id: "i",
     lanes: "u.n",
     body: /* wgsl */ `
@@ -85,8 +99,35 @@ export function stridedCopy(
   };
   const rt = src.rt;
   const texels = rt.isCpuAdapter && src.dtype === "f32" && rt.texelsFit(src.size);
-  copySpec(accumulate, rank, texels).run(rt, [texels ? rt.texels(src, 24) : src, dst], u, n);
+  const v = vec4Units(src, sv, dst, dv, shape);
+  const spec = copySpec(accumulate, rank, texels, !!v);
+  spec.run(rt, [texels ? rt.texels(src, 24) : src, dst], v ?? u, v ? v.n : n);
   return dst;
+}
+
+/**
+ * The uniform in vec4 units when the last axis is contiguous on both sides and every size,
+ * stride and offset is a multiple of 4 (f32 tensors whose sizes are too); else undefined.
+ */
+function vec4Units(src: Tensor, sv: View, dst: Tensor, dv: View, shape: readonly number[]) {
+  const r = shape.length, last = r - 1;
+  if (r === 0 || src.dtype !== "f32" || dst.dtype !== "f32") return undefined;
+  if (src.size % 4 || dst.size % 4 || shape[last] % 4 || sv.offset % 4 || dv.offset % 4) {
+    return undefined;
+  }
+  if (sv.strides[last] !== 1 || dv.strides[last] !== 1) return undefined;
+  for (let d = 0; d < last; d++) if (sv.strides[d] % 4 || dv.strides[d] % 4) return undefined;
+  const q = (xs: readonly number[]) => xs.slice(0, r).map((x, d) => (d === last ? 1 : x / 4));
+  const vshape = shape.map((x, d) => (d === last ? x / 4 : x));
+  return {
+    n: vshape.reduce((a, b) => a * b, 1),
+    rank: r,
+    soff: sv.offset / 4,
+    doff: dv.offset / 4,
+    shape: vshape,
+    ss: q(sv.strides),
+    ds: q(dv.strides),
+  };
 }
 
 const contiguous = (shape: readonly number[]): View => ({ offset: 0, strides: stridesOf(shape) });

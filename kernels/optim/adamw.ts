@@ -2,7 +2,7 @@
  * AdamW step and its adjoint as WGSL kernels: one dispatch per parameter tensor
  * (`adamwStep`, `adamwAdjoint`), or one per packed parameter set (`adamwStepPacked`,
  * `adamwAdjointPacked`: every tensor of a packed.ts layout in one buffer, each with its own
- * learning rate). Both run the same per-element math (STEP / ADJOINT below).
+ * learning rate). Both run the same per-element math (STEP / adjointMath below).
  * Reference: adamw_math.ts beside it (float64). The learning rate is read from a GPU
  * tensor of learned rates (`lr[lrIndex]`), so meta-learned rates never leave the GPU and
  * one pipeline serves every tensor, step and size (sizes travel in a uniform).
@@ -11,7 +11,7 @@ import type { Tensor } from "../runtime/tensor.ts";
 import { cdiv, kernel } from "../runtime/kernel.ts";
 import type { AdamWHyper } from "./adamw_math.ts";
 import { biasCorrections } from "./adamw_math.ts";
-import { blockTable, type PackedLayout, tensorTable } from "./packed.ts";
+import { blockTable, PACK_BLOCK, type PackedLayout, tensorTable } from "./packed.ts";
 
 const WG = 64;
 
@@ -45,8 +45,11 @@ const STEP = /* wgsl */ `
   M2[i] = m;
   V2[i] = v;`;
 
-/** One element's adjoint (needs i, lr; sets lr_part): p̄', m̄', v̄', ḡ. */
-const ADJOINT = /* wgsl */ `
+/**
+ * One element's adjoint (needs i, lr; sets lr_part) for elements of type `t`: p̄', m̄', v̄', ḡ.
+ * With vec4s, lr_part sums the four lanes' terms.
+ */
+const adjointMath = (t: "f32" | "vec4f") => /* wgsl */ `
     let g = G[i];
     let m = u.b1 * M[i] + (1.0 - u.b1) * g;
     let v = u.b2 * V[i] + (1.0 - u.b2) * g * g;
@@ -54,22 +57,22 @@ const ADJOINT = /* wgsl */ `
     let den = u.c2 * sv + u.eps;
     let upd = u.c1 * m / den;
     let pb = PB[i];
-    lr_part = pb * (-P[i] * u.wd - upd);
+    lr_part = ${t === "f32" ? "pb * (-P[i] * u.wd - upd)" : "dot(pb, -P[i] * u.wd - upd)"};
     PB2[i] = pb * (1.0 - lr * u.wd);
     let ub = -lr * pb;
     let mt = MB[i] + ub * u.c1 / den;
     // v = 0 only when every gradient so far was 0: the v-path term vanishes in the limit.
-    var vt = VB[i];
-    if (sv > 0.0) { vt += ub * (-u.c1 * m * u.c2) / (den * den * 2.0 * sv); }
+    let vterm = ub * (-u.c1 * m * u.c2) / (den * den * 2.0 * sv);
+    let vt = VB[i] + select(${t}(0.0), vterm, sv > ${t}(0.0));
     MB2[i] = u.b1 * mt;
     VB2[i] = u.b2 * vt;
     GB[i] = (1.0 - u.b1) * mt + 2.0 * (1.0 - u.b2) * g * vt;`;
 
-/** The workgroup's sum of lr_part into PART[workgroup] (the adjoint's epilogue). */
-const PARTIAL_SUM = /* wgsl */ `
+/** The workgroup's (`wg` lanes) sum of lr_part into PART[workgroup] (the adjoint's epilogue). */
+const partialSum = (wg: number) => /* wgsl */ `
   red[lid] = lr_part;
   workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+  for (var s = ${wg / 2}u; s > 0u; s = s >> 1u) {
     if (lid < s) { red[lid] += red[lid + s]; }
     workgroupBarrier();
   }
@@ -101,8 +104,8 @@ const adjointSpec = kernel({
   body: /* wgsl */ `
   var lr_part = 0.0;
   if (i < u.n) {
-    let lr = LR[u.lr_index];${ADJOINT}
-  }${PARTIAL_SUM}`,
+    let lr = LR[u.lr_index];${adjointMath("f32")}
+  }${partialSum(WG)}`,
 });
 
 /** LRB[lr_index] += Σ PART[0..n) (one invocation; partial counts are small). */
@@ -197,33 +200,46 @@ export function adamwAdjoint(
 // ------------------------------------------------------------------ packed parameter sets
 
 /**
+ * The packed kernels move a vec4 per lane: 16 lanes cover one 64-element block (a workgroup,
+ * inside one tensor as packed.ts guarantees), with a quarter of the loads and stores and a
+ * 16-entry partial sum. Same per-element math as STEP / adjointMath, on vec4s.
+ */
+const PWG = PACK_BLOCK / 4;
+const STEP4_IN = { P: "vec4f", M: "vec4f", V: "vec4f", G: "vec4f", LR: "f32" } as const;
+const STEP4_OUT = { P2: "vec4f", M2: "vec4f", V2: "vec4f" } as const;
+const ADJ4_IN = { PB: "vec4f", MB: "vec4f", VB: "vec4f" } as const;
+const ADJ4_OUT = { PB2: "vec4f", MB2: "vec4f", VB2: "vec4f", GB: "vec4f", PART: "f32" } as const;
+
+/**
  * Packed p, m, v, g, lr, tensor table (TID: each workgroup's tensor, packed.ts) → p', m', v';
  * tensor j steps with LR[lr_index + j].
  */
 const stepPackedSpec = kernel({
   name: "adamw_step_packed",
-  inputs: { ...STEP_IN, TID: "u32" },
-  outputs: STEP_OUT,
+  inputs: { ...STEP4_IN, TID: "u32" },
+  outputs: STEP4_OUT,
   uniforms: PACKED_PARAMS,
+  wg: PWG,
   id: "i",
-  lanes: "u.n",
+  lanes: "u.n / 4u",
   body: `  let lr = LR[u.lr_index + TID[wid.x + wid.y * nwg.x]];${STEP}`,
 });
 
 /** The adjoint over a packed set: as `adjointSpec`, each workgroup inside one tensor (TID). */
 const adjointPackedSpec = kernel({
   name: "adamw_adjoint_packed",
-  inputs: { ...STEP_IN, TID: "u32", ...ADJ_IN },
-  outputs: ADJ_OUT,
+  inputs: { ...STEP4_IN, TID: "u32", ...ADJ4_IN },
+  outputs: ADJ4_OUT,
   uniforms: PACKED_PARAMS,
-  decls: RED,
+  wg: PWG,
+  decls: `var<workgroup> red: array<f32, ${PWG}>;`,
   id: "i",
   unguarded: true,
   body: /* wgsl */ `
   var lr_part = 0.0;
-  if (i < u.n) {
-    let lr = LR[u.lr_index + TID[wid.x + wid.y * nwg.x]];${ADJOINT}
-  }${PARTIAL_SUM}`,
+  if (i < u.n / 4u) {
+    let lr = LR[u.lr_index + TID[wid.x + wid.y * nwg.x]];${adjointMath("vec4f")}
+  }${partialSum(PWG)}`,
 });
 
 /**
@@ -281,7 +297,7 @@ export function adamwStepPacked(
   const n = layout.total;
   const o = { p: rt.keep(rt.empty([n])), m: rt.keep(rt.empty([n])), v: rt.keep(rt.empty([n])) };
   const bind = [p, m, v, g, lr, tensorTable(rt, layout), o.p, o.m, o.v];
-  stepPackedSpec.run(rt, bind, packedParams(layout, lrIndex, t, h), n);
+  stepPackedSpec.run(rt, bind, packedParams(layout, lrIndex, t, h), n / 4);
   return o;
 }
 
@@ -322,7 +338,7 @@ export function adamwAdjointPacked(
     rt,
     [p, m, v, g, lr, tensorTable(rt, layout), pBar, mBar, vBar, o.p, o.m, o.v, o.g, part],
     u,
-    n,
+    n / 4,
   );
   lrReducePackedSpec.run(rt, [part, blk, lrBar], u, layout.count);
   part.dispose();
