@@ -6,7 +6,7 @@
 import type { Runtime } from "../kernels/runtime/runtime.ts";
 import type { Tensor } from "../kernels/runtime/tensor.ts";
 import { type BlockConfig, blockForward, randomBlock } from "./example_block.ts";
-import { gather, RowIndex } from "../kernels/autodiff/nn.ts";
+import { crossEntropyRows, gather, RowIndex } from "../kernels/autodiff/nn.ts";
 import { ropeTables } from "../kernels/ops/nn_kernels.ts";
 import type { PerkLM } from "../pipeline/perk/objectives.ts";
 import type { EncodedProblem, TokenBatch } from "../pipeline/perk/batch.ts";
@@ -63,7 +63,10 @@ export function toyLM(rt: Runtime, seed = 5): PerkLM & { lora: Tensor[]; dispose
     rt,
     dim: TOY.dim,
     lora: r.lora,
-    forward,
+    nll: (b: TokenBatch, targets: Tensor, lora: readonly Tensor[]) => {
+      const { hidden, logits } = forward(b, lora);
+      return { hidden, nll: crossEntropyRows(logits, targets) };
+    },
     baseHidden: (b: TokenBatch) => forward(b, noAdapter).hidden,
     dispose() {
       [...r.base, ...r.lora, r.embed, ...noAdapter].forEach((t) => t.dispose());

@@ -4,24 +4,29 @@ import { gpuLora, type GpuModel } from "../model/gpu_model.ts";
 import type { ParamSpec } from "../model/lora.ts";
 import type { PerkLM } from "./objectives.ts";
 
+/**
+ * `headRows`: rows per head + cross-entropy chunk (default: as many as one bindable buffer
+ * holds — one chunk for the tiny vocabularies; tests force several).
+ */
 export function perkLM(
   model: GpuModel,
   specs: readonly ParamSpec[],
   scale: number,
   dropout: number,
+  headRows?: number,
 ): PerkLM {
   return {
     rt: model.rt,
     dim: model.config.dim,
     vocab: model.config.vocab,
-    forward(batch, lora: readonly Tensor[], o = {}) {
-      const r = model.forward(batch.ids, {
+    nll(batch, targets, lora: readonly Tensor[], o = {}) {
+      return model.nll(batch.ids, {
         batch: batch.rows,
+        targets,
         lora: gpuLora(specs, [...lora], scale, dropout),
         dropoutSeed: o.dropoutSeed,
-        logits: "all",
+        headRows,
       });
-      return { hidden: r.hidden, logits: r.logits! };
     },
     baseHidden(batch) {
       return model.forward(batch.ids, { batch: batch.rows, logits: "none" }).hidden;

@@ -16,7 +16,11 @@ import { type EncodedProblem, innerBatch, outerBatch } from "./batch.ts";
 import { innerObjective, outerObjective, type PerkLM, uploadTargets } from "./objectives.ts";
 import type { WeightsFrom } from "./weighting.ts";
 
-/** Largest logits tensor one accumulation group may produce (bytes). */
+/**
+ * Logits one accumulation group may hold (bytes): a memory bound — the tape keeps every head
+ * chunk's logits for the backward pass. Not a binding limit: the head runs in row chunks that
+ * each fit one binding (PerkLM.nll), so even a single segment of a wide vocabulary works.
+ */
 export const LOGITS_BUDGET = 96 * 1024 * 1024;
 
 export interface MetaParams {

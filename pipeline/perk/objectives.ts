@@ -13,24 +13,29 @@
 import type { Tensor } from "../../kernels/runtime/tensor.ts";
 import type { Runtime } from "../../kernels/runtime/runtime.ts";
 import { mul, scale, sumAll } from "../../kernels/autodiff/basic.ts";
-import { crossEntropyRows } from "../../kernels/autodiff/nn.ts";
 import { grad, hvp } from "../../kernels/autodiff/transforms.ts";
 import type { InnerObjective, OuterObjective } from "./metagrad.ts";
 import type { TokenBatch } from "./batch.ts";
 import { tokenWeights } from "./weighting.ts";
 import { layoutOf, packedBase, packedViews, packedZeros } from "../../kernels/optim/packed.ts";
 
-/** What PERK needs of a language model: hidden states and logits with LoRA tensors θ. */
+/** What PERK needs of a language model: per-token losses and hidden states with LoRA tensors θ. */
 export interface PerkLM {
   readonly rt: Runtime;
   readonly dim: number;
-  /** Vocabulary size (logits width), to size batches under the binding limit. */
+  /** Vocabulary size (logits width), to size accumulation groups (meta_step.ts LOGITS_BUDGET). */
   readonly vocab?: number;
-  forward(
+  /**
+   * Per-token NLL of `targets` (rows·len; 0 where a target is −1) and the final-norm hidden
+   * states (rows·len, C). The head and the cross-entropy may run in row chunks (GpuModel.nll:
+   * each chunk's logits fit one bindable buffer), so no vocabulary is too wide for a segment.
+   */
+  nll(
     batch: TokenBatch,
+    targets: Tensor,
     lora: readonly Tensor[],
     o?: { dropoutSeed?: number },
-  ): { hidden: Tensor; logits: Tensor };
+  ): { hidden: Tensor; nll: Tensor };
   /** The frozen base's final-norm hidden states (rows·len, C), no adapter, no logits. */
   baseHidden(batch: TokenBatch): Tensor;
 }
@@ -52,9 +57,8 @@ export function innerLoss(
   dropoutSeed?: number,
   weightsHidden?: Tensor,
 ): Tensor {
-  const { hidden, logits } = lm.forward(batch, lora, { dropoutSeed });
+  const { hidden, nll } = lm.nll(batch, targets, lora, { dropoutSeed });
   const w = tokenWeights(weightsHidden ?? hidden, phi);
-  const nll = crossEntropyRows(logits, targets);
   return scale(sumAll(mul(nll, w)), 1 / (batch.rows * (batch.len - 1)));
 }
 
@@ -66,8 +70,8 @@ export function outerLoss(
   lora: readonly Tensor[],
   dropoutSeed?: number,
 ): Tensor {
-  const { logits } = lm.forward(batch, lora, { dropoutSeed });
-  return scale(sumAll(crossEntropyRows(logits, targets)), 1 / Math.max(1, batch.count));
+  const { nll } = lm.nll(batch, targets, lora, { dropoutSeed });
+  return scale(sumAll(nll), 1 / Math.max(1, batch.count));
 }
 
 const own = (rt: Runtime, ts: Tensor[]) => ts.map((t) => rt.keep(t));

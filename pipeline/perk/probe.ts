@@ -21,7 +21,6 @@
  */
 import type { Runtime } from "../../kernels/runtime/runtime.ts";
 import type { Tensor } from "../../kernels/runtime/tensor.ts";
-import { crossEntropyRows } from "../../kernels/autodiff/nn.ts";
 import type { Problem } from "../data/problems.ts";
 import { type Metric, scoreItem } from "../data/scorers.ts";
 import { generateGreedyGpu } from "../model/gpu_generate.ts";
@@ -149,7 +148,8 @@ function masksOf(tok: TextTokenizer, p: Problem): Masks {
 
 /**
  * Per segment, the NLL at each scored position (NaN where nothing is scored: the document
- * prefix, the last token), from forwards over groups of segments whose logits fit a binding.
+ * prefix, the last token), from forwards over groups of segments whose logits fit the memory
+ * bound (LOGITS_BUDGET).
  */
 async function positionLosses(
   lm: PerkLM,
@@ -165,7 +165,7 @@ async function positionLosses(
     const order = Array.from({ length: Math.min(perGroup, n - first) }, (_, i) => first + i);
     const b = innerBatch(problem, order);
     const targets = uploadTargets(rt, b);
-    const nll = rt.scope(() => rt.keep(crossEntropyRows(lm.forward(b, lora).logits, targets)));
+    const nll = rt.scope(() => rt.keep(lm.nll(b, targets, lora).nll));
     const values = await rt.readF32(nll);
     nll.dispose();
     targets.dispose();
