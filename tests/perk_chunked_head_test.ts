@@ -3,7 +3,9 @@
  * run in row chunks (GpuModel.nll: each chunk's logits fit one bindable buffer, so a segment
  * of any vocabulary fits lavapipe's 128 MiB bindings). Chunking must not change the maths: the
  * meta-gradient (θ₀, learned rates, weighting model) of a real GpuModel with the head forced
- * into chunks of 50 rows equals the one-chunk computation, and so does test-time encoding.
+ * into chunks of 50 rows equals the one-chunk computation, and so does test-time encoding; and a
+ * meta-step runs with Qwen2's 151,936-id vocabulary, whose one-segment logits (288 rows,
+ * 175 MB) exceed lavapipe's largest binding (before the chunked head it threw).
  */
 import { assertClose, randn, testRuntime } from "./testing.ts";
 import { generateProblems } from "../pipeline/data/problems.ts";
@@ -74,5 +76,40 @@ Deno.test("PERK's meta-gradient and encoding with the head in row chunks = one c
   // The meta-gradient is not trivially zero (the comparison means something).
   const norm = one.grads.reduce((s, g) => s + g.reduce((a, x) => a + x * x, 0), 0);
   if (!(norm > 0)) throw new Error("meta-gradient is zero");
+  model.dispose();
+});
+
+Deno.test("a PERK meta-step with Qwen2's vocabulary (one segment's logits wider than a binding)", async () => {
+  const config = profileConfig("micro", 151936);
+  const model = GpuModel.upload(rt, { config, weights: initRandomWeights(config, 1) });
+  const lora = initLora(config, defaultLoraConfig(config, { rank: 4, alpha: 8, seed: 1 }));
+  const lm = perkLM(model, lora.specs, lora.scale, 0);
+  const J = lora.specs.length;
+  const seg = Int32Array.from({ length: 287 }, (_, i) => (i * 7919) % config.vocab);
+  const problem = {
+    segments: [seg],
+    prefixLengths: [0],
+    prompt: Int32Array.from([5, 6, 7]),
+    target: Int32Array.from([150_000, 9]),
+  };
+  const m: MetaParams = {
+    theta0: lora.specs.map((s, j) =>
+      rt.keep(rt.tensor(randn(s.size, 80 + j, -0.05, 0.05), [...s.shape]))
+    ),
+    lr: rt.keep(rt.tensor(new Float32Array(N * J).fill(1e-3), [N * J])),
+    phi: weightingShapes(config.dim).map((s, i) =>
+      rt.keep(rt.tensor(randn(s.reduce((a, b) => a * b, 1), 90 + i, -0.3, 0.3), s))
+    ),
+  };
+  const g = await perkMetaGradient(lm, problem, m, { steps: N, retained: 1 });
+  // Random weights: the outer loss is about ln V, and the rates' meta-gradient is finite.
+  if (!(Math.abs(g.loss - Math.log(config.vocab)) < 3)) {
+    throw new Error(`outer loss ${g.loss}, expected near ln ${config.vocab}`);
+  }
+  const lr = await rt.readF32(g.lr);
+  if (!lr.every(Number.isFinite) || !lr.some((x) => x !== 0)) {
+    throw new Error(`rate meta-gradient ${lr.slice(0, 4)}…`);
+  }
+  [...g.theta0, g.lr, ...g.phi, ...m.theta0, m.lr, ...m.phi].forEach((t) => t.dispose());
   model.dispose();
 });
