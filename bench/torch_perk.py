@@ -442,7 +442,7 @@ def cmd_meta(a):
     thd = {k: (x.detach(), y.detach()) for k, (x, y) in th0.items()}
     n = a.n_test
     test = load_data(a.test_data) if a.test_data else data  # another length: length generalisation
-    for name, N, enc in [("perk", a.N, True), ("perk-no-encode", 0, False)]:
+    for name, N, enc in ([("perk", a.N, True), ("perk-no-encode", 0, False)] if n > 0 else []):
         acc = evaluate(W, c, test, "test", thd, lrs, N, scale, n, encode=enc)
         lo, hi = wilson(round(acc * n), n)
         print(f"TEST {name}: {acc:.3f} [{lo:.3f}, {hi:.3f}] n={n}")
