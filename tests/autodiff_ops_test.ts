@@ -190,26 +190,17 @@ const cases: OpCase[] = [
     gpu: (a, b) => ad.matmul(a, b, { transB: true }),
     ref: (a, b) => matmulShapedRef(a, [2, 3, 5], b, [2, 4, 5], { transB: true }),
   },
-  {
-    name: "gather (embedding)",
-    shapes: [[6, 5]],
-    gpu: (w) => nn.gather(w, idx),
-    ref: (w) => {
-      const o = new Float64Array(idxHost.length * 5);
-      idxHost.forEach((r, i) => o.set(w.subarray(r * 5, r * 5 + 5), i * 5));
+  // Rows of 5 (a float per lane) and of 8 (a vec4 per lane).
+  ...[5, 8].map((C) => ({
+    name: `gather (embedding), rows of ${C}`,
+    shapes: [[6, C]],
+    gpu: (w: Tensor) => nn.gather(w, idx),
+    ref: (w: Float64Array) => {
+      const o = new Float64Array(idxHost.length * C);
+      idxHost.forEach((r, i) => o.set(w.subarray(r * C, r * C + C), i * C));
       return o;
     },
-  },
-  {
-    name: "gather (embedding), rows of 8 (a vec4 per lane)",
-    shapes: [[6, 8]],
-    gpu: (w) => nn.gather(w, idx),
-    ref: (w) => {
-      const o = new Float64Array(idxHost.length * 8);
-      idxHost.forEach((r, i) => o.set(w.subarray(r * 8, r * 8 + 8), i * 8));
-      return o;
-    },
-  },
+  })),
   {
     name: "scatter-add",
     shapes: [[idxHost.length, 5]],

@@ -102,29 +102,24 @@ export class RowIndex {
   }
 }
 
-const GATHER = kernel({
-  name: "gather_rows",
-  inputs: { W: "f32", I: "i32" },
-  outputs: { Y: "f32" },
-  uniforms: { n: "u32", C: "u32", rows: "u32" },
-  lanes: "u.n * u.C",
-  body: /* wgsl */ `
+/**
+ * Row gather, one element per lane — a float, or a vec4 of a row (C % 4 = 0, C then counted in
+ * vec4s: a quarter of the loads, which lavapipe runs as per-lane loops).
+ */
+const gatherKernel = (t: "f32" | "vec4f") =>
+  kernel({
+    name: t === "f32" ? "gather_rows" : "gather_rows_vec4",
+    inputs: { W: t, I: "i32" },
+    outputs: { Y: t },
+    uniforms: { n: "u32", C: "u32", rows: "u32" },
+    lanes: "u.n * u.C",
+    body: /* wgsl */ `
   // Host ids are range-checked; clamp anyway so ids produced on the GPU (generation) can
   // never index outside the table.
   let r = u32(clamp(I[id / u.C], 0, i32(u.rows) - 1));
   Y[id] = W[r * u.C + id % u.C];`,
-});
-/** As GATHER, a vec4 of a row per lane (C % 4 = 0; C in vec4 units): a quarter of the loads. */
-const GATHER4 = kernel({
-  name: "gather_rows_vec4",
-  inputs: { W: "vec4f", I: "i32" },
-  outputs: { Y: "vec4f" },
-  uniforms: { n: "u32", C: "u32", rows: "u32" },
-  lanes: "u.n * u.C",
-  body: /* wgsl */ `
-  let r = u32(clamp(I[id / u.C], 0, i32(u.rows) - 1));
-  Y[id] = W[r * u.C + id % u.C];`,
-});
+  });
+const GATHER = gatherKernel("f32"), GATHER4 = gatherKernel("vec4f");
 /** table (V, C), ids (N) i32 tensor (may live only on the GPU) → (N, C). */
 export function gatherRowsById(table: Tensor, ids: Tensor): Tensor {
   const [rows, C] = [table.shape[0], table.shape.at(-1)!], n = ids.size;
@@ -313,43 +308,33 @@ const CE_ELEM4 = /* wgsl */ `
   let c0 = id * 4u % u.V;
   let oh = select(vec4f(0.0), vec4f(1.0), vec4u(c0, c0 + 1u, c0 + 2u, c0 + 3u) == vec4u(u32(t)));`;
 
-// One lane per 4 outputs of one row (V % 4 = 0).
-const CE_GRAD_TEX = kernel({
-  name: "ce_grad_tex",
-  inputs: { Z: "texture", TGT: "i32", LSE: "f32", G: "f32" },
-  outputs: { DZ: "vec4f" },
-  uniforms: CE_U,
-  decls: texelLoadFn("ldZ", "Z"),
-  lanes: "u.N * u.V / 4u",
-  body: /* wgsl */ `${CE_ELEM4}
-  DZ[id] = select(vec4f(0.0), G[i] * (p - oh), t >= 0);`,
-});
-
 /**
- * As CE_GRAD_TEX, four texels of one row per lane (V % 16 = 0): the row's target, log-sum-exp
- * and cotangent (three per-lane storage loads, each a loop over the lanes on lavapipe) are
- * loaded once per 16 logits instead of once per 4. The same arithmetic per logit.
+ * dz from staged texels, `w` texels of one row per lane (V % 4w = 0): with w = 4 the row's
+ * target, log-sum-exp and cotangent (three per-lane storage loads, each a loop over the lanes on
+ * lavapipe) are loaded once per 16 logits instead of once per 4. The same arithmetic per logit.
  */
-const CE_GRAD_TEX16 = kernel({
-  name: "ce_grad_tex16",
-  inputs: { Z: "texture", TGT: "i32", LSE: "f32", G: "f32" },
-  outputs: { DZ: "vec4f" },
-  uniforms: CE_U,
-  decls: texelLoadFn("ldZ", "Z"),
-  lanes: "u.N * u.V / 16u",
-  body: /* wgsl */ `
-  let i = id * 16u / u.V;
+const ceGradTex = (w: 1 | 4) =>
+  kernel({
+    name: w === 1 ? "ce_grad_tex" : "ce_grad_tex16",
+    inputs: { Z: "texture", TGT: "i32", LSE: "f32", G: "f32" },
+    outputs: { DZ: "vec4f" },
+    uniforms: CE_U,
+    decls: texelLoadFn("ldZ", "Z"),
+    lanes: `u.N * u.V / ${4 * w}u`,
+    body: /* wgsl */ `
+  let i = id * ${4 * w}u / u.V;
   let t = TGT[i];
   let lse = LSE[i];
   let gi = G[i];
-  for (var q = 0u; q < 4u; q++) {
-    let k = id * 4u + q;
+  for (var q = 0u; q < ${w}u; q++) {
+    let k = id * ${w}u + q;
     let p = exp(ldZ(k) - lse);
     let c0 = k * 4u % u.V;
     let oh = select(vec4f(0.0), vec4f(1.0), vec4u(c0, c0 + 1u, c0 + 2u, c0 + 3u) == vec4u(u32(t)));
     DZ[k] = select(vec4f(0.0), gi * (p - oh), t >= 0);
   }`,
-});
+  });
+const CE_GRAD_TEX = ceGradTex(1), CE_GRAD_TEX16 = ceGradTex(4);
 
 /** dz = g_i · (softmax(z)_i − onehot(t_i)) (0 on ignored rows). */
 export function crossEntropyGrad(z: Tensor, targets: Tensor, lse: Tensor, g: Tensor): Tensor {
