@@ -4,13 +4,17 @@
  * and prints, per kernel family, calls, GPU time and its share, then host wall time and the
  * runtime's counters: dispatches, submits, waits (host blocked on the device) and readbacks.
  * Covers every run a case makes (warm-up included); PERK_PERF_RUNS=1 keeps it to two.
+ * `--shapes`: kernels whose pipelines are specialised per shape (the CPU adapters' subgroup and
+ * texel matmuls) are timed per shape ("matmul_tex_nt 288x6144x128": M×N×K), to find the hot ones.
  */
 import { createRuntime } from "../kernels/runtime/device.ts";
 import { loadCases } from "./cases.ts";
 
-if (!Deno.args.length) {
+const shapes = Deno.args.includes("--shapes");
+const filters = Deno.args.filter((a) => a !== "--shapes");
+if (!filters.length) {
   console.error(
-    "usage: deno task profile <case-filter…>   e.g. deno task profile metatrain_1k_T2_ms",
+    "usage: deno task profile [--shapes] <case-filter…>   e.g. deno task profile metatrain_1k_T2_ms",
   );
   Deno.exit(2);
 }
@@ -19,13 +23,13 @@ console.log(`# adapter: ${rt.adapter.description}`);
 if (!rt.hasTimestamps) {
   console.error("profile: this adapter has no 'timestamp-query' feature; only counters are shown");
 }
-const cases = await loadCases(Deno.args);
+const cases = await loadCases(filters);
 if (!cases.length) {
-  console.error(`profile: no case matches ${Deno.args.join(", ")}; see bench/*_perf.ts`);
+  console.error(`profile: no case matches ${filters.join(", ")}; see bench/*_perf.ts`);
   Deno.exit(2);
 }
 for (const c of cases) {
-  rt.enableProfiling();
+  rt.enableProfiling({ detail: shapes });
   const before = { ...rt.stats };
   const t0 = performance.now();
   const value = await c.run(rt);

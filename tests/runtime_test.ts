@@ -118,3 +118,32 @@ Deno.test("runtime: the profiler counts every dispatch past one query set (2,048
   assert.ok([...profile.values()].every((e) => e.ns >= 0));
   x.dispose();
 });
+
+Deno.test("runtime: the profiler times shape-specialised kernels per shape on request", async (t) => {
+  const rt = await testRuntime();
+  if (!rt.hasTimestamps) {
+    t.step({ name: "skip: adapter has no timestamp-query", ignore: true, fn: () => {} });
+    return;
+  }
+  const spec = (m: number) => ({
+    name: "probe_family",
+    detail: `${m}x1`,
+    // Sizes are baked into such kernels' code: one pipeline per shape.
+    code: `const M = ${m}u;\n@compute @workgroup_size(1) fn main() {}`,
+    bindings: [] as const,
+  });
+  const a = spec(3), b = spec(5);
+  for (const detail of [false, true]) {
+    rt.enableProfiling({ detail });
+    rt.dispatch(a, [], [1]);
+    rt.dispatch(a, [], [1]);
+    rt.dispatch(b, [], [1]);
+    const profile = await rt.collectProfile();
+    rt.disableProfiling();
+    const calls = Object.fromEntries([...profile].map(([k, e]) => [k, e.calls]));
+    assert.deepEqual(
+      calls,
+      detail ? { "probe_family 3x1": 2, "probe_family 5x1": 1 } : { probe_family: 3 },
+    );
+  }
+});

@@ -110,6 +110,7 @@ function buildSpec(
   const operand = src === "texture" ? "texture" : "read";
   return {
     name: `matmul_${src === "texture" ? "tex" : "sg"}_${v}`,
+    detail: `${s.m}x${s.n}x${s.k}${s.batch > 1 ? ` ×${s.batch}` : ""}`,
     code,
     bindings: [operand, operand, "read", "read_write"],
   };

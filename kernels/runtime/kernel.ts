@@ -17,6 +17,8 @@ export type BindingKind = "read" | "read_write" | "uniform" | "texture";
 export interface KernelSpec {
   /** Stable family name (for profiles and errors), e.g. "matmul_sg". */
   readonly name: string;
+  /** The specialisation within the family, e.g. a matmul's "288x6144x128" (profiles by shape). */
+  readonly detail?: string;
   /** Full WGSL source. Sizes are usually baked in (one pipeline per specialisation). */
   readonly code: string;
   readonly bindings: readonly BindingKind[];

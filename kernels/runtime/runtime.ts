@@ -73,6 +73,7 @@ export class Runtime {
   #pending = 0;
   #scopes: Scope[] = [];
   readonly #uniforms: UniformArena;
+  #profileDetail = false;
   #profiler:
     | {
       query: GPUQuerySet;
@@ -435,11 +436,15 @@ export class Runtime {
 
   // ---------------------------------------------------------------- profiling
 
-  /** Turn per-kernel timestamp profiling on (one pass per dispatch; slower). */
-  enableProfiling(): void {
+  /**
+   * Turn per-kernel timestamp profiling on (one pass per dispatch; slower). `detail`: time each
+   * specialisation of a family apart (a matmul per shape: "matmul_tex_nt 288x6144x128").
+   */
+  enableProfiling(o: { detail?: boolean } = {}): void {
     if (!this.hasTimestamps) return;
     this.flush();
     this.profile = new Map();
+    this.#profileDetail = o.detail ?? false;
     const count = 2 * PROFILE_SET; // begin/end per dispatch
     this.#profiler = {
       query: this.device.createQuerySet({ type: "timestamp", count }),
@@ -499,7 +504,8 @@ export class Runtime {
     pass.setBindGroup(0, group, dynamicOffsets);
     pass.dispatchWorkgroups(x, y, z);
     pass.end();
-    p.names.push(c.spec.name);
+    const d = this.#profileDetail && c.spec.detail;
+    p.names.push(d ? `${c.spec.name} ${d}` : c.spec.name);
   }
 
   /** Collect profiled timings recorded so far (resolves queries; costs a readback). */
