@@ -27,12 +27,18 @@ const PARAMS = {
   wd: "f32",
 } as const;
 const PACKED_PARAMS = { ...PARAMS, count: "u32" } as const;
-/** The step's tensors: p, m, v, g, lr (read) and p', m', v' (written). */
-const STEP_IN = { P: "f32", M: "f32", V: "f32", G: "f32", LR: "f32" } as const;
-const STEP_OUT = { P2: "f32", M2: "f32", V2: "f32" } as const;
-/** The adjoint's: p̄, m̄, v̄ (read) and p̄', m̄', v̄', ḡ, per-workgroup lr̄ partial sums. */
-const ADJ_IN = { PB: "f32", MB: "f32", VB: "f32" } as const;
-const ADJ_OUT = { PB2: "f32", MB2: "f32", VB2: "f32", GB: "f32", PART: "f32" } as const;
+/**
+ * The kernels' tensors with elements of type `t` (the rates and partial sums stay f32): the
+ * step's p, m, v, g, lr (read) and p', m', v' (written); the adjoint's p̄, m̄, v̄ (read) and
+ * p̄', m̄', v̄', ḡ, per-workgroup lr̄ partial sums.
+ */
+const tensors = <T extends "f32" | "vec4f">(t: T) => ({
+  stepIn: { P: t, M: t, V: t, G: t, LR: "f32" },
+  stepOut: { P2: t, M2: t, V2: t },
+  adjIn: { PB: t, MB: t, VB: t },
+  adjOut: { PB2: t, MB2: t, VB2: t, GB: t, PART: "f32" },
+} as const);
+const { stepIn: STEP_IN, stepOut: STEP_OUT, adjIn: ADJ_IN, adjOut: ADJ_OUT } = tensors("f32");
 const RED = `var<workgroup> red: array<f32, ${WG}>;`;
 
 /** One element's step (needs i, lr): p, m, v, g → p', m', v'. */
@@ -205,10 +211,7 @@ export function adamwAdjoint(
  * 16-entry partial sum. Same per-element math as STEP / adjointMath, on vec4s.
  */
 const PWG = PACK_BLOCK / 4;
-const STEP4_IN = { P: "vec4f", M: "vec4f", V: "vec4f", G: "vec4f", LR: "f32" } as const;
-const STEP4_OUT = { P2: "vec4f", M2: "vec4f", V2: "vec4f" } as const;
-const ADJ4_IN = { PB: "vec4f", MB: "vec4f", VB: "vec4f" } as const;
-const ADJ4_OUT = { PB2: "vec4f", MB2: "vec4f", VB2: "vec4f", GB: "vec4f", PART: "f32" } as const;
+const { stepIn: STEP4_IN, stepOut: STEP4_OUT, adjIn: ADJ4_IN, adjOut: ADJ4_OUT } = tensors("vec4f");
 
 /**
  * Packed p, m, v, g, lr, tensor table (TID: each workgroup's tensor, packed.ts) → p', m', v';

@@ -73,9 +73,10 @@ export class Runtime {
   #pending = 0;
   #scopes: Scope[] = [];
   readonly #uniforms: UniformArena;
-  #profileDetail = false;
   #profiler:
     | {
+      /** Names carry the kernel's specialisation (enableProfiling's `detail`). */
+      detail: boolean;
       query: GPUQuerySet;
       names: string[];
       resolve: GPUBuffer;
@@ -444,9 +445,9 @@ export class Runtime {
     if (!this.hasTimestamps) return;
     this.flush();
     this.profile = new Map();
-    this.#profileDetail = o.detail ?? false;
     const count = 2 * PROFILE_SET; // begin/end per dispatch
     this.#profiler = {
+      detail: o.detail ?? false,
       query: this.device.createQuerySet({ type: "timestamp", count }),
       names: [],
       resolve: this.device.createBuffer({ size: count * 8, usage: 0x0200 | 0x0004 }), // QUERY_RESOLVE|COPY_SRC
@@ -504,7 +505,7 @@ export class Runtime {
     pass.setBindGroup(0, group, dynamicOffsets);
     pass.dispatchWorkgroups(x, y, z);
     pass.end();
-    const d = this.#profileDetail && c.spec.detail;
+    const d = p.detail && c.spec.detail;
     p.names.push(d ? `${c.spec.name} ${d}` : c.spec.name);
   }
 
